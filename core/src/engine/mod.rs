@@ -1,0 +1,235 @@
+//! The engine: one `polling::Poller` (an epoll set) that every socket joins once,
+//! edge-triggered for both directions, and the threads and hooks that drain it.
+//!
+//! Draining means taking ready events off the set and, for each, running the socket's
+//! queued operations of the ready direction(s) until they would block
+//! ([`SocketCore::on_ready`]). Completions are notified on the draining thread, after
+//! every lock is released. Any thread may drain, and several may at once (the kernel
+//! hands each event to one of them):
+//!
+//! - the engine's workers (see [`workers`]): one *leader* blocks in `epoll_wait` and
+//!   runs the callbacks it completes itself; a monitor hands polling to another worker
+//!   when the leader is stuck in user code;
+//! - a runtime's thread, through [`Driver`](crate::driver::Driver): an adapter
+//!   registers the epoll descriptor with its runtime's reactor and drains when it is
+//!   readable, so futures complete on the runtime's own threads with no cross-thread
+//!   wake. While a driver is attached the workers stop polling (a blocked worker would
+//!   win every event) and only watch for a runtime that stopped draining.
+
+pub(crate) mod monitor;
+pub(crate) mod registry;
+pub(crate) mod workers;
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use polling::{Event, PollMode, Poller};
+
+use crate::error::Error;
+use crate::op::Task;
+use crate::queue::Completed;
+use crate::socket::SocketCore;
+use crate::sys::{self, EventBuffer, EventFd};
+
+use registry::{Registry, WAKE_KEY};
+use workers::Workers;
+
+/// Events taken off the poller per `epoll_wait`.
+pub(crate) const EVENTS_PER_WAIT: usize = 256;
+
+/// State shared by everything that belongs to one engine.
+pub(crate) struct EngineShared {
+    poller: Poller,
+    wake: EventFd,
+    registry: Registry,
+    workers: Workers,
+    drivers: AtomicUsize,
+    drains: AtomicU64,
+}
+
+impl std::fmt::Debug for EngineShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("epoll_fd", &self.poller.as_raw_fd())
+            .field("registry", &self.registry)
+            .field("drivers", &self.drivers.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+static GLOBAL: OnceLock<Arc<EngineShared>> = OnceLock::new();
+static GLOBAL_INIT: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// Buffers for drains by threads that are not workers (runtime threads).
+    static SCRATCH: RefCell<Option<(EventBuffer, Completed)>> = const { RefCell::new(None) };
+}
+
+impl EngineShared {
+    /// The process-wide engine, started on first use.
+    pub(crate) fn global() -> Result<Arc<EngineShared>, Error> {
+        if let Some(engine) = GLOBAL.get() {
+            return Ok(Arc::clone(engine));
+        }
+        let _guard = GLOBAL_INIT.lock();
+        if let Some(engine) = GLOBAL.get() {
+            return Ok(Arc::clone(engine));
+        }
+        let engine = EngineShared::start()?;
+        let _ = GLOBAL.set(Arc::clone(&engine));
+        Ok(engine)
+    }
+
+    /// Creates an engine and starts its threads.
+    fn start() -> io::Result<Arc<EngineShared>> {
+        let poller = Poller::new()?;
+        let wake = EventFd::new()?;
+        // SAFETY: `wake` lives in the same `EngineShared` as the poller and is declared
+        // after it, so the poller (and its epoll set) is dropped first; the kernel drops
+        // a registration when either descriptor closes.
+        unsafe {
+            poller.add_with_mode(wake.as_raw_fd(), Event::readable(WAKE_KEY), PollMode::Edge)?;
+        }
+        let engine = Arc::new(EngineShared {
+            poller,
+            wake,
+            registry: Registry::new(),
+            workers: Workers::new(),
+            drivers: AtomicUsize::new(0),
+            drains: AtomicU64::new(0),
+        });
+        workers::start(&engine)?;
+        monitor::start(&engine)?;
+        Ok(engine)
+    }
+
+    /// The epoll descriptor that every socket of this engine is registered with.
+    pub(crate) fn epoll_fd(&self) -> RawFd {
+        self.poller.as_raw_fd()
+    }
+
+    pub(crate) fn workers(&self) -> &Workers {
+        &self.workers
+    }
+
+    /// Makes `socket` non-blocking and registers it, edge-triggered for both directions.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        socket: socket2::Socket,
+        stream: bool,
+    ) -> Result<Arc<SocketCore>, Error> {
+        socket.set_nonblocking(true)?;
+        let core = self
+            .registry
+            .insert(|key| Arc::new(SocketCore::new(key, socket, Arc::clone(self), stream)))?;
+        // SAFETY: the descriptor is owned by `core` and stays open as long as `core`
+        // lives; `SocketCore::close` deletes it from the poller (and the error path
+        // below never added it), and `core` cannot be dropped while it is in the
+        // registry, which only `close` leaves.
+        let added = unsafe {
+            self.poller
+                .add_with_mode(core.fd(), Event::all(core.key()), PollMode::Edge)
+        };
+        if let Err(e) = added {
+            self.registry.remove(core.key());
+            return Err(e.into());
+        }
+        Ok(core)
+    }
+
+    /// Takes `core` out of the poller and the registry.
+    pub(crate) fn deregister(&self, core: &SocketCore) {
+        let _ = self.poller.delete(core.fd());
+        self.registry.remove(core.key());
+    }
+
+    /// How many sockets are registered.
+    pub(crate) fn socket_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Hands a callback to the worker pool.
+    pub(crate) fn post(&self, task: Arc<dyn Task>) {
+        self.workers.post(task, &self.wake);
+    }
+
+    /// Wakes a thread blocked in `epoll_wait` on this engine.
+    pub(crate) fn kick(&self) {
+        self.wake.notify();
+    }
+
+    /// How many runtime drivers are attached.
+    pub(crate) fn driver_count(&self) -> usize {
+        self.drivers.load(Ordering::SeqCst)
+    }
+
+    /// How many drains have run (the monitor's sign of life of the drivers).
+    pub(crate) fn drain_count(&self) -> u64 {
+        self.drains.load(Ordering::Relaxed)
+    }
+
+    /// Attaches a runtime driver: the workers stop blocking in `epoll_wait`.
+    pub(crate) fn attach_driver(&self) {
+        if self.drivers.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Get the leader out of epoll_wait so it hands polling to the driver.
+            self.kick();
+        }
+        self.workers.wake_monitor();
+    }
+
+    /// Detaches a runtime driver; the last one gives polling back to the workers.
+    pub(crate) fn detach_driver(&self) {
+        if self.drivers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.workers.resume_polling();
+        }
+    }
+
+    /// Takes ready events (waiting up to `timeout_ms`: -1 forever, 0 not at all) and
+    /// runs the operations they unblock, notifying completions on this thread. Returns
+    /// how many events were taken.
+    pub(crate) fn drain(&self, timeout_ms: i32) -> io::Result<usize> {
+        let mut scratch = SCRATCH
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_else(|| (EventBuffer::new(EVENTS_PER_WAIT), Completed::new()));
+        let result = scratch.0.wait(self.epoll_fd(), timeout_ms);
+        if let Ok(n) = result {
+            if n > 0 {
+                self.dispatch(&scratch.0, &mut scratch.1, &|| {});
+            }
+        }
+        SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
+        result
+    }
+
+    /// Runs what the events in `events` unblock; `on_each` is told after each socket.
+    pub(crate) fn dispatch(
+        &self,
+        events: &EventBuffer,
+        completed: &mut Completed,
+        on_each: &dyn Fn(),
+    ) {
+        self.drains.fetch_add(1, Ordering::Relaxed);
+        for ready in events.iter() {
+            match ready.key {
+                sys::POLLING_RESERVED_KEY => continue,
+                WAKE_KEY => {
+                    self.wake.drain();
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(socket) = self.registry.get(ready.key) else {
+                continue;
+            };
+            socket.on_ready(ready.readable, ready.writable, completed);
+            for op in completed.drain(..) {
+                op.notify(self);
+            }
+            on_each();
+        }
+    }
+}

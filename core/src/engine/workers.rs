@@ -1,0 +1,319 @@
+//! The engine's worker threads: pollers and callback threads in one pool
+//! (leader/follower).
+//!
+//! One worker at a time is the *leader*: it blocks in `epoll_wait`, runs the
+//! operations that the events unblock and then, with no lock held, the callbacks of
+//! what completed, and goes back to `epoll_wait`. Running its own completions keeps a
+//! request/response exchange on one thread: the reply's event is usually already in
+//! the epoll set when the leader returns to it, so nothing sleeps and nothing is
+//! handed across threads. The other workers (*followers*) sleep on a condition
+//! variable and run callbacks posted from outside the pool (a `begin_*` that completed
+//! synchronously on a user thread, completions found by a runtime driver, `close`,
+//! `cancel`).
+//!
+//! A callback that blocks or runs long must not stall every other socket: the
+//! [`monitor`](super::monitor) sees a leader that has made no progress for a period and
+//! hands polling to a follower (starting one if none is idle). The stuck leader, back
+//! from user code, finds it is no longer the leader and becomes a follower. The pool
+//! starts [`BASE_WORKERS`] threads and grows only when callbacks block, up to
+//! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness. Sockets
+//! never add threads.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{EngineShared, EVENTS_PER_WAIT};
+use crate::context;
+use crate::op::Task;
+use crate::queue::Completed;
+use crate::sys::{EventBuffer, EventFd};
+
+/// Workers started with the engine: a leader and one follower for posted callbacks.
+pub(crate) const BASE_WORKERS: usize = 2;
+/// The most workers the pool grows to when callbacks block.
+pub(crate) const MAX_WORKERS: usize = 128;
+/// How long an extra worker stays idle before it retires.
+pub(crate) const IDLE_RETIRE: Duration = Duration::from_secs(10);
+
+struct PoolState {
+    tasks: VecDeque<Arc<dyn Task>>,
+    idle: usize,
+    workers: usize,
+    next_id: u64,
+}
+
+/// The pool's shared state.
+pub(crate) struct Workers {
+    state: Mutex<PoolState>,
+    cond: Condvar,
+    /// Tasks queued in `state.tasks` (readable without the lock).
+    posted: AtomicUsize,
+    /// Tasks taken from the queue so far (the monitor's sign of life of the pool).
+    taken: AtomicU64,
+    /// The id of the leader, 0 if none.
+    leader: AtomicU64,
+    /// Set while the leader is (about to be) blocked in `epoll_wait`.
+    leader_waiting: AtomicBool,
+    /// The id of the leader while it is out of `epoll_wait`, 0 otherwise.
+    leader_busy: AtomicU64,
+    /// Bumped by the leader for every socket it serves and every callback it runs.
+    progress: AtomicU64,
+    /// The monitor thread and whether it sleeps without a timeout.
+    monitor: Mutex<Option<Thread>>,
+    monitor_parked: AtomicBool,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("Workers")
+            .field("workers", &state.workers)
+            .field("idle", &state.idle)
+            .field("posted", &state.tasks.len())
+            .finish()
+    }
+}
+
+impl Workers {
+    pub(crate) fn new() -> Workers {
+        Workers {
+            state: Mutex::new(PoolState {
+                tasks: VecDeque::new(),
+                idle: 0,
+                workers: 0,
+                next_id: 1,
+            }),
+            cond: Condvar::new(),
+            posted: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
+            leader_waiting: AtomicBool::new(false),
+            leader_busy: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
+            monitor: Mutex::new(None),
+            monitor_parked: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a callback for a worker. Wakes an idle follower; failing that, the
+    /// leader (through the engine's eventfd) and the monitor, which adds a worker if
+    /// the queue does not move.
+    pub(crate) fn post(&self, task: Arc<dyn Task>, wake: &EventFd) {
+        let mut state = self.state.lock();
+        state.tasks.push_back(task);
+        self.posted.fetch_add(1, Ordering::SeqCst);
+        if state.idle > 0 {
+            self.cond.notify_one();
+            return;
+        }
+        drop(state);
+        if self.leader_waiting.load(Ordering::SeqCst) {
+            wake.notify();
+        }
+        self.wake_monitor();
+    }
+
+    /// Takes one posted task, if any.
+    fn pop_task(&self) -> Option<Arc<dyn Task>> {
+        if self.posted.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let task = self.state.lock().tasks.pop_front();
+        if task.is_some() {
+            self.posted.fetch_sub(1, Ordering::SeqCst);
+            self.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        task
+    }
+
+    pub(crate) fn posted(&self) -> usize {
+        self.posted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// The id of the leader if it is out of `epoll_wait` (serving events or running
+    /// callbacks), else 0.
+    pub(crate) fn busy_leader(&self) -> u64 {
+        self.leader_busy.load(Ordering::SeqCst)
+    }
+
+    /// How many workers are running.
+    pub(crate) fn count(&self) -> usize {
+        self.state.lock().workers
+    }
+
+    /// Takes polling away from leader `id` (stuck in user code) and gives it to an
+    /// idle follower, or to a new worker if none is idle.
+    pub(crate) fn replace_leader(&self, engine: &Arc<EngineShared>, id: u64) {
+        if self
+            .leader
+            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        let _ = self
+            .leader_busy
+            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
+        self.add_worker_unless_idle(engine);
+    }
+
+    /// Wakes an idle worker, or starts one (up to [`MAX_WORKERS`]) if none is idle.
+    pub(crate) fn add_worker_unless_idle(&self, engine: &Arc<EngineShared>) {
+        let mut state = self.state.lock();
+        if state.idle > 0 {
+            self.cond.notify_one();
+        } else if state.workers < MAX_WORKERS {
+            let _ = spawn(engine, &mut state, true);
+        }
+    }
+
+    /// Called when the last runtime driver detaches: a follower takes up polling.
+    pub(crate) fn resume_polling(&self) {
+        let _state = self.state.lock();
+        self.cond.notify_one();
+    }
+
+    pub(crate) fn set_monitor(&self, thread: Thread) {
+        *self.monitor.lock() = Some(thread);
+    }
+
+    /// Wakes the monitor if it sleeps without a timeout.
+    pub(crate) fn wake_monitor(&self) {
+        if self.monitor_parked.load(Ordering::SeqCst) {
+            if let Some(thread) = self.monitor.lock().as_ref() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// The monitor's "I am going to sleep without a timeout" flag.
+    pub(crate) fn set_monitor_parked(&self, parked: bool) {
+        self.monitor_parked.store(parked, Ordering::SeqCst);
+    }
+}
+
+/// Starts the base workers.
+pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<()> {
+    let mut state = engine.workers.state.lock();
+    for _ in 0..BASE_WORKERS {
+        spawn(engine, &mut state, false)?;
+    }
+    Ok(())
+}
+
+fn spawn(engine: &Arc<EngineShared>, state: &mut PoolState, extra: bool) -> io::Result<()> {
+    let id = state.next_id;
+    let engine = Arc::clone(engine);
+    std::thread::Builder::new()
+        .name(format!("asyncresult-worker-{id}"))
+        .spawn(move || worker_main(engine, id, extra))?;
+    state.next_id += 1;
+    state.workers += 1;
+    Ok(())
+}
+
+fn worker_main(engine: Arc<EngineShared>, id: u64, extra: bool) {
+    context::enter_worker();
+    let workers = &engine.workers;
+    let mut events = EventBuffer::new(EVENTS_PER_WAIT);
+    let mut completed = Completed::new();
+    let mut state = workers.state.lock();
+    loop {
+        if let Some(task) = state.tasks.pop_front() {
+            workers.posted.fetch_sub(1, Ordering::SeqCst);
+            workers.taken.fetch_add(1, Ordering::Relaxed);
+            if !state.tasks.is_empty() && state.idle > 0 {
+                workers.cond.notify_one();
+            }
+            drop(state);
+            context::run_task(task);
+            context::run_local(&engine, &|| {});
+            state = workers.state.lock();
+            continue;
+        }
+        if engine.driver_count() == 0
+            && workers
+                .leader
+                .compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            drop(state);
+            lead(&engine, id, &mut events, &mut completed);
+            state = workers.state.lock();
+            continue;
+        }
+        state.idle += 1;
+        let timed_out = if extra {
+            workers.cond.wait_for(&mut state, IDLE_RETIRE).timed_out()
+        } else {
+            workers.cond.wait(&mut state);
+            false
+        };
+        state.idle -= 1;
+        if timed_out && state.tasks.is_empty() {
+            state.workers -= 1;
+            return;
+        }
+    }
+}
+
+/// Polls and serves events while this worker is the leader.
+fn lead(engine: &Arc<EngineShared>, id: u64, events: &mut EventBuffer, completed: &mut Completed) {
+    let workers = &engine.workers;
+    let progress = || {
+        workers.progress.fetch_add(1, Ordering::Relaxed);
+    };
+    loop {
+        if engine.driver_count() > 0 {
+            // A runtime drains the poller now; step aside.
+            let _ = workers
+                .leader
+                .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
+            return;
+        }
+        workers.leader_waiting.store(true, Ordering::SeqCst);
+        let timeout = if workers.posted.load(Ordering::SeqCst) > 0 {
+            0
+        } else {
+            -1
+        };
+        let result = events.wait(engine.epoll_fd(), timeout);
+        workers.leader_waiting.store(false, Ordering::SeqCst);
+        workers.leader_busy.store(id, Ordering::SeqCst);
+        workers.wake_monitor();
+        if result.is_err() {
+            // Not expected for an epoll set we own; do not spin.
+            std::thread::yield_now();
+        }
+        engine.dispatch(events, completed, &progress);
+        context::run_local(engine, &progress);
+        // One posted callback per round, so steady I/O cannot starve the queue.
+        if let Some(task) = workers.pop_task() {
+            context::run_task(task);
+            progress();
+            context::run_local(engine, &progress);
+        }
+        let _ = workers
+            .leader_busy
+            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
+        progress();
+        if workers.leader.load(Ordering::SeqCst) != id {
+            // The monitor handed polling to another worker while we were busy.
+            return;
+        }
+    }
+}

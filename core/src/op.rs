@@ -1,0 +1,416 @@
+//! One asynchronous operation: its lifecycle state, its work (buffer and progress),
+//! its result, and its notifiers.
+//!
+//! An operation lives in a single allocation (`Arc<Op<W>>`) that three parties share
+//! through three views: the socket's queue sees it as a [`QueuedOp`] (try the syscall,
+//! fail it, notify), the user sees it as an [`AsyncResult<T>`](crate::AsyncResult)
+//! (through [`Completion<T>`]), and the callback threads see it as a [`Task`].
+//!
+//! Lifecycle, stored in one atomic byte:
+//!
+//! ```text
+//!   PENDING ──attempt succeeds / fail(err)──▶ COMPLETED ──end_*──▶ ENDED
+//!   (or born COMPLETED when the fast path finished it inside begin_*)
+//! ```
+//!
+//! Every `PENDING → COMPLETED` transition happens under the lock of the queue that
+//! holds the operation (attempt, close and cancel all take it), so an operation
+//! completes exactly once. The result is stored before the state flips (release), and
+//! read only by the one `end_*` that wins `COMPLETED → ENDED` (acquire). Notification
+//! (blocked waiters, the waker, the callback) happens after every lock is released.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+use event_listener::{Event, Listener};
+use parking_lot::Mutex;
+
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::context;
+use crate::engine::EngineShared;
+use crate::error::Error;
+use crate::socket::SocketCore;
+
+const PENDING: u8 = 0;
+const COMPLETED: u8 = 1;
+const ENDED: u8 = 2;
+
+/// Which `begin_*` started an operation; `end_*` accepts only its own kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    /// `begin_send` or `begin_send_vectored`.
+    Send,
+    /// `begin_send_to`.
+    SendTo,
+    /// `begin_receive`.
+    Receive,
+    /// `begin_receive_from`.
+    ReceiveFrom,
+    /// `begin_connect`.
+    Connect,
+    /// `begin_accept`.
+    Accept,
+}
+
+impl OpKind {
+    /// Whether the operation waits on the send side (writability) of its socket.
+    pub(crate) fn is_send_side(self) -> bool {
+        matches!(self, OpKind::Send | OpKind::SendTo | OpKind::Connect)
+    }
+}
+
+/// What one try at an operation's syscall produced.
+#[derive(Debug)]
+pub(crate) enum Attempt<T> {
+    /// The kernel has no room or no data yet; wait for readiness.
+    WouldBlock,
+    /// The operation is over, successfully or not.
+    Done(Result<T, Error>),
+}
+
+/// The I/O an operation performs: its buffer, its progress, its syscall.
+pub(crate) trait Work: Send + 'static {
+    /// What `end_*` returns on success.
+    type Output: Send + 'static;
+
+    /// Runs the syscall(s) until the operation completes or would block. Called with
+    /// the lock of the operation's queue held, so at most one thread runs it at a time.
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<Self::Output>;
+
+    /// Whether some of the operation's bytes already reached the kernel (a stream send
+    /// cancelled in that state tears the stream and must shut the send side down).
+    fn has_progress(&self) -> bool {
+        false
+    }
+}
+
+/// The queue's view of an operation.
+pub(crate) trait QueuedOp: Send + Sync {
+    /// Tries the syscall; `true` once the operation has completed.
+    fn attempt(&self, socket: &SocketCore) -> bool;
+    /// Completes a pending operation with `err`; `false` if it had already completed.
+    fn fail(&self, err: Error) -> bool;
+    /// See [`Work::has_progress`].
+    fn has_progress(&self) -> bool;
+    /// Wakes whoever waits for the completion; call with no lock held.
+    fn notify(self: Arc<Self>, engine: &EngineShared);
+    /// The address of the operation, to find it in a queue.
+    fn addr(&self) -> *const ();
+}
+
+/// Work for a callback thread: run an operation's callback.
+pub(crate) trait Task: Send + Sync {
+    /// Runs the callback (at most once; panics are contained).
+    fn run(self: Arc<Self>);
+}
+
+/// The user's view of an operation (behind `AsyncResult<T>`).
+pub(crate) trait Completion<T>: Send + Sync {
+    /// The type-independent part.
+    fn header(&self) -> &OpHeader;
+    /// Takes the result; called once, by the `end_*` that won `COMPLETED → ENDED`.
+    fn take(&self) -> Result<T, Error>;
+    /// Cancels the operation if it is still pending.
+    fn cancel(&self) -> bool;
+}
+
+/// The part of an operation that does not depend on its buffer or result type.
+pub(crate) struct OpHeader {
+    state: AtomicU8,
+    sync: bool,
+    has_callback: bool,
+    kind: OpKind,
+    socket_id: u64,
+    socket: Weak<SocketCore>,
+    async_state: Option<AsyncState>,
+    waker: AtomicWaker,
+    done: Event,
+}
+
+impl OpHeader {
+    fn new(
+        kind: OpKind,
+        socket: &Arc<SocketCore>,
+        pending: bool,
+        has_callback: bool,
+        async_state: Option<AsyncState>,
+    ) -> OpHeader {
+        OpHeader {
+            state: AtomicU8::new(if pending { PENDING } else { COMPLETED }),
+            sync: !pending,
+            has_callback,
+            kind,
+            socket_id: socket.id(),
+            socket: if pending {
+                Arc::downgrade(socket)
+            } else {
+                Weak::new()
+            },
+            async_state,
+            waker: AtomicWaker::new(),
+            done: Event::new(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> OpKind {
+        self.kind
+    }
+
+    pub(crate) fn socket_id(&self) -> u64 {
+        self.socket_id
+    }
+
+    pub(crate) fn is_completed(&self) -> bool {
+        self.state.load(Ordering::Acquire) != PENDING
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ENDED
+    }
+
+    pub(crate) fn completed_synchronously(&self) -> bool {
+        self.sync
+    }
+
+    pub(crate) fn async_state(&self) -> Option<&AsyncState> {
+        self.async_state.as_ref()
+    }
+
+    /// Claims the result for one `end_*`: `false` if another already did.
+    pub(crate) fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(COMPLETED, ENDED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Blocks until the operation completes (`AsyncWaitHandle.WaitOne()`).
+    pub(crate) fn wait(&self) {
+        while !self.is_completed() {
+            let listener = self.done.listen();
+            if self.is_completed() {
+                return;
+            }
+            listener.wait();
+        }
+    }
+
+    /// Blocks until the operation completes or `timeout` passes; `true` if completed.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            self.wait();
+            return true;
+        };
+        while !self.is_completed() {
+            let listener = self.done.listen();
+            if self.is_completed() {
+                return true;
+            }
+            if listener.wait_deadline(deadline).is_none() {
+                return self.is_completed();
+            }
+        }
+        true
+    }
+
+    /// Registers `cx`'s waker to be woken at completion.
+    pub(crate) fn poll_completed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_completed() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.is_completed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Marks the operation completed (its result is already stored).
+    fn set_completed(&self) {
+        self.state.store(COMPLETED, Ordering::Release);
+    }
+
+    /// Wakes blocked waiters and the registered waker. Panics of a waker are contained.
+    fn wake_waiters(&self) {
+        self.done.notify(usize::MAX);
+        if let Some(waker) = self.waker.take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+        }
+    }
+}
+
+impl fmt::Debug for OpHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state.load(Ordering::Acquire) {
+            PENDING => "pending",
+            COMPLETED => "completed",
+            _ => "ended",
+        };
+        f.debug_struct("AsyncResult")
+            .field("kind", &self.kind)
+            .field("state", &state)
+            .field("completed_synchronously", &self.sync)
+            .field("socket", &self.socket_id)
+            .field("has_async_state", &self.async_state.is_some())
+            .finish()
+    }
+}
+
+enum Stage<W: Work> {
+    Pending(W),
+    Done(Result<W::Output, Error>),
+    Taken,
+}
+
+struct Slot<W: Work> {
+    stage: Stage<W>,
+    callback: Option<AsyncCallback<W::Output>>,
+}
+
+/// An operation with its work `W`.
+pub(crate) struct Op<W: Work> {
+    header: OpHeader,
+    slot: Mutex<Slot<W>>,
+}
+
+impl<W: Work> Op<W> {
+    /// An operation that the fast path already finished inside `begin_*`.
+    pub(crate) fn completed(
+        kind: OpKind,
+        socket: &Arc<SocketCore>,
+        result: Result<W::Output, Error>,
+        callback: Option<AsyncCallback<W::Output>>,
+        state: Option<AsyncState>,
+    ) -> Op<W> {
+        Op {
+            header: OpHeader::new(kind, socket, false, callback.is_some(), state),
+            slot: Mutex::new(Slot {
+                stage: Stage::Done(result),
+                callback,
+            }),
+        }
+    }
+
+    /// An operation that waits in its socket's queue.
+    pub(crate) fn pending(
+        kind: OpKind,
+        socket: &Arc<SocketCore>,
+        work: W,
+        callback: Option<AsyncCallback<W::Output>>,
+        state: Option<AsyncState>,
+    ) -> Op<W> {
+        Op {
+            header: OpHeader::new(kind, socket, true, callback.is_some(), state),
+            slot: Mutex::new(Slot {
+                stage: Stage::Pending(work),
+                callback,
+            }),
+        }
+    }
+
+    pub(crate) fn has_callback(&self) -> bool {
+        self.header.has_callback
+    }
+}
+
+impl<W: Work> QueuedOp for Op<W> {
+    fn attempt(&self, socket: &SocketCore) -> bool {
+        let mut slot = self.slot.lock();
+        let Stage::Pending(work) = &mut slot.stage else {
+            return true;
+        };
+        match work.attempt(socket) {
+            Attempt::WouldBlock => false,
+            Attempt::Done(result) => {
+                slot.stage = Stage::Done(result);
+                drop(slot);
+                self.header.set_completed();
+                true
+            }
+        }
+    }
+
+    fn fail(&self, err: Error) -> bool {
+        let mut slot = self.slot.lock();
+        if !matches!(slot.stage, Stage::Pending(_)) {
+            return false;
+        }
+        // The work (and its buffer) is dropped here, as the operation ends.
+        slot.stage = Stage::Done(Err(err));
+        drop(slot);
+        self.header.set_completed();
+        true
+    }
+
+    fn has_progress(&self) -> bool {
+        match &self.slot.lock().stage {
+            Stage::Pending(work) => work.has_progress(),
+            _ => false,
+        }
+    }
+
+    fn notify(self: Arc<Self>, engine: &EngineShared) {
+        self.header.wake_waiters();
+        if self.header.has_callback {
+            context::deliver(self, engine);
+        }
+    }
+
+    fn addr(&self) -> *const () {
+        (self as *const Self).cast()
+    }
+}
+
+impl<W: Work> Task for Op<W> {
+    fn run(self: Arc<Self>) {
+        let callback = self.slot.lock().callback.take();
+        if let Some(callback) = callback {
+            let result = AsyncResult::from_op(self);
+            // A panicking callback must not take the callback thread down with it.
+            let _ = catch_unwind(AssertUnwindSafe(move || callback(result)));
+        }
+    }
+}
+
+impl<W: Work> Completion<W::Output> for Op<W> {
+    fn header(&self) -> &OpHeader {
+        &self.header
+    }
+
+    fn take(&self) -> Result<W::Output, Error> {
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut slot.stage, Stage::Taken) {
+            Stage::Done(result) => result,
+            // Unreachable: `take` follows a successful `claim`, which requires the
+            // COMPLETED state, which is set only after the result is stored.
+            Stage::Pending(work) => {
+                slot.stage = Stage::Pending(work);
+                Err(Error::AlreadyEnded)
+            }
+            Stage::Taken => Err(Error::AlreadyEnded),
+        }
+    }
+
+    fn cancel(&self) -> bool {
+        if self.header.is_completed() {
+            return false;
+        }
+        match self.header.socket.upgrade() {
+            Some(socket) => socket.cancel(self.header.kind, QueuedOp::addr(self)),
+            // The socket is gone, so its queues (and this operation's place in them)
+            // are gone too: the operation completed when the socket was closed.
+            None => false,
+        }
+    }
+}
+
+/// Whether a type-erased async state holds an `S`.
+pub(crate) fn downcast_state<S: Any>(state: &AsyncState) -> Option<&S> {
+    (**state).downcast_ref::<S>()
+}

@@ -1,0 +1,74 @@
+//! Accepts: `begin_accept`/`end_accept` (.NET's `BeginAccept`/`EndAccept`).
+//!
+//! An accepted socket is non-blocking, registered with the same engine and usable at
+//! once. Pending accepts are served in the order they were begun.
+
+use super::nonblocking;
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::error::Error;
+use crate::op::{Attempt, OpKind, Work};
+use crate::socket::{Socket, SocketCore};
+
+/// An accept waiting for a connection.
+pub(crate) struct AcceptWork;
+
+impl Work for AcceptWork {
+    type Output = Socket;
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<Socket> {
+        loop {
+            match nonblocking(|| socket.fd().accept()) {
+                Ok(Some((accepted, _))) => {
+                    return Attempt::Done(
+                        socket
+                            .engine_arc()
+                            .register(accepted, true)
+                            .map(Socket::from_core),
+                    )
+                }
+                Ok(None) => return Attempt::WouldBlock,
+                // The peer gave up before we took it: wait for the next one.
+                Err(e) if e.error_code() == Some(libc::ECONNABORTED) => continue,
+                Err(e) => return Attempt::Done(Err(e)),
+            }
+        }
+    }
+}
+
+impl Socket {
+    /// Begins accepting a connection on a listening socket (.NET's `BeginAccept`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] if closed; [`Error::Socket`] with `EINVAL` if the socket is
+    /// not listening, `EOPNOTSUPP` if it is not a stream socket (roles it cannot play).
+    /// Errors met while accepting (`EMFILE`, …) come through the result.
+    pub fn begin_accept(
+        &self,
+        callback: Option<AsyncCallback<Socket>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<Socket>, Error> {
+        let core = self.core();
+        if core.is_closed() {
+            return Err(Error::Disposed);
+        }
+        if !core.is_stream() {
+            return Err(Error::os(libc::EOPNOTSUPP));
+        }
+        if !core.fd().is_listener()? {
+            return Err(Error::os(libc::EINVAL));
+        }
+        core.start(OpKind::Accept, AcceptWork, callback, state)
+    }
+
+    /// Ends an accept begun by [`begin_accept`](Socket::begin_accept) (.NET's
+    /// `EndAccept`): blocks until a connection arrives and returns its socket.
+    ///
+    /// # Errors
+    ///
+    /// As [`end_send`](Socket::end_send), for results of `begin_accept`.
+    pub fn end_accept(&self, ar: &AsyncResult<Socket>) -> Result<Socket, Error> {
+        self.check_origin(ar, &[OpKind::Accept])?;
+        ar.finish()
+    }
+}

@@ -1,0 +1,93 @@
+//! Connects: `begin_connect`/`end_connect` (.NET's `BeginConnect`/`EndConnect`).
+//!
+//! The connect is issued without blocking and waits on the send side: the kernel
+//! reports the socket writable when the handshake ends, and `SO_ERROR` tells how.
+//! Sends begun meanwhile queue behind it, in order.
+
+use std::net::SocketAddr;
+
+use socket2::SockAddr;
+
+use super::failed;
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::error::Error;
+use crate::op::{Attempt, OpKind, Work};
+use crate::socket::{Socket, SocketCore};
+
+/// A connect in progress.
+pub(crate) struct ConnectWork {
+    to: SockAddr,
+    issued: bool,
+}
+
+impl ConnectWork {
+    /// After the kernel reported the socket writable: how did the handshake end?
+    fn outcome(socket: &SocketCore) -> Attempt<()> {
+        let fd = socket.fd();
+        match fd.take_error() {
+            Ok(Some(e)) => return failed(Error::Socket(e)),
+            Err(e) => return failed(Error::Socket(e)),
+            Ok(None) => {}
+        }
+        match fd.peer_addr() {
+            Ok(_) => Attempt::Done(Ok(())),
+            // Not connected yet: the writability was not about us.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Attempt::WouldBlock,
+            Err(e) => failed(Error::Socket(e)),
+        }
+    }
+}
+
+impl Work for ConnectWork {
+    type Output = ();
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<()> {
+        if self.issued {
+            return ConnectWork::outcome(socket);
+        }
+        self.issued = true;
+        match socket.fd().connect(&self.to) {
+            Ok(()) => Attempt::Done(Ok(())),
+            Err(e) => match e.raw_os_error() {
+                // In progress (EINTR: the connect goes on asynchronously, as POSIX says).
+                Some(libc::EINPROGRESS) | Some(libc::EINTR) | Some(libc::EAGAIN) => {
+                    Attempt::WouldBlock
+                }
+                _ => failed(Error::Socket(e)),
+            },
+        }
+    }
+}
+
+impl Socket {
+    /// Begins connecting to `to` (.NET's `BeginConnect`). On a UDP socket this sets the
+    /// default peer and completes at once.
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`]; OS errors (`ECONNREFUSED`, `ENETUNREACH`, `EISCONN`
+    /// for a second connect, …) come through the result.
+    pub fn begin_connect(
+        &self,
+        to: SocketAddr,
+        callback: Option<AsyncCallback<()>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<()>, Error> {
+        let work = ConnectWork {
+            to: to.into(),
+            issued: false,
+        };
+        self.core().start(OpKind::Connect, work, callback, state)
+    }
+
+    /// Ends a connect begun by [`begin_connect`](Socket::begin_connect): blocks until
+    /// it completes.
+    ///
+    /// # Errors
+    ///
+    /// As [`end_send`](Socket::end_send), for results of `begin_connect`.
+    pub fn end_connect(&self, ar: &AsyncResult<()>) -> Result<(), Error> {
+        self.check_origin(ar, &[OpKind::Connect])?;
+        ar.finish()
+    }
+}

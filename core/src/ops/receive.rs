@@ -1,0 +1,221 @@
+//! Receives: `begin_receive`/`end_receive` and `begin_receive_from`/`end_receive_from`.
+//!
+//! A receive completes when at least one byte (stream) or one datagram is available.
+//! On a stream, 0 means the peer shut down (and stays 0). A zero-capacity buffer makes
+//! `receive` a readiness probe: it completes when data is readable, returns 0 and
+//! consumes nothing (at end of stream it also returns 0), as in .NET.
+//!
+//! A datagram longer than the buffer is truncated: the buffer holds its head, the rest
+//! is dropped, and the count returned is the datagram's full length (`MSG_TRUNC`), so
+//! `count > len` tells the caller it was truncated. A zero-capacity `receive_from`
+//! therefore consumes one datagram and reports its length and sender.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use super::{failed, nonblocking};
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::buf::IoBufMut;
+use crate::error::Error;
+use crate::flags::SocketFlags;
+use crate::op::{Attempt, OpKind, Work};
+use crate::socket::{Socket, SocketCore};
+
+/// Receives into `buf` from index 0; returns the count to report (for a datagram, its
+/// full length), `None` if nothing is there yet.
+fn receive_into<B: IoBufMut>(
+    fd: &socket2::Socket,
+    buf: &mut B,
+    flags: libc::c_int,
+    stream: bool,
+) -> Result<Option<usize>, Error> {
+    let capacity = buf.recv_capacity();
+    if capacity == 0 {
+        // Readiness probe: look at one byte without taking it.
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        return nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
+            .map(|ready| ready.map(|_| 0));
+    }
+    let flags = if stream {
+        flags
+    } else {
+        flags | libc::MSG_TRUNC
+    };
+    // SAFETY: `recv` writes only initialized bytes into the area.
+    let area = unsafe { buf.recv_area() };
+    let received = nonblocking(|| fd.recv_with_flags(area, flags))?;
+    if let Some(n) = received {
+        // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it
+        // when a datagram was truncated (then `n` exceeds the capacity).
+        unsafe { buf.set_received(n.min(capacity)) };
+    }
+    Ok(received)
+}
+
+/// A receive from the connected peer.
+pub(crate) struct ReceiveWork<B> {
+    buf: Option<B>,
+    flags: libc::c_int,
+}
+
+impl<B: IoBufMut> Work for ReceiveWork<B> {
+    type Output = (usize, B);
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B)> {
+        let Some(buf) = self.buf.as_mut() else {
+            return failed(Error::AlreadyEnded);
+        };
+        match receive_into(socket.fd(), buf, self.flags, socket.is_stream()) {
+            Ok(Some(n)) => match self.buf.take() {
+                Some(buf) => Attempt::Done(Ok((n, buf))),
+                None => failed(Error::AlreadyEnded),
+            },
+            Ok(None) => Attempt::WouldBlock,
+            Err(e) => failed(e),
+        }
+    }
+}
+
+/// A receive that also reports the sender.
+pub(crate) struct ReceiveFromWork<B> {
+    buf: Option<B>,
+    flags: libc::c_int,
+}
+
+impl<B: IoBufMut> ReceiveFromWork<B> {
+    fn receive(&mut self, socket: &SocketCore) -> Result<Option<(usize, SocketAddr)>, Error> {
+        let fd = socket.fd();
+        let Some(buf) = self.buf.as_mut() else {
+            return Err(Error::AlreadyEnded);
+        };
+        if socket.is_stream() {
+            // A stream has one peer; the kernel reports no address for it.
+            let Some(n) = receive_into(fd, buf, self.flags, true)? else {
+                return Ok(None);
+            };
+            let peer = fd
+                .peer_addr()?
+                .as_socket()
+                .ok_or(Error::os(libc::EAFNOSUPPORT))?;
+            return Ok(Some((n, peer)));
+        }
+        let capacity = buf.recv_capacity();
+        let flags = self.flags | libc::MSG_TRUNC;
+        let received = if capacity == 0 {
+            nonblocking(|| fd.recv_from_with_flags(&mut [], flags))?
+        } else {
+            // SAFETY: `recvfrom` writes only initialized bytes into the area.
+            let area = unsafe { buf.recv_area() };
+            let received = nonblocking(|| fd.recv_from_with_flags(area, flags))?;
+            if let Some((n, _)) = &received {
+                // SAFETY: the kernel initialized the first `min(n, capacity)` bytes.
+                unsafe { buf.set_received((*n).min(capacity)) };
+            }
+            received
+        };
+        match received {
+            None => Ok(None),
+            Some((n, from)) => {
+                let from = from.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
+                Ok(Some((n, from)))
+            }
+        }
+    }
+}
+
+impl<B: IoBufMut> Work for ReceiveFromWork<B> {
+    type Output = (usize, B, SocketAddr);
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B, SocketAddr)> {
+        match self.receive(socket) {
+            Ok(Some((n, from))) => match self.buf.take() {
+                Some(buf) => Attempt::Done(Ok((n, buf, from))),
+                None => failed(Error::AlreadyEnded),
+            },
+            Ok(None) => Attempt::WouldBlock,
+            Err(e) => failed(e),
+        }
+    }
+}
+
+impl Socket {
+    /// Begins receiving into `buf` (.NET's `BeginReceive`).
+    ///
+    /// Completes when at least one byte (stream) or one datagram is available; `0` on a
+    /// stream means the peer shut down. The buffer is filled from index 0 (a `Vec<u8>`
+    /// up to its capacity, handed back with `len()` = bytes stored); a zero-capacity
+    /// buffer makes this a readiness probe that consumes nothing. Receives on one
+    /// socket complete in the order they were begun.
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`]; OS errors (`ECONNRESET`, …) come through the result.
+    pub fn begin_receive<B: IoBufMut>(
+        &self,
+        buf: B,
+        flags: SocketFlags,
+        callback: Option<AsyncCallback<(usize, B)>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<(usize, B)>, Error> {
+        let work = ReceiveWork {
+            buf: Some(buf),
+            flags: flags.to_msg_flags(),
+        };
+        self.core().start(OpKind::Receive, work, callback, state)
+    }
+
+    /// Ends a receive begun by [`begin_receive`](Socket::begin_receive) (.NET's
+    /// `EndReceive`): blocks until it completes and returns the count and the buffer.
+    ///
+    /// For a datagram longer than the buffer the count is the datagram's full length
+    /// (greater than what the buffer holds).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForeignResult`], [`Error::AlreadyEnded`], [`Error::Socket`],
+    /// [`Error::Disposed`] or [`Error::Aborted`], as for
+    /// [`end_send`](Socket::end_send). The buffer of a failed receive is dropped.
+    pub fn end_receive<B: IoBufMut>(
+        &self,
+        ar: &AsyncResult<(usize, B)>,
+    ) -> Result<(usize, B), Error> {
+        self.check_origin(ar, &[OpKind::Receive])?;
+        ar.finish()
+    }
+
+    /// Begins receiving one datagram and its sender (.NET's `BeginReceiveFrom`). On a
+    /// stream socket it receives like [`begin_receive`](Socket::begin_receive) and
+    /// reports the peer's address.
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`]; OS errors come through the result.
+    pub fn begin_receive_from<B: IoBufMut>(
+        &self,
+        buf: B,
+        flags: SocketFlags,
+        callback: Option<AsyncCallback<(usize, B, SocketAddr)>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<(usize, B, SocketAddr)>, Error> {
+        let work = ReceiveFromWork {
+            buf: Some(buf),
+            flags: flags.to_msg_flags(),
+        };
+        self.core()
+            .start(OpKind::ReceiveFrom, work, callback, state)
+    }
+
+    /// Ends a receive begun by [`begin_receive_from`](Socket::begin_receive_from):
+    /// blocks until it completes and returns the count, the buffer and the sender.
+    ///
+    /// # Errors
+    ///
+    /// As [`end_receive`](Socket::end_receive), for results of `begin_receive_from`.
+    pub fn end_receive_from<B: IoBufMut>(
+        &self,
+        ar: &AsyncResult<(usize, B, SocketAddr)>,
+    ) -> Result<(usize, B, SocketAddr), Error> {
+        self.check_origin(ar, &[OpKind::ReceiveFrom])?;
+        ar.finish()
+    }
+}

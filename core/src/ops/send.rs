@@ -1,0 +1,274 @@
+//! Sends: `begin_send`/`end_send` (.NET's `BeginSend`/`EndSend`), `begin_send_to`/
+//! `end_send_to` and `begin_send_vectored` (ended by `end_send`).
+//!
+//! On a stream socket a send completes only when every byte is in the kernel (or an
+//! error occurs) and its count is the whole length; on a datagram socket it completes
+//! when the one datagram is handed to the kernel. Every send carries `MSG_NOSIGNAL`, so
+//! a closed peer gives `EPIPE`, never `SIGPIPE`.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+
+use socket2::SockAddr;
+
+use super::{failed, nonblocking};
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::buf::IoBuf;
+use crate::error::Error;
+use crate::flags::SocketFlags;
+use crate::op::{Attempt, OpKind, Work};
+use crate::socket::{Socket, SocketCore};
+use crate::sys;
+
+/// Slices per `sendmsg` on a stream (the rest go in the next call).
+const STREAM_IOV: usize = 64;
+
+fn send_flags(flags: SocketFlags) -> libc::c_int {
+    flags.to_msg_flags() | sys::SEND_FLAGS
+}
+
+/// One buffer, to the connected peer or to `to`.
+pub(crate) struct SendWork<B> {
+    buf: B,
+    sent: usize,
+    flags: libc::c_int,
+    to: Option<SockAddr>,
+    stream: bool,
+}
+
+impl<B: IoBuf> Work for SendWork<B> {
+    type Output = usize;
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<usize> {
+        let bytes = self.buf.as_bytes();
+        let fd = socket.fd();
+        loop {
+            if self.stream && self.sent >= bytes.len() {
+                return Attempt::Done(Ok(bytes.len()));
+            }
+            let rest = &bytes[self.sent.min(bytes.len())..];
+            let sent = nonblocking(|| match &self.to {
+                Some(to) => fd.send_to_with_flags(rest, to, self.flags),
+                None => fd.send_with_flags(rest, self.flags),
+            });
+            match sent {
+                Ok(Some(n)) if !self.stream => return Attempt::Done(Ok(n)),
+                // A stream that takes nothing has no room: wait for the next edge.
+                Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
+                Ok(Some(n)) => self.sent += n,
+                Err(e) => return failed(e),
+            }
+        }
+    }
+
+    fn has_progress(&self) -> bool {
+        self.stream && self.sent > 0
+    }
+}
+
+/// Several buffers as one operation (gather): one `sendmsg` per attempt where possible.
+pub(crate) struct SendVectoredWork<B> {
+    bufs: Vec<B>,
+    /// The first buffer not yet fully sent, and how much of it is.
+    index: usize,
+    offset: usize,
+    sent: usize,
+    flags: libc::c_int,
+    stream: bool,
+}
+
+impl<B: IoBuf> SendVectoredWork<B> {
+    /// Moves the cursor past `n` sent bytes.
+    fn advance(&mut self, mut n: usize) {
+        self.sent += n;
+        while n > 0 && self.index < self.bufs.len() {
+            let left = self.bufs[self.index].as_bytes().len() - self.offset;
+            if n >= left {
+                n -= left;
+                self.index += 1;
+                self.offset = 0;
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Skips buffers that are fully sent (or empty).
+    fn skip_done(&mut self) {
+        while self.index < self.bufs.len() && self.offset >= self.bufs[self.index].as_bytes().len()
+        {
+            self.index += 1;
+            self.offset = 0;
+        }
+    }
+
+    fn attempt_datagram(&mut self, socket: &SocketCore) -> Attempt<usize> {
+        let slices: Vec<IoSlice<'_>> = self
+            .bufs
+            .iter()
+            .map(|b| IoSlice::new(b.as_bytes()))
+            .collect();
+        match nonblocking(|| socket.fd().send_vectored_with_flags(&slices, self.flags)) {
+            Ok(Some(n)) => Attempt::Done(Ok(n)),
+            Ok(None) => Attempt::WouldBlock,
+            Err(e) => failed(e),
+        }
+    }
+}
+
+impl<B: IoBuf> Work for SendVectoredWork<B> {
+    type Output = usize;
+
+    fn attempt(&mut self, socket: &SocketCore) -> Attempt<usize> {
+        if !self.stream {
+            return self.attempt_datagram(socket);
+        }
+        loop {
+            self.skip_done();
+            if self.index >= self.bufs.len() {
+                return Attempt::Done(Ok(self.sent));
+            }
+            let mut iov = [IoSlice::new(&[]); STREAM_IOV];
+            let mut count = 0;
+            for (slot, buf) in iov.iter_mut().zip(&self.bufs[self.index..]) {
+                let bytes = buf.as_bytes();
+                let start = if count == 0 { self.offset } else { 0 };
+                *slot = IoSlice::new(&bytes[start.min(bytes.len())..]);
+                count += 1;
+            }
+            let sent = nonblocking(|| {
+                socket
+                    .fd()
+                    .send_vectored_with_flags(&iov[..count], self.flags)
+            });
+            match sent {
+                Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
+                Ok(Some(n)) => self.advance(n),
+                Err(e) => return failed(e),
+            }
+        }
+    }
+
+    fn has_progress(&self) -> bool {
+        self.stream && self.sent > 0
+    }
+}
+
+impl Socket {
+    /// Begins sending `buf` to the connected peer (.NET's `BeginSend`).
+    ///
+    /// On a stream socket the operation completes only when the whole buffer is in the
+    /// kernel, and [`end_send`](Socket::end_send) returns its full length; on a
+    /// datagram socket it sends one datagram. When nothing is queued and the kernel has
+    /// room, the send happens right here, with one `send` syscall, and the result
+    /// reports [`completed_synchronously`](AsyncResult::completed_synchronously).
+    /// Sends on one socket go out in the order they were begun and never interleave.
+    ///
+    /// `callback` runs once on a callback thread when the send completes (never inside
+    /// this call, even for a synchronous completion); `state` is handed back by
+    /// [`AsyncResult::async_state`].
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`] (the socket is closed). Errors met while sending
+    /// (`EPIPE`, `ECONNRESET`, `EMSGSIZE`, …) are delivered through the result.
+    pub fn begin_send<B: IoBuf>(
+        &self,
+        buf: B,
+        flags: SocketFlags,
+        callback: Option<AsyncCallback<usize>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<usize>, Error> {
+        let core = self.core();
+        let work = SendWork {
+            buf,
+            sent: 0,
+            flags: send_flags(flags),
+            to: None,
+            stream: core.is_stream(),
+        };
+        core.start(OpKind::Send, work, callback, state)
+    }
+
+    /// Ends a send begun by [`begin_send`](Socket::begin_send) or
+    /// [`begin_send_vectored`](Socket::begin_send_vectored) (.NET's `EndSend`): blocks
+    /// until it completes and returns the number of bytes sent.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_send`/
+    ///   `begin_send_vectored` on this socket;
+    /// - [`Error::AlreadyEnded`]: the result was already ended;
+    /// - [`Error::Socket`]: the send failed (its errno in [`Error::error_code`]);
+    /// - [`Error::Disposed`]: the socket was closed while the send was pending;
+    /// - [`Error::Aborted`]: the send was cancelled.
+    pub fn end_send(&self, ar: &AsyncResult<usize>) -> Result<usize, Error> {
+        self.check_origin(ar, &[OpKind::Send])?;
+        ar.finish()
+    }
+
+    /// Begins sending `buf` as one datagram to `to` (.NET's `BeginSendTo`). An unbound
+    /// socket is bound implicitly, as the OS does.
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`]; every OS error (wrong address family, `EMSGSIZE`, …)
+    /// comes through the result.
+    pub fn begin_send_to<B: IoBuf>(
+        &self,
+        buf: B,
+        flags: SocketFlags,
+        to: SocketAddr,
+        callback: Option<AsyncCallback<usize>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<usize>, Error> {
+        let core = self.core();
+        let work = SendWork {
+            buf,
+            sent: 0,
+            flags: send_flags(flags),
+            to: Some(to.into()),
+            stream: core.is_stream(),
+        };
+        core.start(OpKind::SendTo, work, callback, state)
+    }
+
+    /// Ends a send begun by [`begin_send_to`](Socket::begin_send_to); blocks until it
+    /// completes and returns the number of bytes sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`end_send`](Socket::end_send), for results of `begin_send_to`.
+    pub fn end_send_to(&self, ar: &AsyncResult<usize>) -> Result<usize, Error> {
+        self.check_origin(ar, &[OpKind::SendTo])?;
+        ar.finish()
+    }
+
+    /// Begins sending several buffers as one whole operation (gather; .NET's
+    /// `BeginSend(IList<ArraySegment<byte>>)`), ended by [`end_send`](Socket::end_send)
+    /// with the total length. One `sendmsg` carries them where the kernel has room; on
+    /// a datagram socket they form one datagram.
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::Disposed`]; OS errors come through the result.
+    pub fn begin_send_vectored<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        flags: SocketFlags,
+        callback: Option<AsyncCallback<usize>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<usize>, Error> {
+        let core = self.core();
+        let work = SendVectoredWork {
+            bufs,
+            index: 0,
+            offset: 0,
+            sent: 0,
+            flags: send_flags(flags),
+            stream: core.is_stream(),
+        };
+        core.start(OpKind::Send, work, callback, state)
+    }
+}

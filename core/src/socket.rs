@@ -1,0 +1,468 @@
+//! `Socket`, the user's handle, and `SocketCore`, the state that the engine and the
+//! operations share.
+//!
+//! Two reference counts keep the promises of disposal apart:
+//!
+//! - `Socket` is an `Arc` of a handle; when the last handle goes (every clone, and every
+//!   copy kept in an `AsyncState`), the socket is disposed exactly as by
+//!   [`Socket::close`].
+//! - `SocketCore` is shared by the handles, the engine's registry (until close) and
+//!   operations being served; the file descriptor is released only when the last of
+//!   them goes, so no operation and no `as_socket2()` borrow ever sees a closed or
+//!   reused descriptor number.
+
+use std::fmt;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
+
+use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::engine::EngineShared;
+use crate::error::Error;
+use crate::op::{OpKind, Work};
+use crate::queue::{Cancelled, Completed, OpQueue};
+use crate::sys;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The shared state of one socket.
+pub(crate) struct SocketCore {
+    id: u64,
+    key: usize,
+    fd: socket2::Socket,
+    engine: Arc<EngineShared>,
+    stream: bool,
+    send: OpQueue,
+    recv: OpQueue,
+    closed: AtomicBool,
+}
+
+impl SocketCore {
+    pub(crate) fn new(
+        key: usize,
+        fd: socket2::Socket,
+        engine: Arc<EngineShared>,
+        stream: bool,
+    ) -> SocketCore {
+        SocketCore {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            key,
+            fd,
+            engine,
+            stream,
+            send: OpQueue::default(),
+            recv: OpQueue::default(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// A process-unique id (results remember it to detect foreign ends).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The poller key.
+    pub(crate) fn key(&self) -> usize {
+        self.key
+    }
+
+    pub(crate) fn fd(&self) -> &socket2::Socket {
+        &self.fd
+    }
+
+    pub(crate) fn engine(&self) -> &EngineShared {
+        &self.engine
+    }
+
+    pub(crate) fn engine_arc(&self) -> &Arc<EngineShared> {
+        &self.engine
+    }
+
+    /// Whether this is a byte-stream socket (sends must go out whole).
+    pub(crate) fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn queue(&self, kind: OpKind) -> &OpQueue {
+        if kind.is_send_side() {
+            &self.send
+        } else {
+            &self.recv
+        }
+    }
+
+    /// Starts an operation of `kind` on its direction's queue.
+    pub(crate) fn start<W: Work>(
+        self: &Arc<Self>,
+        kind: OpKind,
+        work: W,
+        callback: Option<AsyncCallback<W::Output>>,
+        state: Option<AsyncState>,
+    ) -> Result<AsyncResult<W::Output>, Error> {
+        self.queue(kind).start(self, kind, work, callback, state)
+    }
+
+    /// Serves the directions that the poller reported ready.
+    pub(crate) fn on_ready(&self, readable: bool, writable: bool, completed: &mut Completed) {
+        if readable {
+            self.recv.process(self, completed);
+        }
+        if writable {
+            self.send.process(self, completed);
+        }
+    }
+
+    /// Cancels the pending operation at `addr` (see `AsyncResult::cancel`).
+    pub(crate) fn cancel(&self, kind: OpKind, addr: *const ()) -> bool {
+        let queue = self.queue(kind);
+        let mut completed = Completed::new();
+        let torn_send = self.stream && matches!(kind, OpKind::Send | OpKind::SendTo);
+        let outcome = queue.cancel(addr, &mut completed, || {
+            if torn_send {
+                // Part of this send is on the wire: no later send may splice in.
+                let _ = self.fd.shutdown(Shutdown::Write);
+            }
+        });
+        if outcome == Cancelled::NotFound {
+            return false;
+        }
+        // Let the next operations see the new state now (after a torn send they fail
+        // with EPIPE) rather than at the next readiness edge.
+        queue.process(self, &mut completed);
+        for op in completed {
+            op.notify(&self.engine);
+        }
+        true
+    }
+
+    /// Disposes the socket (idempotent): stops both queues, completing every pending
+    /// operation with `Disposed`; leaves the poller; shuts a connected stream down (an
+    /// RST instead of a FIN when sends were aborted, as .NET does). The descriptor
+    /// stays open until the last reference to this core goes.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut completed = Completed::new();
+        let sends = self.send.stop(&mut completed);
+        self.recv.stop(&mut completed);
+        self.engine.deregister(self);
+        if self.stream {
+            if sends.aborted > 0 {
+                sys::abort_connection(&self.fd);
+            } else {
+                // Sends a FIN on a connection and stops a listener from accepting.
+                let _ = self.fd.shutdown(Shutdown::Both);
+            }
+        }
+        for op in completed {
+            op.notify(&self.engine);
+        }
+    }
+}
+
+impl fmt::Debug for SocketCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("fd", &self.fd.as_raw_fd())
+            .field("kind", &if self.stream { "stream" } else { "datagram" })
+            .field("closed", &self.is_closed())
+            .field("send", &self.send)
+            .field("receive", &self.recv)
+            .finish()
+    }
+}
+
+/// One user handle; the last one to go disposes the socket.
+struct Handle {
+    core: Arc<SocketCore>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.close();
+    }
+}
+
+/// A socket driven by the asyncresult engine (.NET's `System.Net.Sockets.Socket`).
+///
+/// `Socket` is a cheap handle, like a .NET reference: clones are the same socket, and
+/// it is `Send + Sync`. Dropping the last handle disposes the socket exactly as
+/// [`close`](Socket::close) does; a `Socket` kept in an operation's
+/// [`AsyncState`](crate::AsyncState) is a handle too, so the seed's pattern keeps the
+/// socket alive until that operation's result is dropped.
+///
+/// Operations come in `begin_*`/`end_*` pairs (see the crate docs); the socket is
+/// non-blocking underneath and registered once with the engine.
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_core::{Socket, SocketFlags};
+///
+/// # fn main() -> Result<(), asyncresult_core::Error> {
+/// let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+/// let client = Socket::connect_tcp(listener.local_addr()?)?;
+/// client.set_nodelay(true)?;
+/// let server = listener.end_accept(&listener.begin_accept(None, None)?)?;
+///
+/// let sent = client.end_send(&client.begin_send(b"ping", SocketFlags::NONE, None, None)?)?;
+/// let (n, buf) = server.end_receive(&server.begin_receive(
+///     Vec::with_capacity(64), SocketFlags::NONE, None, None)?)?;
+/// assert_eq!((sent, n, &buf[..]), (4, 4, &b"ping"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Socket {
+    handle: Arc<Handle>,
+}
+
+fn is_stream_type(ty: Type) -> bool {
+    (libc::c_int::from(ty) & 0xf) == libc::SOCK_STREAM
+}
+
+fn to_socket_addr(addr: SockAddr) -> Result<SocketAddr, Error> {
+    addr.as_socket()
+        .ok_or_else(|| Error::os(libc::EAFNOSUPPORT))
+}
+
+impl Socket {
+    /// Creates a socket and registers it with the engine (.NET's
+    /// `new Socket(AddressFamily, SocketType, ProtocolType)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the OS refuses the socket or the engine cannot take it.
+    pub fn new(domain: Domain, ty: Type, protocol: Option<Protocol>) -> Result<Socket, Error> {
+        let fd = socket2::Socket::new(domain, ty, protocol)?;
+        Socket::adopt(fd, is_stream_type(ty))
+    }
+
+    /// Takes ownership of `fd` and registers it with the engine.
+    pub(crate) fn adopt(fd: socket2::Socket, stream: bool) -> Result<Socket, Error> {
+        let engine = EngineShared::global()?;
+        Ok(Socket::from_core(engine.register(fd, stream)?))
+    }
+
+    pub(crate) fn from_core(core: Arc<SocketCore>) -> Socket {
+        Socket {
+            handle: Arc::new(Handle { core }),
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Arc<SocketCore> {
+        &self.handle.core
+    }
+
+    /// Connects a new TCP socket to `addr`, blocking until connected; the socket is
+    /// then used without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the OS's error, e.g. `ECONNREFUSED`.
+    pub fn connect_tcp(addr: SocketAddr) -> Result<Socket, Error> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.connect(addr)?;
+        Ok(socket)
+    }
+
+    /// A UDP socket bound to `addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound.
+    pub fn bind_udp(addr: SocketAddr) -> Result<Socket, Error> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.bind(addr)?;
+        Ok(socket)
+    }
+
+    /// A TCP socket listening on `addr` with the given backlog (`SO_REUSEADDR` set, as
+    /// the standard library does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound or listened on.
+    pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> Result<Socket, Error> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.core().fd().set_reuse_address(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)?;
+        Ok(socket)
+    }
+
+    fn live(&self) -> Result<&socket2::Socket, Error> {
+        if self.core().is_closed() {
+            Err(Error::Disposed)
+        } else {
+            Ok(self.core().fd())
+        }
+    }
+
+    /// Binds the socket to a local address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn bind(&self, addr: SocketAddr) -> Result<(), Error> {
+        Ok(self.live()?.bind(&addr.into())?)
+    }
+
+    /// Starts listening for connections (after [`bind`](Socket::bind)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn listen(&self, backlog: i32) -> Result<(), Error> {
+        Ok(self.live()?.listen(backlog)?)
+    }
+
+    /// Connects to `addr`, blocking until done (through the engine: the socket stays
+    /// non-blocking). On a UDP socket this sets the default peer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS (`ECONNREFUSED`,
+    /// `ETIMEDOUT`, `EISCONN` if already connected, …).
+    pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
+        let ar = self.begin_connect(addr, None, None)?;
+        self.end_connect(&ar)
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on (.NET's `SocketOptionName.NoDelay`):
+    /// with it off, small sends go out at once instead of waiting to be coalesced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] on a non-TCP socket.
+    pub fn set_nodelay(&self, on: bool) -> Result<(), Error> {
+        Ok(self.live()?.set_tcp_nodelay(on)?)
+    }
+
+    /// Whether Nagle's algorithm is off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] on a non-TCP socket.
+    pub fn nodelay(&self) -> Result<bool, Error> {
+        Ok(self.live()?.tcp_nodelay()?)
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        to_socket_addr(self.live()?.local_addr()?)
+    }
+
+    /// The address of the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] (`ENOTCONN`) if not connected.
+    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
+        to_socket_addr(self.live()?.peer_addr()?)
+    }
+
+    /// Shuts down one or both directions of a connection. Pending operations of a shut
+    /// direction complete as the OS then reports (a receive returns 0, a send fails
+    /// with `EPIPE`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] (`ENOTCONN`) if not connected.
+    pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
+        Ok(self.live()?.shutdown(how)?)
+    }
+
+    /// Disposes the socket (.NET's `Close`/`Dispose`); idempotent.
+    ///
+    /// Afterwards every `begin_*` fails at once with [`Error::Disposed`]; every
+    /// operation still pending completes (its callback runs, its future resolves) and
+    /// its `end_*` returns `Disposed`; an operation that completed before keeps its own
+    /// result. A connected stream is shut down at once (the peer sees a FIN, or an RST
+    /// if pending sends were aborted) and the socket leaves the poller. The descriptor
+    /// itself is released when the last handle and the last operation are gone.
+    pub fn close(&self) {
+        self.core().close();
+    }
+
+    /// Whether [`close`](Socket::close) has been called (or the last handle dropped).
+    pub fn is_closed(&self) -> bool {
+        self.core().is_closed()
+    }
+
+    /// The underlying `socket2` socket, for every other option. The borrow is always
+    /// valid (the descriptor outlives every handle); after close the socket is shut
+    /// down but open.
+    ///
+    /// Do not change its blocking mode: the engine relies on it being non-blocking.
+    pub fn as_socket2(&self) -> SockRef<'_> {
+        SockRef::from(self.core().fd())
+    }
+
+    /// Whether this is a byte-stream (e.g. TCP) socket rather than a datagram one.
+    pub fn is_stream(&self) -> bool {
+        self.core().is_stream()
+    }
+
+    /// Checks that an `end_*` call got a result of `kind` from this socket.
+    pub(crate) fn check_origin<T>(
+        &self,
+        ar: &AsyncResult<T>,
+        kinds: &[OpKind],
+    ) -> Result<(), Error> {
+        let (kind, socket) = ar.origin();
+        if socket != self.core().id() || !kinds.contains(&kind) {
+            Err(Error::ForeignResult)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.core(), f)
+    }
+}
+
+impl TryFrom<socket2::Socket> for Socket {
+    type Error = Error;
+    /// Adopts a socket2 socket (any kind the OS reports).
+    fn try_from(fd: socket2::Socket) -> Result<Socket, Error> {
+        let stream = is_stream_type(fd.r#type()?);
+        Socket::adopt(fd, stream)
+    }
+}
+
+impl TryFrom<std::net::TcpStream> for Socket {
+    type Error = Error;
+    fn try_from(s: std::net::TcpStream) -> Result<Socket, Error> {
+        Socket::adopt(socket2::Socket::from(s), true)
+    }
+}
+
+impl TryFrom<std::net::TcpListener> for Socket {
+    type Error = Error;
+    fn try_from(s: std::net::TcpListener) -> Result<Socket, Error> {
+        Socket::adopt(socket2::Socket::from(s), true)
+    }
+}
+
+impl TryFrom<std::net::UdpSocket> for Socket {
+    type Error = Error;
+    fn try_from(s: std::net::UdpSocket) -> Result<Socket, Error> {
+        Socket::adopt(socket2::Socket::from(s), false)
+    }
+}

@@ -1,0 +1,246 @@
+//! The few raw system calls that neither `polling` nor `socket2` offer: draining the
+//! poller's epoll set without `Poller::wait`'s per-call bookkeeping, the eventfd that
+//! wakes an engine thread, and the flags every send carries.
+//!
+//! Why bypass `Poller::wait` on Linux: it costs five syscalls per call
+//! (`timerfd_settime`, two `epoll_ctl` re-arms, `epoll_pwait`, an eventfd `read`)
+//! whether the timeout is zero or infinite, and only one thread may be inside it. A
+//! plain `epoll_wait` on the same epoll descriptor is one syscall and may run on
+//! several threads at once (the kernel hands each ready event to one of them). What
+//! this relies on, pinned by the tests below: `polling::Poller` on Linux is an epoll
+//! instance whose `as_raw_fd()` is the epoll descriptor, its keys travel as
+//! `epoll_event.u64`, and its own notifier and timer use the key `usize::MAX`, which
+//! this crate never registers, never arms (no `Poller::wait`/`notify` calls) and skips
+//! when it reads events.
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+compile_error!(
+    "asyncresult-core drains its poller with epoll directly and supports Linux and Android \
+     only for now"
+);
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Flags added to every send: never raise SIGPIPE on a closed peer.
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+/// The key `polling` reserves for its own notifier and timer.
+pub(crate) const POLLING_RESERVED_KEY: usize = usize::MAX;
+
+/// Readiness flags that mean "try the receive side".
+const READ_FLAGS: u32 = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLHUP | libc::EPOLLERR) as u32
+    | libc::EPOLLRDHUP as u32;
+/// Readiness flags that mean "try the send side".
+const WRITE_FLAGS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
+/// One readiness report taken off the epoll set.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    /// The key the source was registered with (polling's keys are `usize`, carried in
+    /// the 64-bit `epoll_event.u64`).
+    pub(crate) key: usize,
+    /// The receive side may make progress (data, EOF, error or hang-up).
+    pub(crate) readable: bool,
+    /// The send side may make progress (room, error or hang-up).
+    pub(crate) writable: bool,
+}
+
+/// A reusable buffer of raw epoll events.
+pub(crate) struct EventBuffer {
+    events: Vec<libc::epoll_event>,
+}
+
+impl std::fmt::Debug for EventBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBuffer")
+            .field("capacity", &self.events.capacity())
+            .finish()
+    }
+}
+
+impl EventBuffer {
+    /// A buffer for up to `capacity` events per wait.
+    pub(crate) fn new(capacity: usize) -> EventBuffer {
+        EventBuffer {
+            events: Vec::with_capacity(capacity.max(1)),
+        }
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever, 0: just look) for ready events on the
+    /// epoll set `epfd` and returns how many arrived. `EINTR` counts as zero events.
+    pub(crate) fn wait(&mut self, epfd: RawFd, timeout_ms: i32) -> io::Result<usize> {
+        self.events.clear();
+        let cap = i32::try_from(self.events.capacity()).unwrap_or(i32::MAX);
+        // SAFETY: the pointer and capacity describe the Vec's allocation; the kernel
+        // writes at most `cap` initialized `epoll_event`s there and returns how many.
+        let n = unsafe { libc::epoll_wait(epfd, self.events.as_mut_ptr(), cap, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialized the first `n` entries, `n <= capacity`.
+        unsafe { self.events.set_len(n) };
+        Ok(n)
+    }
+
+    /// The events of the last wait.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Readiness> + '_ {
+        self.events.iter().map(|ev| {
+            let flags = ev.events;
+            Readiness {
+                key: ev.u64 as usize,
+                readable: flags & READ_FLAGS != 0,
+                writable: flags & WRITE_FLAGS != 0,
+            }
+        })
+    }
+}
+
+/// Whether the epoll set `epfd` has ready events, without taking them.
+pub(crate) fn has_ready_events(epfd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: epfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & libc::POLLIN != 0
+}
+
+/// An eventfd used to wake a thread blocked in `epoll_wait` on the engine's set.
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A new non-blocking, close-on-exec eventfd.
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall; the result is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Makes the eventfd readable (wakes one waiter of an edge-triggered registration).
+    pub(crate) fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own descriptor. A full counter
+        // (EAGAIN) already means "readable", so the result needs no handling.
+        let _ = unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    /// Resets the counter so the next `notify` is a fresh edge.
+    pub(crate) fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking descriptor;
+        // EAGAIN (already drained) is fine.
+        let _ = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut value as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Aborts a TCP connection with a reset while keeping the descriptor open: `SO_LINGER`
+/// of zero, then `connect(AF_UNSPEC)`, which Linux turns into `tcp_disconnect` (an RST
+/// for a connection that has one). Errors are ignored: the socket is being disposed.
+pub(crate) fn abort_connection(socket: &socket2::Socket) {
+    let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+    let addr = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: a valid sockaddr of the given size on our own descriptor.
+    let _ = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            &addr,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polling::{Event, PollMode, Poller};
+
+    /// Pins what the raw drain relies on: polling's epoll descriptor reports our keys in
+    /// `epoll_event.u64`, with edge-triggered read and write interest.
+    #[test]
+    fn polling_registrations_are_visible_to_raw_epoll_wait() {
+        let poller = Poller::new().expect("poller");
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        a.set_nonblocking(true).expect("nonblocking");
+        let key = 0x1234_5678_9abc;
+        // SAFETY: `a` is deleted from the poller before it is dropped, below.
+        unsafe {
+            poller
+                .add_with_mode(&a, Event::all(key), PollMode::Edge)
+                .expect("add");
+        }
+        let mut buf = EventBuffer::new(8);
+        // Writable at once.
+        assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
+        let ev = buf.iter().next().expect("event");
+        assert_eq!(ev.key, key);
+        assert!(ev.writable && !ev.readable);
+        // Edge-triggered: nothing new until something changes.
+        assert_eq!(buf.wait(poller.as_raw_fd(), 0).expect("wait"), 0);
+        assert!(!has_ready_events(poller.as_raw_fd()));
+        use std::io::Write;
+        (&b).write_all(b"x").expect("write");
+        assert!(has_ready_events(poller.as_raw_fd()));
+        assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
+        assert!(buf.iter().all(|ev| ev.readable && ev.key == key));
+        poller.delete(&a).expect("delete");
+    }
+
+    #[test]
+    fn eventfd_wakes_an_edge_triggered_wait_each_time() {
+        let poller = Poller::new().expect("poller");
+        let efd = EventFd::new().expect("eventfd");
+        // SAFETY: the poller is dropped before `efd` (declaration order reversed below).
+        unsafe {
+            poller
+                .add_with_mode(efd.as_raw_fd(), Event::readable(7), PollMode::Edge)
+                .expect("add");
+        }
+        let mut buf = EventBuffer::new(8);
+        for _ in 0..3 {
+            efd.notify();
+            assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
+            efd.drain();
+        }
+        assert_eq!(buf.wait(poller.as_raw_fd(), 0).expect("wait"), 0);
+        poller.delete(&efd.fd).expect("delete");
+    }
+}
