@@ -1,0 +1,130 @@
+//! Helpers shared by the core's integration tests: time bounds, loopback pairs,
+//! process-level probes (threads, descriptors) and child-process scenarios.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod trace;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use asyncresult_core::Socket;
+
+/// Runs `body` on its own thread and fails the test if it does not finish within
+/// `limit`: a hang fails instead of stalling the suite.
+pub fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done_tx, done_rx) = mpsc::channel();
+    let name = thread::current().name().unwrap_or("test").to_string();
+    let handle = thread::Builder::new()
+        .name(format!("{name}-body"))
+        .spawn(move || {
+            let out = body();
+            let _ = done_tx.send(());
+            out
+        })
+        .expect("spawn test body");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => handle.join().expect("test body"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("test did not finish within {limit:?} (hang)")
+        }
+    }
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A connected TCP pair: our socket on one end, a plain std stream (not registered
+/// with the engine) on the other.
+pub fn tcp_to_std() -> (Socket, TcpStream) {
+    let listener = TcpListener::bind(localhost()).unwrap();
+    let ours = Socket::connect_tcp(listener.local_addr().unwrap()).unwrap();
+    let (theirs, _) = listener.accept().unwrap();
+    (ours, theirs)
+}
+
+/// A connected TCP pair with our sockets on both ends.
+pub fn tcp_pair() -> (Socket, Socket) {
+    let listener = Socket::listen_tcp(localhost(), 16).unwrap();
+    let client = Socket::connect_tcp(listener.local_addr().unwrap()).unwrap();
+    let server = listener
+        .end_accept(&listener.begin_accept(None, None).unwrap())
+        .unwrap();
+    (client, server)
+}
+
+/// Reads from `s` until EOF, in a background thread.
+pub fn read_all_in_background(mut s: TcpStream) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    })
+}
+
+/// Bytes with a recognisable pattern.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Raises the soft descriptor limit to the hard one (tests with thousands of sockets).
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit out-pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want.min(lim.rlim_max);
+        // SAFETY: a valid rlimit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+    lim.rlim_cur
+}
+
+/// Whether this process runs as a child scenario (see [`run_child`]).
+pub fn is_child() -> bool {
+    std::env::var_os("ASYNCRESULT_CHILD").is_some()
+}
+
+/// Runs the `#[ignore]`d test `name` of this test binary in a child process and
+/// returns its exit status.
+pub fn run_child(name: &str) -> std::process::ExitStatus {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("ASYNCRESULT_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .unwrap()
+}
