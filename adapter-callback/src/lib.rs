@@ -1,1 +1,122 @@
-//! placeholder
+//! The classic .NET asynchronous programming model (APM) for Rust sockets:
+//! `begin_send`/`end_send` and the rest of the Begin/End family, [`AsyncResult`]
+//! (`IAsyncResult`), [`AsyncCallback`] and [`AsyncState`], on plain threads with no
+//! async runtime.
+//!
+//! ```text
+//! .NET                                         asyncresult_callback
+//! s.BeginSend(buf, 0, n, flags, cb, state)     s.begin_send(buf, flags, cb, state)?
+//! int n = s.EndSend(ar)                        let n = s.end_send(&ar)?
+//! (StateObject) ar.AsyncState                  ar.state::<StateObject>()
+//! ar.AsyncWaitHandle.WaitOne()                 ar.wait()
+//! ```
+//!
+//! What the seed promises, and this crate keeps:
+//!
+//! - a send on a stream completes only when every byte is sent; `end_send` blocks until
+//!   then and returns the whole length;
+//! - the callback "executes in a separate thread and is called by the system after
+//!   BeginSend returns": it runs exactly once on a callback thread of the engine, never
+//!   inside `begin_*`, never while the engine holds a lock, even when the operation
+//!   completed synchronously; a callback that panics harms no other operation;
+//! - `end_*` twice gives [`Error::AlreadyEnded`], a result of another socket or another
+//!   kind gives [`Error::ForeignResult`], a closed socket gives [`Error::Disposed`], and a
+//!   socket error comes as [`Error::Socket`] with its errno in [`Error::error_code`];
+//! - [`Socket::set_nodelay`] is `SocketOptionName.NoDelay`.
+//!
+//! The Begin/End methods are inherent methods of [`Socket`] (they live in the core, so
+//! every adapter shares one operation lifecycle); this crate gives them their .NET
+//! setting: the [`prelude`], and [`callback`] and [`state`] to write the arguments
+//! without boxing by hand.
+//!
+//! # Example
+//!
+//! The seed's example: the callback finds the socket in its `StateObject` and ends the
+//! send there.
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use asyncresult_callback::prelude::*;
+//!
+//! struct StateObject {
+//!     work_socket: Socket,
+//! }
+//!
+//! fn send_callback(ar: AsyncResult<usize>) {
+//!     let so = ar.state::<StateObject>().expect("the state passed to begin_send");
+//!     let s = &so.work_socket;
+//!     let send = s.end_send(&ar).expect("send");
+//!     println!("The size of the message sent was: {send}");
+//! }
+//!
+//! # fn main() -> Result<(), Error> {
+//! let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+//! let s = Socket::connect_tcp(listener.local_addr()?)?;
+//! s.set_nodelay(true)?;
+//!
+//! let ar = s.begin_send(
+//!     b"Hello, world",
+//!     SocketFlags::NONE,
+//!     callback(send_callback),
+//!     state(StateObject { work_socket: s.clone() }),
+//! )?;
+//! ar.wait(); // or keep working: the callback runs on its own
+//! # let (tx, rx) = mpsc::channel();
+//! # s.begin_send(b"!", SocketFlags::NONE, callback(move |_| tx.send(()).unwrap()), None)?;
+//! # rx.recv().unwrap();
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+pub use asyncresult_core::{
+    AsyncCallback, AsyncResult, AsyncState, Domain, Error, IoBuf, IoBufMut, Protocol, Socket,
+    SocketFlags, Type,
+};
+
+/// Everything a .NET-style program needs: `use asyncresult_callback::prelude::*;`.
+pub mod prelude {
+    pub use super::{callback, state};
+    pub use asyncresult_core::{
+        AsyncCallback, AsyncResult, AsyncState, Domain, Error, IoBuf, IoBufMut, Protocol, Socket,
+        SocketFlags, Type,
+    };
+}
+
+/// Wraps a closure or function as the `callback` argument of a `begin_*` call
+/// (.NET's `new AsyncCallback(SendCallback)`).
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_callback::prelude::*;
+///
+/// let cb: Option<AsyncCallback<usize>> = callback(|ar: AsyncResult<usize>| {
+///     let _ = ar.is_completed();
+/// });
+/// assert!(cb.is_some());
+/// ```
+pub fn callback<T, F>(f: F) -> Option<AsyncCallback<T>>
+where
+    F: FnOnce(AsyncResult<T>) + Send + 'static,
+{
+    Some(Box::new(f))
+}
+
+/// Wraps a value as the `state` argument of a `begin_*` call (.NET's `object state`),
+/// to be found again with [`AsyncResult::state`].
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_callback::prelude::*;
+///
+/// let st = state(42u32).unwrap();
+/// assert_eq!(st.downcast_ref::<u32>(), Some(&42));
+/// ```
+pub fn state<S: Any + Send + Sync>(value: S) -> Option<AsyncState> {
+    Some(Arc::new(value))
+}

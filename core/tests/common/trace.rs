@@ -71,6 +71,8 @@ pub fn trace_child(name: &str) -> Section {
             Ok(())
         });
     }
+    // Reaped by the waitpid loop below (std cannot wait on a ptraced child).
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spawn traced child");
     let pid = child.id() as i32;
     let mut status = 0;

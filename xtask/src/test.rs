@@ -1,0 +1,154 @@
+//! `cargo xtask test`: the whole suite, as CI runs it.
+//!
+//! Steps: rustfmt check, clippy with warnings denied on every target, rustdoc with
+//! warnings denied, every crate's tests and doctests, then the examples. Tests count
+//! one each (from libtest's `test result:` lines); every other step counts as one
+//! check. The last line is `N passed, M failed`.
+
+use std::time::{Duration, Instant};
+
+use crate::run::{cargo, echo};
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    ignored: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn check(&mut self, name: &str, ok: bool) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(name.to_string());
+        }
+    }
+}
+
+/// Sums libtest's `test result: ok. 3 passed; 1 failed; 2 ignored; ...` lines.
+fn count_tests(stdout: &str) -> (usize, usize, usize, usize) {
+    let mut totals = (0, 0, 0, 0);
+    for line in stdout.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            continue;
+        };
+        totals.3 += 1;
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = count.trim_end_matches('.').parse::<usize>() else {
+                continue;
+            };
+            match label {
+                "passed" => totals.0 += n,
+                "failed" => totals.1 += n,
+                "ignored" => totals.2 += n,
+                _ => {}
+            }
+        }
+    }
+    totals
+}
+
+fn banner(title: &str) {
+    println!("\n==> {title}");
+}
+
+pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
+    let skip_lints = args.contains("--no-lints");
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {rest:?}"));
+    }
+    let started = Instant::now();
+    let mut tally = Tally::default();
+
+    if !skip_lints {
+        banner("rustfmt --check");
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        tally.check("rustfmt", echo(fmt, Duration::from_secs(120))?.success);
+
+        banner("clippy (all targets, -D warnings)");
+        let mut clippy = cargo();
+        clippy.args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        tally.check("clippy", echo(clippy, Duration::from_secs(900))?.success);
+
+        banner("rustdoc (-D warnings)");
+        let mut doc = cargo();
+        doc.args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        tally.check("rustdoc", echo(doc, Duration::from_secs(600))?.success);
+    }
+
+    banner("tests and doctests");
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--no-fail-fast"]);
+    let out = echo(test, Duration::from_secs(1200))?;
+    let (passed, failed, ignored, binaries) = count_tests(&out.stdout);
+    tally.passed += passed;
+    tally.failed += failed;
+    tally.ignored += ignored;
+    if failed > 0 {
+        tally.failures.push(format!("{failed} test(s)"));
+    }
+    if !out.success && failed == 0 {
+        // A build error or a crash: the suite did not run whole.
+        tally.check(
+            if out.timed_out {
+                "cargo test (timed out)"
+            } else {
+                "cargo test (did not complete)"
+            },
+            false,
+        );
+    }
+    if binaries == 0 {
+        tally.check("cargo test ran no test binary", false);
+    }
+
+    banner("examples");
+    for (package, example) in crate::demo::EXAMPLES {
+        let mut cmd = cargo();
+        cmd.args(["run", "--quiet", "-p", package, "--example", example]);
+        let ok = echo(cmd, Duration::from_secs(300))?.success;
+        tally.check(&format!("example {package}/{example}"), ok);
+    }
+
+    println!();
+    println!(
+        "suite finished in {:.0?}; {} ignored (child-process scenarios run by their parent tests)",
+        started.elapsed(),
+        tally.ignored
+    );
+    if !tally.failures.is_empty() {
+        println!("failed: {}", tally.failures.join(", "));
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally.failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_tests;
+
+    #[test]
+    fn counts_libtest_summaries() {
+        let out = "running 3 tests\n\
+                   test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out\n\
+                   test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.0s\n";
+        assert_eq!(count_tests(out), (8, 2, 1, 2));
+    }
+}
