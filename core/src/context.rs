@@ -2,8 +2,8 @@
 //!
 //! A callback runs on a callback thread (an engine worker), never inside the `begin_*`
 //! that started its operation and never while any engine lock is held. Completions
-//! found by a worker are queued on that worker (thread-local) and run as soon as it has
-//! released its locks: no hand-off to another thread, which is what keeps a
+//! found by a worker are queued on that worker's own [`WorkerSlot`] and run as soon as
+//! it has released its locks: no hand-off to another thread, which is what keeps a
 //! request/response loop fast (a cross-thread wake costs tens of microseconds on a
 //! small VM). A completion found anywhere else (a user thread whose `begin_*` finished
 //! synchronously, a runtime thread draining the poller, `close`, `cancel`) is posted to
@@ -11,12 +11,17 @@
 //!
 //! Callbacks queued on a worker run in a loop, not recursively, so a chain of
 //! synchronous completions cannot grow the stack; after a budget the rest go to the
-//! pool so that polling keeps its turn.
+//! pool so that polling keeps its turn. The queue is shared with the monitor, which
+//! moves it to the pool if its worker is stuck in a callback (say, one that waits for
+//! another callback queued behind it).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::engine::EngineShared;
 use crate::op::Task;
@@ -24,50 +29,93 @@ use crate::op::Task;
 /// How many queued callbacks a worker runs in a row before handing the rest to the pool.
 const LOCAL_BUDGET: usize = 256;
 
+/// One worker's view shared with the monitor: its callback queue and its pulse.
+#[derive(Default)]
+pub(crate) struct WorkerSlot {
+    local: Mutex<VecDeque<Arc<dyn Task>>>,
+    /// Set while the worker runs events or user code (not while it sleeps or polls).
+    busy: AtomicBool,
+    /// Bumped for every socket served and every callback run.
+    progress: AtomicU64,
+}
+
+impl std::fmt::Debug for WorkerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSlot")
+            .field("queued", &self.local.lock().len())
+            .field("busy", &self.is_busy())
+            .field("progress", &self.progress())
+            .finish()
+    }
+}
+
+impl WorkerSlot {
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn tick(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Moves every queued callback of this worker to the pool (the worker is stuck).
+    pub(crate) fn hand_over(&self, engine: &EngineShared) -> usize {
+        let tasks: Vec<_> = self.local.lock().drain(..).collect();
+        let n = tasks.len();
+        for task in tasks {
+            engine.post(task);
+        }
+        n
+    }
+}
+
 thread_local! {
-    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
-    static LOCAL: RefCell<VecDeque<Arc<dyn Task>>> = const { RefCell::new(VecDeque::new()) };
+    static CURRENT: RefCell<Option<Arc<WorkerSlot>>> = const { RefCell::new(None) };
 }
 
-/// Marks the current thread as an engine worker (a callback thread).
-pub(crate) fn enter_worker() {
-    IS_WORKER.with(|w| w.set(true));
+/// Makes the current thread an engine worker (a callback thread) with `slot`.
+pub(crate) fn enter_worker(slot: Arc<WorkerSlot>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(slot));
 }
 
-/// Whether the current thread is an engine worker.
-pub(crate) fn is_worker() -> bool {
-    IS_WORKER.with(|w| w.get())
+/// The current worker's slot, if this thread is a worker.
+fn current() -> Option<Arc<WorkerSlot>> {
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 /// Arranges for `task` (a completed operation's callback) to run on a callback thread.
 pub(crate) fn deliver(task: Arc<dyn Task>, engine: &EngineShared) {
-    if is_worker() {
-        LOCAL.with(|q| q.borrow_mut().push_back(task));
-    } else {
-        engine.post(task);
+    match current() {
+        Some(slot) => slot.local.lock().push_back(task),
+        None => engine.post(task),
     }
 }
 
-/// Runs the callbacks queued on this worker; returns how many ran. Call with no lock
-/// held. `on_each` is told after every callback (the engine's progress mark).
-pub(crate) fn run_local(engine: &EngineShared, on_each: &dyn Fn()) -> usize {
+/// Runs the callbacks queued on worker `slot`; returns how many ran. Call with no lock
+/// held.
+pub(crate) fn run_local(slot: &WorkerSlot, engine: &EngineShared) -> usize {
     let mut ran = 0;
     loop {
-        let next = LOCAL.with(|q| q.borrow_mut().pop_front());
-        let Some(task) = next else {
+        let Some(task) = slot.local.lock().pop_front() else {
             return ran;
         };
         if ran == LOCAL_BUDGET {
             // Let the pool share the rest so this worker returns to polling.
             engine.post(task);
-            while let Some(task) = LOCAL.with(|q| q.borrow_mut().pop_front()) {
-                engine.post(task);
-            }
+            slot.hand_over(engine);
             return ran;
         }
         run_task(task);
+        slot.tick();
         ran += 1;
-        on_each();
     }
 }
 

@@ -595,3 +595,57 @@ fn callbacks_run_exactly_once_across_many_operations() {
         reader.join().unwrap();
     });
 }
+
+#[test]
+fn a_blocking_callback_neither_stalls_other_sockets_nor_strands_queued_callbacks() {
+    bounded(secs(30), || {
+        let (a, _ta) = tcp_to_std();
+        let (b, theirs_b) = tcp_to_std();
+        let reader = read_all_in_background(theirs_b);
+        // A callback that waits for a later callback, which completes on this same
+        // worker: it is queued behind the one that waits for it.
+        let (inner_tx, inner_rx) = mpsc::channel::<()>();
+        let (outer_tx, outer_rx) = mpsc::channel::<bool>();
+        let a2 = a.clone();
+        a.begin_send(
+            b"outer",
+            SocketFlags::NONE,
+            Some(Box::new(move |_| {
+                a2.begin_send(
+                    b"inner",
+                    SocketFlags::NONE,
+                    Some(Box::new(move |_| inner_tx.send(()).unwrap())),
+                    None,
+                )
+                .unwrap();
+                outer_tx
+                    .send(inner_rx.recv_timeout(secs(10)).is_ok())
+                    .unwrap();
+            })),
+            None,
+        )
+        .unwrap();
+        // Meanwhile another socket keeps working.
+        let (tx, rx) = mpsc::channel();
+        for i in 0..50u8 {
+            let tx = tx.clone();
+            b.begin_send(
+                vec![i; 100],
+                SocketFlags::NONE,
+                Some(Box::new(move |_| tx.send(()).unwrap())),
+                None,
+            )
+            .unwrap();
+        }
+        for _ in 0..50 {
+            rx.recv_timeout(secs(10))
+                .expect("other callbacks keep running");
+        }
+        assert!(
+            outer_rx.recv_timeout(secs(15)).unwrap(),
+            "inner callback stranded"
+        );
+        b.close();
+        assert_eq!(reader.join().unwrap().len(), 5000);
+    });
+}

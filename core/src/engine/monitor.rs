@@ -3,8 +3,9 @@
 //! Every [`PERIOD`] while there is something to watch, it compares a few counters with
 //! their values one period earlier:
 //!
-//! - a leader out of `epoll_wait` that made no progress (it is blocked in a callback or
-//!   a waker): polling goes to another worker;
+//! - a worker busy for a whole period without progress (blocked in a callback or a
+//!   waker): if it is the leader, polling goes to another worker; the callbacks queued
+//!   behind it go to the pool;
 //! - posted callbacks that no worker took: the pool grows by one;
 //! - a runtime driver attached, events ready, and no drain: the runtime is not running
 //!   its driver (say a current-thread runtime that nobody is blocking on), so the
@@ -13,6 +14,7 @@
 //! With nothing to watch for [`QUIET_PERIODS`] it sleeps until woken, so an idle
 //! engine costs no wake-ups.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::thread;
@@ -26,31 +28,9 @@ pub(crate) const PERIOD: Duration = Duration::from_millis(2);
 /// Periods without anything to watch before the monitor sleeps until woken.
 const QUIET_PERIODS: u32 = 50;
 
-#[derive(Clone, Copy)]
-struct Sample {
-    busy_leader: u64,
-    progress: u64,
-    posted: usize,
-    taken: u64,
-    drains: u64,
-}
-
-impl Sample {
-    fn take(engine: &EngineShared) -> Sample {
-        let workers = engine.workers();
-        Sample {
-            busy_leader: workers.busy_leader(),
-            progress: workers.progress(),
-            posted: workers.posted(),
-            taken: workers.taken(),
-            drains: engine.drain_count(),
-        }
-    }
-}
-
 fn needs_watch(engine: &EngineShared) -> bool {
     let workers = engine.workers();
-    workers.busy_leader() != 0 || workers.posted() > 0 || engine.driver_count() > 0
+    workers.any_busy() || workers.posted() > 0 || engine.driver_count() > 0
 }
 
 /// Starts the monitor thread of `engine`.
@@ -65,7 +45,11 @@ pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<()> {
 
 fn run(engine: Arc<EngineShared>) {
     let workers = engine.workers();
-    let mut last = Sample::take(&engine);
+    // Each worker's progress, the pool's and the drivers' one period ago.
+    let mut last_progress: HashMap<u64, u64> = HashMap::new();
+    let mut last_posted = 0;
+    let mut last_taken = workers.taken();
+    let mut last_drains = engine.drain_count();
     let mut quiet = 0;
     loop {
         if quiet >= QUIET_PERIODS {
@@ -75,30 +59,46 @@ fn run(engine: Arc<EngineShared>) {
             }
             workers.set_monitor_parked(false);
             quiet = 0;
-            last = Sample::take(&engine);
         }
         thread::park_timeout(PERIOD);
-        let now = Sample::take(&engine);
         let mut watching = false;
-        if now.busy_leader != 0 {
-            watching = true;
-            if now.busy_leader == last.busy_leader && now.progress == last.progress {
-                workers.replace_leader(&engine, now.busy_leader);
+
+        let leader = workers.leader();
+        let mut progress = HashMap::new();
+        for (id, slot) in workers.slots() {
+            let now = slot.progress();
+            if slot.is_busy() {
+                watching = true;
+                if last_progress.get(&id) == Some(&now) {
+                    // Busy a whole period without progress: stuck in user code.
+                    if id == leader {
+                        workers.replace_leader(&engine, id);
+                    }
+                    slot.hand_over(&engine);
+                }
             }
+            progress.insert(id, now);
         }
-        if now.posted > 0 {
+        last_progress = progress;
+
+        let (posted, taken) = (workers.posted(), workers.taken());
+        if posted > 0 {
             watching = true;
-            if last.posted > 0 && now.taken == last.taken {
+            if last_posted > 0 && taken == last_taken {
                 workers.add_worker_unless_idle(&engine);
             }
         }
+        (last_posted, last_taken) = (posted, taken);
+
+        let drains = engine.drain_count();
         if engine.driver_count() > 0 {
             watching = true;
-            if now.drains == last.drains && sys::has_ready_events(engine.epoll_fd()) {
+            if drains == last_drains && sys::has_ready_events(engine.epoll_fd()) {
                 let _ = engine.drain(0);
             }
         }
+        last_drains = engine.drain_count();
+
         quiet = if watching { 0 } else { quiet + 1 };
-        last = now;
     }
 }

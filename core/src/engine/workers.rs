@@ -13,9 +13,10 @@
 //!
 //! A callback that blocks or runs long must not stall every other socket: the
 //! [`monitor`](super::monitor) sees a leader that has made no progress for a period and
-//! hands polling to a follower (starting one if none is idle). The stuck leader, back
-//! from user code, finds it is no longer the leader and becomes a follower. The pool
-//! starts [`BASE_WORKERS`] threads and grows only when callbacks block, up to
+//! hands polling to a follower (starting one if none is idle), and moves the callbacks
+//! queued behind a stuck worker to the pool. The stuck leader, back from user code,
+//! finds it is no longer the leader and becomes a follower. The pool starts
+//! [`BASE_WORKERS`] threads and grows only when callbacks block, up to
 //! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness. Sockets
 //! never add threads.
 
@@ -29,7 +30,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::{EngineShared, EVENTS_PER_WAIT};
-use crate::context;
+use crate::context::{self, WorkerSlot};
 use crate::op::Task;
 use crate::queue::Completed;
 use crate::sys::{EventBuffer, EventFd};
@@ -60,10 +61,8 @@ pub(crate) struct Workers {
     leader: AtomicU64,
     /// Set while the leader is (about to be) blocked in `epoll_wait`.
     leader_waiting: AtomicBool,
-    /// The id of the leader while it is out of `epoll_wait`, 0 otherwise.
-    leader_busy: AtomicU64,
-    /// Bumped by the leader for every socket it serves and every callback it runs.
-    progress: AtomicU64,
+    /// Every running worker's slot, by id, for the monitor.
+    slots: Mutex<Vec<(u64, Arc<WorkerSlot>)>>,
     /// The monitor thread and whether it sleeps without a timeout.
     monitor: Mutex<Option<Thread>>,
     monitor_parked: AtomicBool,
@@ -94,8 +93,7 @@ impl Workers {
             taken: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             leader_waiting: AtomicBool::new(false),
-            leader_busy: AtomicU64::new(0),
-            progress: AtomicU64::new(0),
+            slots: Mutex::new(Vec::new()),
             monitor: Mutex::new(None),
             monitor_parked: AtomicBool::new(false),
         }
@@ -124,7 +122,8 @@ impl Workers {
         if self.posted.load(Ordering::SeqCst) == 0 {
             return None;
         }
-        let task = self.state.lock().tasks.pop_front();
+        let mut state = self.state.lock();
+        let task = state.tasks.pop_front();
         if task.is_some() {
             self.posted.fetch_sub(1, Ordering::SeqCst);
             self.taken.fetch_add(1, Ordering::Relaxed);
@@ -140,14 +139,18 @@ impl Workers {
         self.taken.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn progress(&self) -> u64 {
-        self.progress.load(Ordering::Relaxed)
+    pub(crate) fn leader(&self) -> u64 {
+        self.leader.load(Ordering::SeqCst)
     }
 
-    /// The id of the leader if it is out of `epoll_wait` (serving events or running
-    /// callbacks), else 0.
-    pub(crate) fn busy_leader(&self) -> u64 {
-        self.leader_busy.load(Ordering::SeqCst)
+    /// Every worker's slot, for the monitor.
+    pub(crate) fn slots(&self) -> Vec<(u64, Arc<WorkerSlot>)> {
+        self.slots.lock().clone()
+    }
+
+    /// Whether any worker is busy (serving events or running user code).
+    pub(crate) fn any_busy(&self) -> bool {
+        self.slots.lock().iter().any(|(_, slot)| slot.is_busy())
     }
 
     /// How many workers are running.
@@ -161,14 +164,10 @@ impl Workers {
         if self
             .leader
             .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
+            .is_ok()
         {
-            return;
+            self.add_worker_unless_idle(engine);
         }
-        let _ = self
-            .leader_busy
-            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
-        self.add_worker_unless_idle(engine);
     }
 
     /// Wakes an idle worker, or starts one (up to [`MAX_WORKERS`]) if none is idle.
@@ -217,103 +216,125 @@ pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<()> {
 
 fn spawn(engine: &Arc<EngineShared>, state: &mut PoolState, extra: bool) -> io::Result<()> {
     let id = state.next_id;
-    let engine = Arc::clone(engine);
+    let slot = Arc::new(WorkerSlot::default());
+    let worker = Worker {
+        engine: Arc::clone(engine),
+        slot: Arc::clone(&slot),
+        id,
+        extra,
+    };
     std::thread::Builder::new()
         .name(format!("asyncresult-worker-{id}"))
-        .spawn(move || worker_main(engine, id, extra))?;
+        .spawn(move || worker.run())?;
+    engine.workers.slots.lock().push((id, slot));
     state.next_id += 1;
     state.workers += 1;
     Ok(())
 }
 
-fn worker_main(engine: Arc<EngineShared>, id: u64, extra: bool) {
-    context::enter_worker();
-    let workers = &engine.workers;
-    let mut events = EventBuffer::new(EVENTS_PER_WAIT);
-    let mut completed = Completed::new();
-    let mut state = workers.state.lock();
-    loop {
-        if let Some(task) = state.tasks.pop_front() {
-            workers.posted.fetch_sub(1, Ordering::SeqCst);
-            workers.taken.fetch_add(1, Ordering::Relaxed);
-            if !state.tasks.is_empty() && state.idle > 0 {
-                workers.cond.notify_one();
-            }
-            drop(state);
-            context::run_task(task);
-            context::run_local(&engine, &|| {});
-            state = workers.state.lock();
-            continue;
-        }
-        if engine.driver_count() == 0
-            && workers
-                .leader
-                .compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            drop(state);
-            lead(&engine, id, &mut events, &mut completed);
-            state = workers.state.lock();
-            continue;
-        }
-        state.idle += 1;
-        let timed_out = if extra {
-            workers.cond.wait_for(&mut state, IDLE_RETIRE).timed_out()
-        } else {
-            workers.cond.wait(&mut state);
-            false
-        };
-        state.idle -= 1;
-        if timed_out && state.tasks.is_empty() {
-            state.workers -= 1;
-            return;
-        }
-    }
+/// One worker thread.
+struct Worker {
+    engine: Arc<EngineShared>,
+    slot: Arc<WorkerSlot>,
+    id: u64,
+    extra: bool,
 }
 
-/// Polls and serves events while this worker is the leader.
-fn lead(engine: &Arc<EngineShared>, id: u64, events: &mut EventBuffer, completed: &mut Completed) {
-    let workers = &engine.workers;
-    let progress = || {
-        workers.progress.fetch_add(1, Ordering::Relaxed);
-    };
-    loop {
-        if engine.driver_count() > 0 {
-            // A runtime drains the poller now; step aside.
-            let _ = workers
-                .leader
-                .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
-            return;
+impl Worker {
+    fn run(self) {
+        context::enter_worker(Arc::clone(&self.slot));
+        let engine = &self.engine;
+        let workers = &engine.workers;
+        let mut events = EventBuffer::new(EVENTS_PER_WAIT);
+        let mut completed = Completed::new();
+        let mut state = workers.state.lock();
+        loop {
+            if let Some(task) = state.tasks.pop_front() {
+                workers.posted.fetch_sub(1, Ordering::SeqCst);
+                workers.taken.fetch_add(1, Ordering::Relaxed);
+                if !state.tasks.is_empty() && state.idle > 0 {
+                    workers.cond.notify_one();
+                }
+                drop(state);
+                self.slot.set_busy(true);
+                workers.wake_monitor();
+                context::run_task(task);
+                self.slot.tick();
+                context::run_local(&self.slot, engine);
+                self.slot.set_busy(false);
+                state = workers.state.lock();
+                continue;
+            }
+            if engine.driver_count() == 0
+                && workers
+                    .leader
+                    .compare_exchange(0, self.id, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                drop(state);
+                self.lead(&mut events, &mut completed);
+                state = workers.state.lock();
+                continue;
+            }
+            state.idle += 1;
+            let timed_out = if self.extra {
+                workers.cond.wait_for(&mut state, IDLE_RETIRE).timed_out()
+            } else {
+                workers.cond.wait(&mut state);
+                false
+            };
+            state.idle -= 1;
+            if timed_out && state.tasks.is_empty() {
+                state.workers -= 1;
+                workers.slots.lock().retain(|(id, _)| *id != self.id);
+                return;
+            }
         }
-        workers.leader_waiting.store(true, Ordering::SeqCst);
-        let timeout = if workers.posted.load(Ordering::SeqCst) > 0 {
-            0
-        } else {
-            -1
-        };
-        let result = events.wait(engine.epoll_fd(), timeout);
-        workers.leader_waiting.store(false, Ordering::SeqCst);
-        workers.leader_busy.store(id, Ordering::SeqCst);
-        workers.wake_monitor();
-        if result.is_err() {
-            // Not expected for an epoll set we own; do not spin.
-            std::thread::yield_now();
-        }
-        engine.dispatch(events, completed, &progress);
-        context::run_local(engine, &progress);
-        // One posted callback per round, so steady I/O cannot starve the queue.
-        if let Some(task) = workers.pop_task() {
-            context::run_task(task);
-            progress();
-            context::run_local(engine, &progress);
-        }
-        let _ = workers
-            .leader_busy
-            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
-        progress();
-        if workers.leader.load(Ordering::SeqCst) != id {
-            // The monitor handed polling to another worker while we were busy.
-            return;
+    }
+
+    /// Polls and serves events while this worker is the leader.
+    fn lead(&self, events: &mut EventBuffer, completed: &mut Completed) {
+        let engine = &self.engine;
+        let workers = &engine.workers;
+        let slot = &self.slot;
+        let tick = || slot.tick();
+        loop {
+            if engine.driver_count() > 0 {
+                // A runtime drains the poller now; step aside.
+                let _ =
+                    workers
+                        .leader
+                        .compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
+                return;
+            }
+            workers.leader_waiting.store(true, Ordering::SeqCst);
+            let timeout = if workers.posted.load(Ordering::SeqCst) > 0 {
+                0
+            } else {
+                -1
+            };
+            let result = events.wait(engine.epoll_fd(), timeout);
+            workers.leader_waiting.store(false, Ordering::SeqCst);
+            slot.set_busy(true);
+            workers.wake_monitor();
+            if result.is_err() {
+                // Not expected for an epoll set we own; do not spin.
+                std::thread::yield_now();
+            }
+            engine.dispatch(events, completed, &tick);
+            context::run_local(slot, engine);
+            // One posted callback per round, so steady I/O cannot starve the queue.
+            if let Some(task) = workers.pop_task() {
+                context::run_task(task);
+                tick();
+                context::run_local(slot, engine);
+            }
+            slot.set_busy(false);
+            tick();
+            if workers.leader.load(Ordering::SeqCst) != self.id {
+                // The monitor handed polling to another worker while we were busy.
+                return;
+            }
         }
     }
 }
