@@ -22,18 +22,24 @@ pub(crate) struct ConnectWork {
 
 impl ConnectWork {
     /// After the kernel reported the socket writable: how did the handshake end?
-    fn outcome(socket: &SocketCore) -> Attempt<()> {
+    /// A second `connect` answers (and moves the socket to "connected", so that any
+    /// later connect fails with `EISCONN`, as a blocking connect would leave it).
+    fn outcome(&self, socket: &SocketCore) -> Attempt<()> {
         let fd = socket.fd();
         match fd.take_error() {
-            Ok(Some(e)) => return failed(Error::Socket(e)),
-            Err(e) => return failed(Error::Socket(e)),
+            Ok(Some(e)) | Err(e) => return failed(Error::Socket(e)),
             Ok(None) => {}
         }
-        match fd.peer_addr() {
-            Ok(_) => Attempt::Done(Ok(())),
-            // Not connected yet: the writability was not about us.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Attempt::WouldBlock,
-            Err(e) => failed(Error::Socket(e)),
+        match fd.connect(&self.to) {
+            Ok(()) => Attempt::Done(Ok(())),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EISCONN) => Attempt::Done(Ok(())),
+                // Not connected yet: the writability was not about us.
+                Some(libc::EALREADY) | Some(libc::EINPROGRESS) | Some(libc::EINTR) => {
+                    Attempt::WouldBlock
+                }
+                _ => failed(Error::Socket(e)),
+            },
         }
     }
 }
@@ -43,7 +49,7 @@ impl Work for ConnectWork {
 
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<()> {
         if self.issued {
-            return ConnectWork::outcome(socket);
+            return self.outcome(socket);
         }
         self.issued = true;
         match socket.fd().connect(&self.to) {
