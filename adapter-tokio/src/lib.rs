@@ -1,1 +1,73 @@
-//! placeholder
+//! asyncresult for tokio: sockets whose operations are futures, plus
+//! `tokio::io::{AsyncRead, AsyncWrite}`, over the runtime-free asyncresult engine.
+//!
+//! The same engine serves the callback adapter (.NET's Begin/End) and the smol
+//! adapter, in one process if you like: a socket made in one can be handed to another
+//! through [`Socket`] (`into_inner()` / `From<Socket>`).
+//!
+//! | type | operations |
+//! |---|---|
+//! | [`TcpStream`] | `connect`, `send` (whole buffer), `receive`, `AsyncRead`, `AsyncWrite`, `into_split` |
+//! | [`TcpListener`] | `bind`, `accept` |
+//! | [`UdpSocket`] | `bind`, `connect`, `send`, `receive`, `send_to`, `receive_from` |
+//!
+//! Every future is `Send`, works on the current-thread and the multi-thread runtime,
+//! and documents its cancel safety. Receives and accepts are cancel safe; a dropped
+//! send still goes out whole, before any later send. Each operation has a `*_timeout`
+//! form bounded by tokio's timer, which cancels the core operation at expiry
+//! ([`Error::Aborted`]).
+//!
+//! How it is fast: the engine's poller descriptor is registered once with each
+//! runtime's reactor, and a driver task drains it on the runtime's threads, so a
+//! completion wakes its future without any cross-thread hand-off; a future that is
+//! about to wait also drains once inline, which on loopback usually finds the peer's
+//! reply already there.
+//!
+//! # Example
+//!
+//! ```
+//! use asyncresult_tokio::{TcpListener, TcpStream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), asyncresult_tokio::Error> {
+//! let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let addr = listener.local_addr()?;
+//! let server = tokio::spawn(async move {
+//!     let (stream, _) = listener.accept().await?;
+//!     let (n, buf) = stream.receive(Vec::with_capacity(64)).await?;
+//!     stream.send(buf).await?; // echo
+//!     Ok::<usize, asyncresult_tokio::Error>(n)
+//! });
+//!
+//! let client = TcpStream::connect(addr).await?;
+//! client.set_nodelay(true)?;
+//! assert_eq!(client.send(b"ping").await?, 4);
+//! let (n, reply) = client.receive(Vec::with_capacity(64)).await?;
+//! assert_eq!(&reply[..n], b"ping");
+//! assert_eq!(server.await.unwrap()?, 4);
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod driver;
+mod tcp;
+mod udp;
+
+pub use asyncresult_core::{
+    AsyncCallback, AsyncResult, AsyncState, Domain, Error, IoBuf, IoBufMut, Protocol, Socket,
+    SocketFlags, Type,
+};
+pub use tcp::{OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+/// This adapter's [`Runtime`](asyncresult_core::future::Runtime): futures that are
+/// about to wait make sure the current tokio runtime drives the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl asyncresult_core::future::Runtime for Tokio {
+    fn will_wait() {
+        driver::ensure();
+    }
+}

@@ -136,6 +136,14 @@ impl<T> AsyncResult<T> {
         (self.header().kind(), self.header().socket_id())
     }
 
+    /// Takes the result now if the operation has completed and nobody ended it yet.
+    pub(crate) fn take_ready_result(&self) -> Result<T, Error> {
+        if !self.header().claim() {
+            return Err(Error::AlreadyEnded);
+        }
+        self.op.take()
+    }
+
     /// Waits for completion and takes the result, once.
     pub(crate) fn finish(&self) -> Result<T, Error> {
         if self.is_ended() {

@@ -79,6 +79,16 @@ pub fn drain_ready() -> usize {
     }
 }
 
+/// [`drain_ready`], but only when a runtime driver is attached (otherwise an engine
+/// worker is blocked in `epoll_wait` and takes every event first, so looking would
+/// only cost a syscall). What adapter futures call before they return `Pending`.
+pub fn drain_if_driven() -> usize {
+    match EngineShared::started() {
+        Some(engine) if engine.driver_count() > 0 => engine.drain(0).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Counters of the process-wide engine, for diagnostics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {

@@ -80,16 +80,19 @@ pub mod driver;
 mod engine;
 mod error;
 mod flags;
+pub mod future;
 mod op;
 mod ops;
 mod queue;
 mod socket;
+pub mod stream_io;
 mod sys;
 
 pub use async_result::{AsyncCallback, AsyncResult, AsyncState};
 pub use buf::{IoBuf, IoBufMut};
 pub use error::Error;
 pub use flags::SocketFlags;
+pub use ops::try_io::TryIo;
 pub use socket::Socket;
 pub use socket2::{Domain, Protocol, Type};
 

@@ -56,12 +56,19 @@ pub(crate) enum OpKind {
     Connect,
     /// `begin_accept`.
     Accept,
+    /// A wait for the send side to be worth trying again (see `TryIo`).
+    SendReady,
+    /// A wait for the receive side to be worth trying again (see `TryIo`).
+    ReceiveReady,
 }
 
 impl OpKind {
     /// Whether the operation waits on the send side (writability) of its socket.
     pub(crate) fn is_send_side(self) -> bool {
-        matches!(self, OpKind::Send | OpKind::SendTo | OpKind::Connect)
+        matches!(
+            self,
+            OpKind::Send | OpKind::SendTo | OpKind::Connect | OpKind::SendReady
+        )
     }
 }
 

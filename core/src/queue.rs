@@ -30,6 +30,7 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
 use crate::op::{Attempt, Op, OpKind, QueuedOp, Work};
+use crate::ops::try_io::{ReadyWork, TryIo};
 use crate::socket::SocketCore;
 
 /// Operations completed under a lock, to be notified once it is released.
@@ -106,6 +107,31 @@ impl OpQueue {
         inner.ops.push_back(op.clone());
         drop(inner);
         Ok(AsyncResult::from_op(op))
+    }
+
+    /// Runs `now` right here if nothing is queued (with the lock held, like a fast
+    /// path); if it would block, or if operations are queued, queues a readiness
+    /// operation of `ready_kind` instead, which completes when this direction is worth
+    /// trying again: at its next readiness edge once it reaches the head of the queue.
+    /// Nothing is consumed unless `now` returns a value.
+    pub(crate) fn try_now<T>(
+        &self,
+        socket: &Arc<SocketCore>,
+        ready_kind: OpKind,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
+        let mut inner = self.inner.lock();
+        if inner.stopped {
+            return Err(Error::Disposed);
+        }
+        if inner.ops.is_empty() {
+            if let Some(value) = now(socket)? {
+                return Ok(TryIo::Done(value));
+            }
+        }
+        let op = Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None));
+        inner.ops.push_back(op.clone());
+        Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
     }
 
     /// Runs queued operations in order until one would block; completed ones go to

@@ -90,6 +90,14 @@ impl SocketCore {
         self.closed.load(Ordering::Acquire)
     }
 
+    pub(crate) fn send_queue(&self) -> &OpQueue {
+        &self.send
+    }
+
+    pub(crate) fn receive_queue(&self) -> &OpQueue {
+        &self.recv
+    }
+
     fn queue(&self, kind: OpKind) -> &OpQueue {
         if kind.is_send_side() {
             &self.send

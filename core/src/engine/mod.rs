@@ -84,6 +84,12 @@ impl EngineShared {
         Ok(engine)
     }
 
+    /// The process-wide engine if it has been started (no reference counting: for hot
+    /// paths).
+    pub(crate) fn started() -> Option<&'static EngineShared> {
+        GLOBAL.get().map(|engine| &**engine)
+    }
+
     /// Creates an engine and starts its threads.
     fn start() -> io::Result<Arc<EngineShared>> {
         let poller = Poller::new()?;

@@ -1,7 +1,8 @@
 //! The engine's monitor thread: it keeps the engine moving when user code does not.
 //!
-//! Every [`PERIOD`] while there is something to watch, it compares a few counters with
-//! their values one period earlier:
+//! Every [`PERIOD`] while workers are busy (backing off to 64 ms while only healthy
+//! runtime drivers need watching), it compares a few counters with their values one
+//! period earlier:
 //!
 //! - a worker busy for a whole period without progress (blocked in a callback or a
 //!   waker): if it is the leader, polling goes to another worker; the callbacks queued
@@ -23,8 +24,11 @@ use std::time::Duration;
 use super::EngineShared;
 use crate::sys;
 
-/// How often the monitor looks while the engine is active.
+/// How often the monitor looks while workers are busy or callbacks are queued.
 pub(crate) const PERIOD: Duration = Duration::from_millis(2);
+/// The longest period between looks at attached runtime drivers that keep draining
+/// (the look backs off from [`PERIOD`] while they are healthy).
+const DRIVER_PERIOD_MAX: Duration = Duration::from_millis(64);
 /// Periods without anything to watch before the monitor sleeps until woken.
 const QUIET_PERIODS: u32 = 50;
 
@@ -51,6 +55,7 @@ fn run(engine: Arc<EngineShared>) {
     let mut last_taken = workers.taken();
     let mut last_drains = engine.drain_count();
     let mut quiet = 0;
+    let mut period = PERIOD;
     loop {
         if quiet >= QUIET_PERIODS {
             workers.set_monitor_parked(true);
@@ -60,7 +65,7 @@ fn run(engine: Arc<EngineShared>) {
             workers.set_monitor_parked(false);
             quiet = 0;
         }
-        thread::park_timeout(PERIOD);
+        thread::park_timeout(period);
         let mut watching = false;
 
         let leader = workers.leader();
@@ -90,11 +95,17 @@ fn run(engine: Arc<EngineShared>) {
         }
         (last_posted, last_taken) = (posted, taken);
 
+        // Workers need a close watch; healthy drivers a looser one.
+        period = if watching { PERIOD } else { (period * 2).min(DRIVER_PERIOD_MAX) };
+
         let drains = engine.drain_count();
         if engine.driver_count() > 0 {
             watching = true;
             if drains == last_drains && sys::has_ready_events(engine.epoll_fd()) {
+                // The runtime is not draining (not running, or blocked): do it once
+                // here and look again soon.
                 let _ = engine.drain(0);
+                period = PERIOD;
             }
         }
         last_drains = engine.drain_count();

@@ -3,11 +3,45 @@
 //! An accepted socket is non-blocking, registered with the same engine and usable at
 //! once. Pending accepts are served in the order they were begun.
 
+use std::net::SocketAddr;
+
 use super::nonblocking;
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::error::Error;
 use crate::op::{Attempt, OpKind, Work};
 use crate::socket::{Socket, SocketCore};
+
+/// Accepts one pending connection and registers it with the listener's engine;
+/// `None` if none is pending.
+pub(crate) fn accept_one(socket: &SocketCore) -> Result<Option<(Socket, SocketAddr)>, Error> {
+    loop {
+        match nonblocking(|| socket.fd().accept()) {
+            Ok(Some((accepted, addr))) => {
+                let peer = addr.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
+                let core = socket.engine_arc().register(accepted, true)?;
+                return Ok(Some((Socket::from_core(core), peer)));
+            }
+            Ok(None) => return Ok(None),
+            // The peer gave up before we took it: wait for the next one.
+            Err(e) if e.error_code() == Some(libc::ECONNABORTED) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Checks that `socket` can accept at all (a role it could never play fails `begin_*`).
+pub(crate) fn check_listener(socket: &SocketCore) -> Result<(), Error> {
+    if socket.is_closed() {
+        return Err(Error::Disposed);
+    }
+    if !socket.is_stream() {
+        return Err(Error::os(libc::EOPNOTSUPP));
+    }
+    if !socket.fd().is_listener()? {
+        return Err(Error::os(libc::EINVAL));
+    }
+    Ok(())
+}
 
 /// An accept waiting for a connection.
 pub(crate) struct AcceptWork;
@@ -16,21 +50,10 @@ impl Work for AcceptWork {
     type Output = Socket;
 
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<Socket> {
-        loop {
-            match nonblocking(|| socket.fd().accept()) {
-                Ok(Some((accepted, _))) => {
-                    return Attempt::Done(
-                        socket
-                            .engine_arc()
-                            .register(accepted, true)
-                            .map(Socket::from_core),
-                    )
-                }
-                Ok(None) => return Attempt::WouldBlock,
-                // The peer gave up before we took it: wait for the next one.
-                Err(e) if e.error_code() == Some(libc::ECONNABORTED) => continue,
-                Err(e) => return Attempt::Done(Err(e)),
-            }
+        match accept_one(socket) {
+            Ok(Some((accepted, _))) => Attempt::Done(Ok(accepted)),
+            Ok(None) => Attempt::WouldBlock,
+            Err(e) => Attempt::Done(Err(e)),
         }
     }
 }
@@ -49,15 +72,7 @@ impl Socket {
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<Socket>, Error> {
         let core = self.core();
-        if core.is_closed() {
-            return Err(Error::Disposed);
-        }
-        if !core.is_stream() {
-            return Err(Error::os(libc::EOPNOTSUPP));
-        }
-        if !core.fd().is_listener()? {
-            return Err(Error::os(libc::EINVAL));
-        }
+        check_listener(core)?;
         core.start(OpKind::Accept, AcceptWork, callback, state)
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod accept;
 pub(crate) mod connect;
 pub(crate) mod receive;
 pub(crate) mod send;
+pub(crate) mod try_io;
 
 use std::io;
 

@@ -23,7 +23,7 @@ use crate::socket::{Socket, SocketCore};
 
 /// Receives into `buf` from index 0; returns the count to report (for a datagram, its
 /// full length), `None` if nothing is there yet.
-fn receive_into<B: IoBufMut>(
+pub(crate) fn receive_into<B: IoBufMut>(
     fd: &socket2::Socket,
     buf: &mut B,
     flags: libc::c_int,
@@ -76,58 +76,62 @@ impl<B: IoBufMut> Work for ReceiveWork<B> {
     }
 }
 
+/// Receives one datagram (or, on a stream, what is there) into `buf` and reports the
+/// sender; `None` if nothing is there yet.
+pub(crate) fn receive_from_into<B: IoBufMut>(
+    socket: &SocketCore,
+    buf: &mut B,
+    flags: libc::c_int,
+) -> Result<Option<(usize, SocketAddr)>, Error> {
+    let fd = socket.fd();
+    if socket.is_stream() {
+        // A stream has one peer; the kernel reports no address for it.
+        let Some(n) = receive_into(fd, buf, flags, true)? else {
+            return Ok(None);
+        };
+        let peer = fd
+            .peer_addr()?
+            .as_socket()
+            .ok_or(Error::os(libc::EAFNOSUPPORT))?;
+        return Ok(Some((n, peer)));
+    }
+    let capacity = buf.recv_capacity();
+    let flags = flags | libc::MSG_TRUNC;
+    let received = if capacity == 0 {
+        nonblocking(|| fd.recv_from_with_flags(&mut [], flags))?
+    } else {
+        // SAFETY: `recvfrom` writes only initialized bytes into the area.
+        let area = unsafe { buf.recv_area() };
+        let received = nonblocking(|| fd.recv_from_with_flags(area, flags))?;
+        if let Some((n, _)) = &received {
+            // SAFETY: the kernel initialized the first `min(n, capacity)` bytes.
+            unsafe { buf.set_received((*n).min(capacity)) };
+        }
+        received
+    };
+    match received {
+        None => Ok(None),
+        Some((n, from)) => {
+            let from = from.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
+            Ok(Some((n, from)))
+        }
+    }
+}
+
 /// A receive that also reports the sender.
 pub(crate) struct ReceiveFromWork<B> {
     buf: Option<B>,
     flags: libc::c_int,
 }
 
-impl<B: IoBufMut> ReceiveFromWork<B> {
-    fn receive(&mut self, socket: &SocketCore) -> Result<Option<(usize, SocketAddr)>, Error> {
-        let fd = socket.fd();
-        let Some(buf) = self.buf.as_mut() else {
-            return Err(Error::AlreadyEnded);
-        };
-        if socket.is_stream() {
-            // A stream has one peer; the kernel reports no address for it.
-            let Some(n) = receive_into(fd, buf, self.flags, true)? else {
-                return Ok(None);
-            };
-            let peer = fd
-                .peer_addr()?
-                .as_socket()
-                .ok_or(Error::os(libc::EAFNOSUPPORT))?;
-            return Ok(Some((n, peer)));
-        }
-        let capacity = buf.recv_capacity();
-        let flags = self.flags | libc::MSG_TRUNC;
-        let received = if capacity == 0 {
-            nonblocking(|| fd.recv_from_with_flags(&mut [], flags))?
-        } else {
-            // SAFETY: `recvfrom` writes only initialized bytes into the area.
-            let area = unsafe { buf.recv_area() };
-            let received = nonblocking(|| fd.recv_from_with_flags(area, flags))?;
-            if let Some((n, _)) = &received {
-                // SAFETY: the kernel initialized the first `min(n, capacity)` bytes.
-                unsafe { buf.set_received((*n).min(capacity)) };
-            }
-            received
-        };
-        match received {
-            None => Ok(None),
-            Some((n, from)) => {
-                let from = from.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
-                Ok(Some((n, from)))
-            }
-        }
-    }
-}
-
 impl<B: IoBufMut> Work for ReceiveFromWork<B> {
     type Output = (usize, B, SocketAddr);
 
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B, SocketAddr)> {
-        match self.receive(socket) {
+        let Some(buf) = self.buf.as_mut() else {
+            return failed(Error::AlreadyEnded);
+        };
+        match receive_from_into(socket, buf, self.flags) {
             Ok(Some((n, from))) => match self.buf.take() {
                 Some(buf) => Attempt::Done(Ok((n, buf, from))),
                 None => failed(Error::AlreadyEnded),

@@ -1,0 +1,99 @@
+//! One driver task per tokio runtime: the engine's poller descriptor is registered
+//! with that runtime's reactor (an `AsyncFd`), and the task drains the engine whenever
+//! it is readable. Operations then complete, and their futures are woken, on the
+//! runtime's own threads: no cross-thread wake on the hot path.
+//!
+//! The task is started the first time a future of this crate waits on a runtime. It
+//! lives as long as the runtime: when the runtime shuts down the task is dropped, its
+//! `Driver` detaches, and the engine's own workers take polling back.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use asyncresult_core::driver::Driver;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::runtime::{Handle, Id};
+
+/// Drivers by runtime, with a flag that drops to false when the driver task goes.
+static DRIVERS: Mutex<Vec<(Id, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The last runtime this thread saw a live driver for.
+    static SEEN: RefCell<Option<(Id, Arc<AtomicBool>)>> = const { RefCell::new(None) };
+}
+
+/// Sets `alive` to false when dropped (with the driver task).
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Makes sure the current tokio runtime (if any) drives the engine.
+pub(crate) fn ensure() {
+    let Ok(handle) = Handle::try_current() else {
+        // Not on a tokio runtime: the engine's workers wake our futures.
+        return;
+    };
+    let id = handle.id();
+    let cached = SEEN.with(|seen| {
+        seen.borrow()
+            .as_ref()
+            .is_some_and(|(seen, alive)| *seen == id && alive.load(Ordering::Acquire))
+    });
+    if cached {
+        return;
+    }
+    let Ok(mut drivers) = DRIVERS.lock() else {
+        return;
+    };
+    drivers.retain(|(_, alive)| alive.load(Ordering::Acquire));
+    let alive = match drivers.iter().find(|(known, _)| *known == id) {
+        Some((_, alive)) => Arc::clone(alive),
+        None => {
+            let Ok(driver) = Driver::attach() else {
+                return;
+            };
+            let alive = Arc::new(AtomicBool::new(true));
+            handle.spawn(drive(driver, Alive(Arc::clone(&alive))));
+            drivers.push((id, Arc::clone(&alive)));
+            alive
+        }
+    };
+    SEEN.with(|seen| *seen.borrow_mut() = Some((id, alive)));
+}
+
+/// The driver task: drain whenever the engine's descriptor is readable.
+async fn drive(driver: Driver, _alive: Alive) {
+    // SAFETY: the descriptor is the engine's epoll set, owned by the engine that
+    // `driver` keeps alive; it stays open, and `as_raw_fd` returns that same number,
+    // for as long as the `AsyncFd` (which owns the driver) lives.
+    let registered = unsafe { AsyncFd::register_with_interest(driver, Interest::READABLE) };
+    let Ok(fd) = registered else {
+        // Dropping the driver hands polling back to the engine's workers.
+        return;
+    };
+    loop {
+        let Ok(mut guard) = fd.readable().await else {
+            return;
+        };
+        let drained = guard.try_io(|fd| match fd.get_ref().drain() {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            other => other,
+        });
+        match drained {
+            // More may be ready: go round again (readiness is kept), but let other
+            // tasks run if this one has used its budget.
+            Ok(Ok(_)) => tokio::task::coop::consume_budget().await,
+            // The poller failed (not expected): give polling back to the workers.
+            Ok(Err(_)) => return,
+            // Nothing left: readiness was cleared, wait for the next edge.
+            Err(_) => {}
+        }
+    }
+}

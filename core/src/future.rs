@@ -1,0 +1,417 @@
+//! Futures over the engine's operations, for runtime adapters. Plain `std::future`:
+//! no runtime here; an adapter plugs its runtime in through [`Runtime`].
+//!
+//! Two kinds of futures, after what dropping one must mean:
+//!
+//! - [`OperationFuture`] awaits an operation begun with `begin_*`. Dropping it does
+//!   **not** cancel the operation (API semantics §8): a dropped send still goes out,
+//!   whole, before any later send. Used for sends and connects.
+//! - [`ReadinessFuture`] loops over a `try_*` attempt ([`TryAttempt`]) and waits on
+//!   readiness between tries. It takes data only when it returns it, so dropping it
+//!   loses nothing: **cancel safe**. Used for receives and accepts.
+//!
+//! Both implement [`Cancel`], which [`Timeout`] uses to bound them with any runtime's
+//! timer: at expiry the pending core operation is cancelled (API semantics §9) and the
+//! future resolves to [`Error::Aborted`] (or to the result it reached first).
+//!
+//! How a pending future gets woken fast: before it returns `Pending` it drains the
+//! engine once on its own thread ([`driver::drain_if_driven`]): on loopback the peer's
+//! event is usually already there, and the futures it completes are woken on this
+//! runtime thread. Then [`Runtime::will_wait`] makes sure the runtime itself drains the
+//! engine when its descriptor becomes readable.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::async_result::AsyncResult;
+use crate::buf::{IoBuf, IoBufMut};
+use crate::driver;
+use crate::error::Error;
+use crate::flags::SocketFlags;
+use crate::ops::try_io::TryIo;
+use crate::socket::Socket;
+
+/// What a runtime adapter plugs into these futures.
+pub trait Runtime: 'static {
+    /// Called just before a future returns `Pending`: make sure the runtime will
+    /// drain the engine when the engine's descriptor becomes readable (for example, by
+    /// starting its driver the first time). Must be cheap when it already does.
+    fn will_wait();
+}
+
+/// No runtime: the engine's own workers complete operations and wake the futures
+/// (from their threads). Works under any executor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineThreads;
+
+impl Runtime for EngineThreads {
+    fn will_wait() {}
+}
+
+/// Futures that can be cancelled in place (see [`Timeout`]).
+pub trait Cancel {
+    /// Cancels the pending core operation, if any; the future then resolves to
+    /// [`Error::Aborted`] (or to the result it had already reached).
+    fn cancel(&mut self);
+}
+
+/// Polls `ar` for completion as adapter futures do: drains ready events inline once,
+/// then registers the waker and tells the runtime it will wait.
+pub fn poll_completed<R: Runtime, T>(ar: &AsyncResult<T>, cx: &mut Context<'_>) -> Poll<()> {
+    if ar.is_completed() {
+        return Poll::Ready(());
+    }
+    driver::drain_if_driven();
+    if ar.poll_completed(cx).is_ready() {
+        return Poll::Ready(());
+    }
+    R::will_wait();
+    Poll::Pending
+}
+
+type EndFn<T> = fn(&Socket, &AsyncResult<T>) -> Result<T, Error>;
+
+/// A future for an operation begun with `begin_*`; resolves to what `end_*` returns.
+///
+/// # Cancel safety
+///
+/// Dropping it does not cancel the operation: it completes in the background (a send's
+/// bytes still go out, in order) and its result is discarded. To stop the operation,
+/// [`Cancel::cancel`] it or bound it with [`Timeout`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct OperationFuture<T, R> {
+    socket: Socket,
+    op: Result<AsyncResult<T>, Option<Error>>,
+    end: EndFn<T>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<T, R> std::fmt::Debug for OperationFuture<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationFuture")
+            .field("op", &self.op.as_ref().ok())
+            .finish()
+    }
+}
+
+impl<T, R: Runtime> OperationFuture<T, R> {
+    /// A future for `begun` (the result of a `begin_*` on `socket`), finished by `end`.
+    pub fn new(
+        socket: &Socket,
+        begun: Result<AsyncResult<T>, Error>,
+        end: fn(&Socket, &AsyncResult<T>) -> Result<T, Error>,
+    ) -> Self {
+        OperationFuture {
+            socket: socket.clone(),
+            op: begun.map_err(Some),
+            end,
+            _runtime: PhantomData,
+        }
+    }
+
+    /// The operation's result handle, once begun.
+    pub fn async_result(&self) -> Option<&AsyncResult<T>> {
+        self.op.as_ref().ok()
+    }
+}
+
+impl<T, R: Runtime> Future for OperationFuture<T, R> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.op {
+            Err(error) => Poll::Ready(Err(error.take().unwrap_or(Error::AlreadyEnded))),
+            Ok(ar) => match poll_completed::<R, T>(ar, cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => Poll::Ready((this.end)(&this.socket, ar)),
+            },
+        }
+    }
+}
+
+impl<T, R> Cancel for OperationFuture<T, R> {
+    fn cancel(&mut self) {
+        if let Ok(ar) = &self.op {
+            ar.cancel();
+        }
+    }
+}
+
+/// One non-blocking try, repeated by a [`ReadinessFuture`] until it is done.
+pub trait TryAttempt {
+    /// What the future resolves to on success.
+    type Output;
+    /// Tries once, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the underlying `try_*` reports; the future resolves to it.
+    fn try_once(&mut self) -> Result<TryIo<Self::Output>, Error>;
+}
+
+/// Drives `attempt` with readiness waits in between, holding the wait in `waiting`
+/// (so that a caller that polls again after dropping a future reuses it).
+pub fn poll_try<R: Runtime, T>(
+    waiting: &mut Option<AsyncResult<()>>,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
+) -> Poll<Result<T, Error>> {
+    loop {
+        if let Some(ready) = waiting.as_ref() {
+            if poll_completed::<R, ()>(ready, cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Readiness reached, or the wait was cancelled or disposed: the next try
+            // reports a closed socket itself.
+            let cancelled = matches!(ready_outcome(ready), Some(Error::Aborted));
+            *waiting = None;
+            if cancelled {
+                return Poll::Ready(Err(Error::Aborted));
+            }
+        }
+        match attempt() {
+            Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
+            Ok(TryIo::WouldBlock(ready)) => *waiting = Some(ready),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// The error a completed readiness wait ended with, if any.
+fn ready_outcome(ready: &AsyncResult<()>) -> Option<Error> {
+    ready.take_ready_result().err()
+}
+
+/// A future that retries a [`TryAttempt`] on readiness.
+///
+/// # Cancel safety
+///
+/// Cancel safe: data is taken only in the poll that returns it, so dropping the
+/// future (in `select!`, on a timeout) loses nothing; its readiness wait is cancelled.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct ReadinessFuture<A, R> {
+    attempt: A,
+    waiting: Option<AsyncResult<()>>,
+    cancelled: bool,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<A: TryAttempt, R: Runtime> ReadinessFuture<A, R> {
+    /// A future that drives `attempt`.
+    pub fn new(attempt: A) -> Self {
+        ReadinessFuture {
+            attempt,
+            waiting: None,
+            cancelled: false,
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
+    type Output = Result<A::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.cancelled {
+            return Poll::Ready(Err(Error::Aborted));
+        }
+        let attempt = &mut this.attempt;
+        poll_try::<R, _>(&mut this.waiting, cx, || attempt.try_once())
+    }
+}
+
+impl<A, R> Cancel for ReadinessFuture<A, R> {
+    fn cancel(&mut self) {
+        self.cancelled = true;
+        if let Some(ready) = self.waiting.take() {
+            ready.cancel();
+        }
+    }
+}
+
+impl<A, R> Drop for ReadinessFuture<A, R> {
+    fn drop(&mut self) {
+        // Leave no stale wait in the socket's queue.
+        if let Some(ready) = self.waiting.take() {
+            ready.cancel();
+        }
+    }
+}
+
+/// Bounds a [`Cancel`] future with a timer future `S` (any runtime's sleep): when the
+/// timer fires first, the future is cancelled and then polled to its end, which is
+/// [`Error::Aborted`] unless it completed in the meantime.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Timeout<F, S> {
+    future: F,
+    timer: Option<Pin<Box<S>>>,
+}
+
+impl<F, S> Timeout<F, S> {
+    /// `future`, cancelled when `timer` completes.
+    pub fn new(future: F, timer: S) -> Self {
+        Timeout {
+            future,
+            timer: Some(Box::pin(timer)),
+        }
+    }
+}
+
+impl<F, S> Future for Timeout<F, S>
+where
+    F: Future + Cancel + Unpin,
+    S: Future,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(out) = Pin::new(&mut this.future).poll(cx) {
+            return Poll::Ready(out);
+        }
+        if let Some(timer) = this.timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                this.timer = None;
+                this.future.cancel();
+                return Pin::new(&mut this.future).poll(cx);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+// ---- ready-made futures for every operation --------------------------------------
+
+/// A whole send of `buf` (`begin_send`), as a future.
+pub fn send<R: Runtime, B: IoBuf>(socket: &Socket, buf: B) -> OperationFuture<usize, R> {
+    OperationFuture::new(
+        socket,
+        socket.begin_send(buf, SocketFlags::NONE, None, None),
+        Socket::end_send,
+    )
+}
+
+/// One datagram to `to` (`begin_send_to`), as a future.
+pub fn send_to<R: Runtime, B: IoBuf>(
+    socket: &Socket,
+    buf: B,
+    to: SocketAddr,
+) -> OperationFuture<usize, R> {
+    OperationFuture::new(
+        socket,
+        socket.begin_send_to(buf, SocketFlags::NONE, to, None, None),
+        Socket::end_send_to,
+    )
+}
+
+/// A connect (`begin_connect`), as a future.
+pub fn connect<R: Runtime>(socket: &Socket, to: SocketAddr) -> OperationFuture<(), R> {
+    OperationFuture::new(
+        socket,
+        socket.begin_connect(to, None, None),
+        Socket::end_connect,
+    )
+}
+
+/// The [`TryAttempt`] of a receive into an owned buffer.
+#[derive(Debug)]
+pub struct ReceiveAttempt<B> {
+    socket: Socket,
+    buf: Option<B>,
+}
+
+// The buffer is moved, never pinned.
+impl<B> Unpin for ReceiveAttempt<B> {}
+
+impl<B: IoBufMut> TryAttempt for ReceiveAttempt<B> {
+    type Output = (usize, B);
+
+    fn try_once(&mut self) -> Result<TryIo<(usize, B)>, Error> {
+        let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
+        Ok(match self.socket.try_receive(buf, SocketFlags::NONE)? {
+            TryIo::Done(n) => match self.buf.take() {
+                Some(buf) => TryIo::Done((n, buf)),
+                None => return Err(Error::AlreadyEnded),
+            },
+            TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
+        })
+    }
+}
+
+/// A receive into `buf` (conventions of `begin_receive`), as a cancel-safe future.
+pub fn receive<R: Runtime, B: IoBufMut>(
+    socket: &Socket,
+    buf: B,
+) -> ReadinessFuture<ReceiveAttempt<B>, R> {
+    ReadinessFuture::new(ReceiveAttempt {
+        socket: socket.clone(),
+        buf: Some(buf),
+    })
+}
+
+/// The [`TryAttempt`] of a receive of one datagram and its sender.
+#[derive(Debug)]
+pub struct ReceiveFromAttempt<B> {
+    socket: Socket,
+    buf: Option<B>,
+}
+
+// The buffer is moved, never pinned.
+impl<B> Unpin for ReceiveFromAttempt<B> {}
+
+impl<B: IoBufMut> TryAttempt for ReceiveFromAttempt<B> {
+    type Output = (usize, B, SocketAddr);
+
+    fn try_once(&mut self) -> Result<TryIo<(usize, B, SocketAddr)>, Error> {
+        let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
+        Ok(
+            match self.socket.try_receive_from(buf, SocketFlags::NONE)? {
+                TryIo::Done((n, from)) => match self.buf.take() {
+                    Some(buf) => TryIo::Done((n, buf, from)),
+                    None => return Err(Error::AlreadyEnded),
+                },
+                TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
+            },
+        )
+    }
+}
+
+/// A receive of one datagram and its sender (conventions of `begin_receive_from`), as
+/// a cancel-safe future.
+pub fn receive_from<R: Runtime, B: IoBufMut>(
+    socket: &Socket,
+    buf: B,
+) -> ReadinessFuture<ReceiveFromAttempt<B>, R> {
+    ReadinessFuture::new(ReceiveFromAttempt {
+        socket: socket.clone(),
+        buf: Some(buf),
+    })
+}
+
+/// The [`TryAttempt`] of an accept.
+#[derive(Debug)]
+pub struct AcceptAttempt {
+    socket: Socket,
+}
+
+impl TryAttempt for AcceptAttempt {
+    type Output = (Socket, SocketAddr);
+
+    fn try_once(&mut self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
+        self.socket.try_accept()
+    }
+}
+
+/// An accept, as a cancel-safe future.
+pub fn accept<R: Runtime>(socket: &Socket) -> ReadinessFuture<AcceptAttempt, R> {
+    ReadinessFuture::new(AcceptAttempt {
+        socket: socket.clone(),
+    })
+}

@@ -1,0 +1,182 @@
+//! Non-blocking attempts that take their turn in the socket's queues: the building
+//! blocks of cancel-safe futures and of the runtimes' I/O traits.
+//!
+//! A `try_*` call runs its syscall right away only when nothing is queued in its
+//! direction (so it never jumps ahead of a pending operation) and returns
+//! [`TryIo::Done`]. Otherwise, or if the syscall would block, it consumes nothing and
+//! returns [`TryIo::WouldBlock`] with a readiness operation: an `AsyncResult<()>` that
+//! completes when the direction is worth trying again (at the next readiness edge once
+//! it reaches the head of the queue, or with `Disposed` when the socket closes, or
+//! `Aborted` if cancelled). A future built on these loses nothing when dropped: data
+//! is only taken when it is handed straight back.
+
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use super::accept::{accept_one, check_listener};
+use super::nonblocking;
+use super::receive::{receive_from_into, receive_into};
+use crate::async_result::AsyncResult;
+use crate::buf::IoBufMut;
+use crate::error::Error;
+use crate::flags::SocketFlags;
+use crate::op::{Attempt, OpKind, Work};
+use crate::socket::{Socket, SocketCore};
+use crate::sys;
+
+/// The outcome of a non-blocking attempt (`Socket::try_*`).
+#[derive(Debug)]
+pub enum TryIo<T> {
+    /// The syscall ran and produced this.
+    Done(T),
+    /// Nothing was done: wait for this readiness operation, then try again.
+    WouldBlock(AsyncResult<()>),
+}
+
+/// The work of a readiness operation: by the time the queue runs it (at the head,
+/// after a readiness edge or after the operation before it completed), the direction
+/// is worth trying again.
+pub(crate) struct ReadyWork;
+
+impl Work for ReadyWork {
+    type Output = ();
+
+    fn attempt(&mut self, _socket: &SocketCore) -> Attempt<()> {
+        Attempt::Done(Ok(()))
+    }
+}
+
+fn send_flags(flags: SocketFlags) -> libc::c_int {
+    flags.to_msg_flags() | sys::SEND_FLAGS
+}
+
+impl Socket {
+    fn try_send_side<T>(
+        &self,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
+        let core = self.core();
+        core.send_queue().try_now(core, OpKind::SendReady, now)
+    }
+
+    fn try_receive_side<T>(
+        &self,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
+        let core = self.core();
+        core.receive_queue()
+            .try_now(core, OpKind::ReceiveReady, now)
+    }
+
+    /// Sends what the kernel takes of `buf` now, with one syscall, if no send is
+    /// queued. Unlike [`begin_send`](Socket::begin_send), a stream may take only part
+    /// of the buffer (the count says how much), as with `write(2)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_send(&self, buf: &[u8], flags: SocketFlags) -> Result<TryIo<usize>, Error> {
+        let flags = send_flags(flags);
+        self.try_send_side(|core| nonblocking(|| core.fd().send_with_flags(buf, flags)))
+    }
+
+    /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_send_vectored(
+        &self,
+        bufs: &[IoSlice<'_>],
+        flags: SocketFlags,
+    ) -> Result<TryIo<usize>, Error> {
+        let flags = send_flags(flags);
+        self.try_send_side(|core| nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags)))
+    }
+
+    /// Sends `buf` as one datagram to `to` now, if no send is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_send_to(
+        &self,
+        buf: &[u8],
+        flags: SocketFlags,
+        to: SocketAddr,
+    ) -> Result<TryIo<usize>, Error> {
+        let flags = send_flags(flags);
+        let to = to.into();
+        self.try_send_side(|core| nonblocking(|| core.fd().send_to_with_flags(buf, &to, flags)))
+    }
+
+    /// Receives into `buf` now, if data is there and no receive is queued; the buffer
+    /// convention and the count are those of [`begin_receive`](Socket::begin_receive).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_receive<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+    ) -> Result<TryIo<usize>, Error> {
+        let flags = flags.to_msg_flags();
+        self.try_receive_side(|core| receive_into(core.fd(), buf, flags, core.is_stream()))
+    }
+
+    /// Reads into `buf` now (as `read(2)`), if data is there and no receive is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_read(&self, buf: &mut [u8]) -> Result<TryIo<usize>, Error> {
+        self.try_receive_side(|core| nonblocking(|| (&*core.fd()).read(buf)))
+    }
+
+    /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only
+    /// initialized bytes are written, the first `n` of them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> Result<TryIo<usize>, Error> {
+        self.try_receive_side(|core| nonblocking(|| core.fd().recv(buf)))
+    }
+
+    /// Receives one datagram and its sender now, if one is there and no receive is
+    /// queued; conventions of [`begin_receive_from`](Socket::begin_receive_from).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn try_receive_from<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+    ) -> Result<TryIo<(usize, SocketAddr)>, Error> {
+        let flags = flags.to_msg_flags();
+        self.try_receive_side(|core| receive_from_into(core, buf, flags))
+    }
+
+    /// Accepts a pending connection now, if one is there and no accept is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`begin_accept`](Socket::begin_accept), plus OS errors of `accept(2)`.
+    pub fn try_accept(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
+        check_listener(self.core())?;
+        self.try_receive_side(accept_one)
+    }
+
+    /// `Done` if no send is queued; otherwise a readiness operation that completes
+    /// once every send queued before it has completed (a flush barrier).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close.
+    pub fn sends_flushed(&self) -> Result<TryIo<()>, Error> {
+        self.try_send_side(|_| Ok(Some(())))
+    }
+}

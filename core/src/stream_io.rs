@@ -1,0 +1,192 @@
+//! The state behind a runtime's `AsyncRead`/`AsyncWrite` for a stream socket, shared
+//! by the tokio and smol adapters.
+//!
+//! Reads and writes go straight between the caller's buffer and the kernel
+//! (`try_read`/`try_send`): no copy, no owned buffer, and nothing is accepted that is
+//! not in the kernel when `poll_write` says so, so `poll_flush` only has to wait for
+//! operations queued through other paths (for example a dropped `send` future, whose
+//! bytes go out first). When the kernel would block, the half keeps one readiness wait
+//! and reuses it across polls, so a read future dropped by `select!` or a timeout
+//! leaves nothing behind and loses no byte: **cancel safe**.
+//!
+//! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
+//! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them.
+
+use std::io::{self, IoSlice};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+
+use crate::async_result::AsyncResult;
+use crate::error::Error;
+use crate::flags::SocketFlags;
+use crate::future::{poll_try, Runtime};
+use crate::socket::Socket;
+
+/// The read half's state.
+#[derive(Debug)]
+pub struct ReadHalf<R> {
+    socket: Socket,
+    waiting: Mutex<Option<AsyncResult<()>>>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+/// The write half's state.
+#[derive(Debug)]
+pub struct WriteHalf<R> {
+    socket: Socket,
+    waiting: Mutex<Option<AsyncResult<()>>>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+fn ready<T>(poll: Poll<Result<T, Error>>) -> Poll<io::Result<T>> {
+    poll.map(|r| r.map_err(io::Error::from))
+}
+
+impl<R: Runtime> ReadHalf<R> {
+    /// The read side of `socket`.
+    pub fn new(socket: Socket) -> Self {
+        ReadHalf {
+            socket,
+            waiting: Mutex::new(None),
+            _runtime: PhantomData,
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// `AsyncRead::poll_read` into initialized memory; `Ok(0)` means end of stream.
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut waiting = self.waiting.lock();
+        ready(poll_try::<R, _>(&mut waiting, cx, || {
+            self.socket.try_read(buf)
+        }))
+    }
+
+    /// `AsyncRead::poll_read` into memory that may be uninitialized; only initialized
+    /// bytes are written, the first `n`.
+    pub fn poll_read_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut waiting = self.waiting.lock();
+        ready(poll_try::<R, _>(&mut waiting, cx, || {
+            self.socket.try_read_uninit(buf)
+        }))
+    }
+
+    /// Gives the socket back, cancelling the pending readiness wait (which holds no
+    /// data).
+    pub fn into_socket(self) -> Socket {
+        if let Some(ready) = self.waiting.lock().take() {
+            ready.cancel();
+        }
+        self.socket.clone()
+    }
+}
+
+impl<R> Drop for ReadHalf<R> {
+    fn drop(&mut self) {
+        if let Some(ready) = self.waiting.get_mut().take() {
+            ready.cancel();
+        }
+    }
+}
+
+impl<R: Runtime> WriteHalf<R> {
+    /// The write side of `socket`.
+    pub fn new(socket: Socket) -> Self {
+        WriteHalf {
+            socket,
+            waiting: Mutex::new(None),
+            _runtime: PhantomData,
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// `AsyncWrite::poll_write`: what it reports written is in the kernel.
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut waiting = self.waiting.lock();
+        ready(poll_try::<R, _>(&mut waiting, cx, || {
+            self.socket.try_send(buf, SocketFlags::NONE)
+        }))
+    }
+
+    /// `AsyncWrite::poll_write_vectored`, one `sendmsg`.
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let mut waiting = self.waiting.lock();
+        ready(poll_try::<R, _>(&mut waiting, cx, || {
+            self.socket.try_send_vectored(bufs, SocketFlags::NONE)
+        }))
+    }
+
+    /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut waiting = self.waiting.lock();
+        match poll_try::<R, _>(&mut waiting, cx, || self.socket.sends_flushed()) {
+            // A closed socket has nothing left to flush.
+            Poll::Ready(Err(Error::Disposed)) => Poll::Ready(Ok(())),
+            other => ready(other),
+        }
+    }
+
+    /// `AsyncWrite::poll_shutdown` / `poll_close`: flushes, then shuts the write side
+    /// down (the peer reads end of stream); reads keep working.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        match self.socket.shutdown(Shutdown::Write) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // Already shut down, not connected any more, or closed: the write side is
+            // down either way.
+            Err(Error::Disposed) => Poll::Ready(Ok(())),
+            Err(e) if e.error_code() == Some(libc::ENOTCONN) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// Gives the socket back, cancelling the pending readiness wait.
+    pub fn into_socket(self) -> Socket {
+        if let Some(ready) = self.waiting.lock().take() {
+            ready.cancel();
+        }
+        self.socket.clone()
+    }
+}
+
+impl<R> Drop for WriteHalf<R> {
+    fn drop(&mut self) {
+        if let Some(ready) = self.waiting.get_mut().take() {
+            ready.cancel();
+        }
+    }
+}
