@@ -1,1 +1,75 @@
-//! placeholder
+//! asyncresult for smol and the async-io world: sockets whose operations are
+//! futures, plus `futures_io::{AsyncRead, AsyncWrite}`, over the runtime-free
+//! asyncresult engine.
+//!
+//! The futures run under `smol::block_on`, `smol::Executor` / `async_executor`, or
+//! any executor, since the engine is driven by async-io's reactor, which runs on its
+//! own. The same engine serves the callback adapter (.NET's Begin/End) and the tokio
+//! adapter, in one process if you like: a socket made in one can be handed to another
+//! through [`Socket`] (`into_inner()` / `From<Socket>`).
+//!
+//! | type | operations |
+//! |---|---|
+//! | [`TcpStream`] | `connect`, `send` (whole buffer), `receive`, `AsyncRead`, `AsyncWrite` (also for `&TcpStream`) |
+//! | [`TcpListener`] | `bind`, `accept` |
+//! | [`UdpSocket`] | `bind`, `connect`, `send`, `receive`, `send_to`, `receive_from` |
+//!
+//! Every future is `Send` and documents its cancel safety. Receives and accepts are
+//! cancel safe; a dropped send still goes out whole, before any later send. Each
+//! operation has a `*_timeout` form bounded by async-io's `Timer`, which cancels the
+//! core operation at expiry ([`Error::Aborted`]).
+//!
+//! # Example
+//!
+//! ```
+//! use asyncresult_smol::{TcpListener, TcpStream};
+//!
+//! # fn main() -> Result<(), asyncresult_smol::Error> {
+//! smol::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await?;
+//!     let addr = listener.local_addr()?;
+//!     let server = smol::spawn(async move {
+//!         let (stream, _) = listener.accept().await?;
+//!         let (n, buf) = stream.receive(Vec::with_capacity(64)).await?;
+//!         stream.send(buf).await?; // echo
+//!         Ok::<usize, asyncresult_smol::Error>(n)
+//!     });
+//!
+//!     let client = TcpStream::connect(addr).await?;
+//!     client.set_nodelay(true)?;
+//!     assert_eq!(client.send(b"ping").await?, 4);
+//!     let (n, reply) = client.receive(Vec::with_capacity(64)).await?;
+//!     assert_eq!(&reply[..n], b"ping");
+//!     assert_eq!(server.await?, 4);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod driver;
+mod net;
+
+pub use asyncresult_core::{
+    AsyncCallback, AsyncResult, AsyncState, Domain, Error, IoBuf, IoBufMut, Protocol, Socket,
+    SocketFlags, Type,
+};
+pub use net::{TcpListener, TcpStream, UdpSocket};
+
+/// This adapter's [`Runtime`](asyncresult_core::future::Runtime): async-io's reactor
+/// drives the engine, and timeouts use async-io's `Timer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Smol;
+
+impl asyncresult_core::future::Runtime for Smol {
+    type Sleep = async_io::Timer;
+
+    fn will_wait() {
+        driver::ensure();
+    }
+
+    fn sleep(duration: std::time::Duration) -> Self::Sleep {
+        async_io::Timer::after(duration)
+    }
+}

@@ -51,15 +51,13 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod driver;
-mod tcp;
-mod udp;
+mod net;
 
 pub use asyncresult_core::{
     AsyncCallback, AsyncResult, AsyncState, Domain, Error, IoBuf, IoBufMut, Protocol, Socket,
     SocketFlags, Type,
 };
-pub use tcp::{OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use net::{OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream, UdpSocket};
 
 /// This adapter's [`Runtime`](asyncresult_core::future::Runtime): futures that are
 /// about to wait make sure the current tokio runtime drives the engine.
@@ -67,7 +65,13 @@ pub use udp::UdpSocket;
 pub struct Tokio;
 
 impl asyncresult_core::future::Runtime for Tokio {
+    type Sleep = tokio::time::Sleep;
+
     fn will_wait() {
         driver::ensure();
+    }
+
+    fn sleep(duration: std::time::Duration) -> Self::Sleep {
+        tokio::time::sleep(duration)
     }
 }

@@ -25,6 +25,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::async_result::AsyncResult;
 use crate::buf::{IoBuf, IoBufMut};
@@ -36,19 +37,16 @@ use crate::socket::Socket;
 
 /// What a runtime adapter plugs into these futures.
 pub trait Runtime: 'static {
+    /// The runtime's timer future (for the `*_timeout` operations).
+    type Sleep: Future + Send;
+
     /// Called just before a future returns `Pending`: make sure the runtime will
     /// drain the engine when the engine's descriptor becomes readable (for example, by
     /// starting its driver the first time). Must be cheap when it already does.
     fn will_wait();
-}
 
-/// No runtime: the engine's own workers complete operations and wake the futures
-/// (from their threads). Works under any executor.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineThreads;
-
-impl Runtime for EngineThreads {
-    fn will_wait() {}
+    /// A timer that completes after `duration`.
+    fn sleep(duration: Duration) -> Self::Sleep;
 }
 
 /// Futures that can be cancelled in place (see [`Timeout`]).

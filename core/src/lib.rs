@@ -81,6 +81,7 @@ mod engine;
 mod error;
 mod flags;
 pub mod future;
+pub mod net;
 mod op;
 mod ops;
 mod queue;

@@ -96,7 +96,11 @@ fn run(engine: Arc<EngineShared>) {
         (last_posted, last_taken) = (posted, taken);
 
         // Workers need a close watch; healthy drivers a looser one.
-        period = if watching { PERIOD } else { (period * 2).min(DRIVER_PERIOD_MAX) };
+        period = if watching {
+            PERIOD
+        } else {
+            (period * 2).min(DRIVER_PERIOD_MAX)
+        };
 
         let drains = engine.drain_count();
         if engine.driver_count() > 0 {

@@ -1,0 +1,286 @@
+//! smol's shapes of the engine's sockets: newtypes over the runtime-generic types of
+//! `asyncresult_core::net` (whose methods they expose through `Deref`), plus
+//! `futures_io::{AsyncRead, AsyncWrite}` for the stream and for `&TcpStream`.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use asyncresult_core::{net, Error, Socket};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::Smol;
+
+/// A TCP connection driven by the asyncresult engine, for smol.
+///
+/// Its operations — `send` (whole buffer), `receive`, their `*_timeout` forms,
+/// `set_nodelay`, `local_addr`, `peer_addr`, `socket` — are those of
+/// [`asyncresult_core::net::TcpStream`], reached through `Deref`. It also implements
+/// `futures_io::{AsyncRead, AsyncWrite}` (for `TcpStream` and `&TcpStream`), so
+/// `futures::io::copy`, `AsyncReadExt`, `AsyncWriteExt::write_all` work unchanged;
+/// reads are cancel safe.
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_smol::{TcpListener, TcpStream};
+/// use futures::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// smol::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0".parse()?).await?;
+///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///
+///     client.send(b"hello").await?;           // whole send
+///     client.write_all(b", world").await?;    // AsyncWrite
+///     let mut got = [0u8; 12];
+///     server.read_exact(&mut got).await?;     // AsyncRead
+///     assert_eq!(&got, b"hello, world");
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct TcpStream(net::TcpStream<Smol>);
+
+impl Deref for TcpStream {
+    type Target = net::TcpStream<Smol>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for TcpStream {
+    fn from(socket: Socket) -> Self {
+        TcpStream(net::TcpStream::from(socket))
+    }
+}
+
+impl TcpStream {
+    /// Opens a TCP connection to `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the OS's error (`ECONNREFUSED`, …).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the half-made socket.
+    pub async fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
+        net::TcpStream::connect(addr).await.map(TcpStream)
+    }
+
+    /// [`connect`](TcpStream::connect), bounded by async-io's timer: at expiry the
+    /// connect is cancelled and the result is [`Error::Aborted`].
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](TcpStream::connect), plus [`Error::Aborted`] on timeout.
+    pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+        net::TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map(TcpStream)
+    }
+
+    /// Hands back the core socket. The stream never holds received bytes of its own
+    /// (reads go straight from the kernel to the caller's buffer), so every byte not
+    /// yet read is still in the socket, to be read through it.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read(cx, buf)
+    }
+}
+
+impl AsyncRead for &TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
+    }
+}
+
+impl AsyncWrite for &TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
+    }
+}
+
+/// A listening TCP socket driven by the asyncresult engine, for smol.
+///
+/// `local_addr`, `socket` and `into_inner` come from
+/// [`asyncresult_core::net::TcpListener`] through `Deref`.
+#[derive(Debug)]
+pub struct TcpListener(net::TcpListener<Smol>);
+
+impl Deref for TcpListener {
+    type Target = net::TcpListener<Smol>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for TcpListener {
+    fn from(socket: Socket) -> Self {
+        TcpListener(net::TcpListener::from(socket))
+    }
+}
+
+impl TcpListener {
+    /// Binds to `addr` and listens (backlog 1024, `SO_REUSEADDR`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound.
+    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+        net::TcpListener::bind(addr).await.map(TcpListener)
+    }
+
+    /// Accepts a connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`EMFILE`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the kernel only when the future
+    /// returns it.
+    pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
+        let (socket, peer) = self.0.accept().await?;
+        Ok((TcpStream::from(socket), peer))
+    }
+
+    /// [`accept`](TcpListener::accept), bounded by async-io's timer
+    /// ([`Error::Aborted`] at expiry; no connection is lost).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](TcpListener::accept), plus [`Error::Aborted`] on timeout.
+    pub async fn accept_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(TcpStream, SocketAddr), Error> {
+        let (socket, peer) = self.0.accept_timeout(timeout).await?;
+        Ok((TcpStream::from(socket), peer))
+    }
+
+    /// Hands back the core socket.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+}
+
+/// A UDP socket driven by the asyncresult engine, for smol.
+///
+/// Its operations — `connect`, `send`, `receive`, `send_to`, `receive_from`, their
+/// `*_timeout` forms, `local_addr` — are those of
+/// [`asyncresult_core::net::UdpSocket`], reached through `Deref`.
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_smol::UdpSocket;
+///
+/// # fn main() -> Result<(), asyncresult_smol::Error> {
+/// smol::block_on(async {
+///     let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+///     let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+///     a.send_to(b"ping", b.local_addr()?).await?;
+///     let (n, buf, from) = b.receive_from(Vec::with_capacity(64)).await?;
+///     assert_eq!((n, &buf[..], from), (4, &b"ping"[..], a.local_addr()?));
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct UdpSocket(net::UdpSocket<Smol>);
+
+impl Deref for UdpSocket {
+    type Target = net::UdpSocket<Smol>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for UdpSocket {
+    fn from(socket: Socket) -> Self {
+        UdpSocket(net::UdpSocket::from(socket))
+    }
+}
+
+impl UdpSocket {
+    /// A UDP socket bound to `addr` (port 0 picks one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound.
+    pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+        net::UdpSocket::bind(addr).await.map(UdpSocket)
+    }
+
+    /// Hands back the core socket.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+}

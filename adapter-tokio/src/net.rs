@@ -1,0 +1,396 @@
+//! tokio's shapes of the engine's sockets: newtypes over the runtime-generic types of
+//! `asyncresult_core::net` (whose methods they expose through `Deref`), plus tokio's
+//! `AsyncRead`/`AsyncWrite` and `into_split`.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use asyncresult_core::{net, stream_io, Error, IoBuf, IoBufMut, Socket};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::Tokio;
+
+/// A TCP connection driven by the asyncresult engine, for tokio.
+///
+/// Its operations — `send` (whole buffer), `receive`, their `*_timeout` forms,
+/// `set_nodelay`, `local_addr`, `peer_addr`, `socket` — are those of
+/// [`asyncresult_core::net::TcpStream`], reached through `Deref`. It also implements
+/// `tokio::io::{AsyncRead, AsyncWrite}`, so `tokio::io::copy`, `AsyncReadExt`,
+/// `AsyncWriteExt::write_all` and codecs work unchanged; reads are cancel safe.
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_tokio::{TcpListener, TcpStream};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = TcpListener::bind("127.0.0.1:0".parse()?).await?;
+/// let mut client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+///
+/// client.send(b"hello").await?;                 // whole send
+/// client.write_all(b", world").await?;          // AsyncWrite
+/// let mut got = [0u8; 12];
+/// server.read_exact(&mut got).await?;           // AsyncRead
+/// assert_eq!(&got, b"hello, world");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TcpStream(net::TcpStream<Tokio>);
+
+impl Deref for TcpStream {
+    type Target = net::TcpStream<Tokio>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for TcpStream {
+    fn from(socket: Socket) -> Self {
+        TcpStream(net::TcpStream::from(socket))
+    }
+}
+
+impl TcpStream {
+    /// Opens a TCP connection to `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the OS's error (`ECONNREFUSED`, …).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the half-made socket.
+    pub async fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
+        net::TcpStream::connect(addr).await.map(TcpStream)
+    }
+
+    /// [`connect`](TcpStream::connect), bounded by tokio's timer: at expiry the connect
+    /// is cancelled and the result is [`Error::Aborted`].
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](TcpStream::connect), plus [`Error::Aborted`] on timeout.
+    pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+        net::TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map(TcpStream)
+    }
+
+    /// Hands back the core socket. The stream never holds received bytes of its own
+    /// (reads go straight from the kernel to the caller's buffer), so every byte not
+    /// yet read is still in the socket, to be read through it.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+
+    /// Splits the stream into halves that can move to different tasks.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let (read, write) = self.0.into_halves();
+        (
+            OwnedReadHalf { read },
+            OwnedWriteHalf { write: Some(write) },
+        )
+    }
+}
+
+fn read_into(
+    read: impl FnOnce(&mut Context<'_>, &mut [std::mem::MaybeUninit<u8>]) -> Poll<io::Result<usize>>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    // SAFETY: the engine's reads write only initialized bytes and never de-initialize
+    // any, so the unfilled part is only ever made initialized.
+    let unfilled = unsafe { buf.unfilled_mut() };
+    match read(cx, unfilled) {
+        Poll::Ready(Ok(n)) => {
+            // SAFETY: the read initialized the first `n` unfilled bytes.
+            unsafe { buf.assume_init(n) };
+            buf.advance(n);
+            Poll::Ready(Ok(()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        read_into(|cx, b| self.0.poll_read_uninit(cx, b), cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
+    }
+}
+
+/// The read half of a [`TcpStream`] ([`TcpStream::into_split`]).
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    read: stream_io::ReadHalf<Tokio>,
+}
+
+impl OwnedReadHalf {
+    /// [`receive`](asyncresult_core::net::TcpStream::receive) on this half.
+    ///
+    /// # Errors
+    ///
+    /// As `TcpStream::receive`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes are taken only when the future returns them.
+    pub async fn receive<B: IoBufMut>(&self, buf: B) -> Result<(usize, B), Error> {
+        asyncresult_core::future::receive::<Tokio, B>(self.read.socket(), buf).await
+    }
+
+    /// The core socket.
+    pub fn socket(&self) -> &Socket {
+        self.read.socket()
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        read_into(|cx, b| self.read.poll_read_uninit(cx, b), cx, buf)
+    }
+}
+
+/// The write half of a [`TcpStream`] ([`TcpStream::into_split`]). As with tokio's own
+/// halves, dropping it shuts the write side down.
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    write: Option<stream_io::WriteHalf<Tokio>>,
+}
+
+impl OwnedWriteHalf {
+    /// [`send`](asyncresult_core::net::TcpStream::send) on this half: the whole buffer.
+    ///
+    /// # Errors
+    ///
+    /// As `TcpStream::send`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop the send; its bytes still go out whole.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
+        let write = self.write.as_ref().ok_or(Error::Disposed)?;
+        asyncresult_core::future::send::<Tokio, B>(write.socket(), buf).await
+    }
+
+    /// The core socket.
+    pub fn socket(&self) -> Option<&Socket> {
+        self.write.as_ref().map(|w| w.socket())
+    }
+
+    fn half(&self) -> io::Result<&stream_io::WriteHalf<Tokio>> {
+        self.write.as_ref().ok_or_else(|| Error::Disposed.into())
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            let _ = write.socket().shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+impl AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.half() {
+            Ok(w) => w.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.half() {
+            Ok(w) => w.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.half() {
+            Ok(w) => w.poll_flush(cx),
+            Err(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.half() {
+            Ok(w) => w.poll_shutdown(cx),
+            Err(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// A listening TCP socket driven by the asyncresult engine, for tokio.
+///
+/// `local_addr`, `socket` and `into_inner` come from
+/// [`asyncresult_core::net::TcpListener`] through `Deref`.
+#[derive(Debug)]
+pub struct TcpListener(net::TcpListener<Tokio>);
+
+impl Deref for TcpListener {
+    type Target = net::TcpListener<Tokio>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for TcpListener {
+    fn from(socket: Socket) -> Self {
+        TcpListener(net::TcpListener::from(socket))
+    }
+}
+
+impl TcpListener {
+    /// Binds to `addr` and listens (backlog 1024, `SO_REUSEADDR`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound.
+    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+        net::TcpListener::bind(addr).await.map(TcpListener)
+    }
+
+    /// Accepts a connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`EMFILE`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the kernel only when the future
+    /// returns it.
+    pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
+        let (socket, peer) = self.0.accept().await?;
+        Ok((TcpStream::from(socket), peer))
+    }
+
+    /// [`accept`](TcpListener::accept), bounded by tokio's timer ([`Error::Aborted`]
+    /// at expiry; no connection is lost).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](TcpListener::accept), plus [`Error::Aborted`] on timeout.
+    pub async fn accept_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(TcpStream, SocketAddr), Error> {
+        let (socket, peer) = self.0.accept_timeout(timeout).await?;
+        Ok((TcpStream::from(socket), peer))
+    }
+
+    /// Hands back the core socket.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+}
+
+/// A UDP socket driven by the asyncresult engine, for tokio.
+///
+/// Its operations — `connect`, `send`, `receive`, `send_to`, `receive_from`, their
+/// `*_timeout` forms, `local_addr` — are those of
+/// [`asyncresult_core::net::UdpSocket`], reached through `Deref`.
+///
+/// # Examples
+///
+/// ```
+/// use asyncresult_tokio::UdpSocket;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), asyncresult_tokio::Error> {
+/// let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// a.send_to(b"ping", b.local_addr()?).await?;
+/// let (n, buf, from) = b.receive_from(Vec::with_capacity(64)).await?;
+/// assert_eq!((n, &buf[..], from), (4, &b"ping"[..], a.local_addr()?));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct UdpSocket(net::UdpSocket<Tokio>);
+
+impl Deref for UdpSocket {
+    type Target = net::UdpSocket<Tokio>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Socket> for UdpSocket {
+    fn from(socket: Socket) -> Self {
+        UdpSocket(net::UdpSocket::from(socket))
+    }
+}
+
+impl UdpSocket {
+    /// A UDP socket bound to `addr` (port 0 picks one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the address cannot be bound.
+    pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+        net::UdpSocket::bind(addr).await.map(UdpSocket)
+    }
+
+    /// Hands back the core socket.
+    pub fn into_inner(self) -> Socket {
+        self.0.into_inner()
+    }
+}
