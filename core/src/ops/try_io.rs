@@ -132,7 +132,7 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read(&self, buf: &mut [u8]) -> Result<TryIo<usize>, Error> {
-        self.try_receive_side(|core| nonblocking(|| (&*core.fd()).read(buf)))
+        self.try_receive_side(|core| nonblocking(|| core.fd().read(buf)))
     }
 
     /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only
