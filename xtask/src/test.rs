@@ -55,6 +55,72 @@ fn count_tests(stdout: &str) -> (usize, usize, usize, usize) {
     totals
 }
 
+/// The conformance suite's adapters, as its test modules name them, and as shown.
+const ADAPTERS: &[(&str, &str)] = &[
+    ("callback", "callback"),
+    ("tokio_ct", "tokio-ct"),
+    ("tokio_mt", "tokio-mt"),
+    ("smol", "smol"),
+];
+
+/// Prints the scenario × adapter matrix from the conformance tests' result lines
+/// (`test <adapter>::<scenario> ... ok`); returns whether every cell passed.
+fn print_matrix(stdout: &str) -> bool {
+    let mut scenarios: Vec<String> = Vec::new();
+    let mut cells: Vec<(String, String, bool)> = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, outcome)) = rest.split_once(" ... ") else {
+            continue;
+        };
+        let Some((adapter, scenario)) = name.split_once("::") else {
+            continue;
+        };
+        if !ADAPTERS.iter().any(|(module, _)| *module == adapter) || scenario.contains("::") {
+            continue;
+        }
+        if !scenarios.iter().any(|s| s == scenario) {
+            scenarios.push(scenario.to_string());
+        }
+        cells.push((
+            adapter.to_string(),
+            scenario.to_string(),
+            outcome.trim() == "ok",
+        ));
+    }
+    if scenarios.is_empty() {
+        println!("conformance matrix: no results found");
+        return false;
+    }
+    let width = scenarios.iter().map(String::len).max().unwrap_or(8).max(8);
+    print!("{:width$}", "scenario");
+    for (_, shown) in ADAPTERS {
+        print!("  {shown:>9}");
+    }
+    println!();
+    let mut all = true;
+    for scenario in &scenarios {
+        print!("{scenario:width$}");
+        for (module, _) in ADAPTERS {
+            let cell = cells
+                .iter()
+                .find(|(a, s, _)| a == module && s == scenario)
+                .map(|(_, _, ok)| *ok);
+            let shown = match cell {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "missing",
+            };
+            all &= cell == Some(true);
+            print!("  {shown:>9}");
+        }
+        println!();
+    }
+    all
+}
+
 fn banner(title: &str) {
     println!("\n==> {title}");
 }
@@ -118,6 +184,9 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     if binaries == 0 {
         tally.check("cargo test ran no test binary", false);
     }
+
+    banner("conformance matrix (scenario x adapter)");
+    tally.check("conformance matrix complete", print_matrix(&out.stdout));
 
     banner("examples");
     for (package, example) in crate::demo::EXAMPLES {

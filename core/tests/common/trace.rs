@@ -18,6 +18,8 @@ pub fn marker() {
 pub struct Section {
     pub calls: Vec<(i32, i64)>,
     pub exit_ok: bool,
+    /// The thread that placed the markers (the caller being measured).
+    pub caller: i32,
 }
 
 impl Section {
@@ -26,6 +28,14 @@ impl Section {
     }
     pub fn count_any(&self, nrs: &[i64]) -> usize {
         self.calls.iter().filter(|(_, n)| nrs.contains(n)).count()
+    }
+    /// The syscalls of the calling thread only.
+    pub fn caller_calls(&self) -> Vec<i64> {
+        self.calls
+            .iter()
+            .filter(|(tid, _)| *tid == self.caller)
+            .map(|(_, n)| *n)
+            .collect()
     }
     pub fn names(&self) -> HashMap<i64, usize> {
         let mut m = HashMap::new();
@@ -114,6 +124,7 @@ pub fn trace_child(name: &str) -> Section {
                 let nr = syscall_nr(tid);
                 if nr == libc::SYS_getppid {
                     markers += 1;
+                    section.caller = tid;
                 } else if markers == 1 {
                     section.calls.push((tid, nr));
                 }

@@ -1,0 +1,207 @@
+//! The smol adapter in the futures-io world: its I/O traits with `futures::io`
+//! utilities, `&TcpStream` I/O, cancel safety, timeouts, executors, Send futures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use asyncresult_smol::{Error, TcpListener, TcpStream, UdpSocket};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(loopback()).await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Runs a test body under `smol::block_on` with a hard time limit.
+fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    smol::block_on(async {
+        let limit = async_io::Timer::after(Duration::from_secs(30));
+        match futures::future::select(Box::pin(f), Box::pin(limit)).await {
+            futures::future::Either::Left((value, _)) => value,
+            futures::future::Either::Right(_) => panic!("test hung"),
+        }
+    })
+}
+
+#[test]
+fn copy_write_all_and_read_to_end_work_unchanged() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let data = pattern(3 << 20, 7);
+        let to_send = data.clone();
+        let writer = smol::spawn(async move {
+            client.write_all(&to_send).await.unwrap();
+            client.close().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        writer.await;
+
+        // futures::io::copy between two of ours, through &TcpStream.
+        let (a, b) = pair().await;
+        let (c, d) = pair().await;
+        let payload = pattern(1 << 20, 9);
+        let p2 = payload.clone();
+        smol::spawn(async move {
+            (&a).write_all(&p2).await.unwrap();
+            (&a).close().await.unwrap();
+        })
+        .detach();
+        let relay = smol::spawn(async move {
+            let n = futures::io::copy(&b, &mut &c).await.unwrap();
+            (&c).close().await.unwrap();
+            n
+        });
+        let mut out = Vec::new();
+        (&d).read_to_end(&mut out).await.unwrap();
+        assert_eq!(relay.await, payload.len() as u64);
+        assert_eq!(out, payload);
+    });
+}
+
+#[test]
+fn reads_are_cancel_safe_under_timeouts() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let data = pattern(200_000, 3);
+        let to_send = data.clone();
+        smol::spawn(async move {
+            for chunk in to_send.chunks(5_000) {
+                client.write_all(chunk).await.unwrap();
+                async_io::Timer::after(Duration::from_millis(1)).await;
+            }
+            client.close().await.unwrap();
+        })
+        .detach();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut timeouts = 0;
+        loop {
+            let read = server.read(&mut buf);
+            let timer = async_io::Timer::after(Duration::from_micros(300));
+            match futures::future::select(read, timer).await {
+                futures::future::Either::Left((Ok(0), _)) => break,
+                futures::future::Either::Left((Ok(n), _)) => got.extend_from_slice(&buf[..n]),
+                futures::future::Either::Left((Err(e), _)) => panic!("{e}"),
+                futures::future::Either::Right(_) => timeouts += 1,
+            }
+        }
+        assert_eq!(got, data, "bytes lost or reordered across dropped reads");
+        assert!(timeouts > 0, "the test did not exercise a dropped read");
+    });
+}
+
+#[test]
+fn close_shuts_the_write_half_and_reads_keep_working() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"request").await.unwrap();
+        client.close().await.unwrap();
+        let mut req = Vec::new();
+        server.read_to_end(&mut req).await.unwrap();
+        assert_eq!(req, b"request");
+        server.write_all(b"response").await.unwrap();
+        let mut resp = [0u8; 8];
+        client.read_exact(&mut resp).await.unwrap();
+        assert_eq!(&resp, b"response");
+    });
+}
+
+#[test]
+fn works_on_a_multi_threaded_executor() {
+    let ex = Arc::new(async_executor::Executor::new());
+    let (stop, stopped) = smol::channel::unbounded::<()>();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let ex = ex.clone();
+            let stopped = stopped.clone();
+            std::thread::spawn(move || smol::block_on(ex.run(stopped.recv())))
+        })
+        .collect();
+    let result = bounded(ex.spawn(async {
+        let (client, server) = pair().await;
+        let echo = smol::spawn(async move {
+            loop {
+                let (n, buf) = server.receive(Vec::with_capacity(4096)).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                server.send(buf).await.unwrap();
+            }
+        });
+        for round in 0..200usize {
+            let req = pattern(1 + round * 13 % 900, round as u8);
+            client.send(req.clone()).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < req.len() {
+                let (n, buf) = client.receive(Vec::with_capacity(4096)).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf);
+            }
+            assert_eq!(got, req);
+        }
+        client.socket().shutdown(std::net::Shutdown::Write).unwrap();
+        echo.await;
+        true
+    }));
+    assert!(result);
+    drop(stop);
+    for t in threads {
+        let _ = t.join().unwrap();
+    }
+}
+
+#[test]
+fn timeouts_cancel_the_core_operation() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let r = server
+            .receive_timeout(Vec::with_capacity(16), Duration::from_millis(50))
+            .await;
+        assert!(matches!(r, Err(Error::Aborted)), "{r:?}");
+        client.send(b"later").await.unwrap();
+        let (n, buf) = server.receive(Vec::with_capacity(16)).await.unwrap();
+        assert_eq!(&buf[..n], b"later");
+
+        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let r = listener.accept_timeout(Duration::from_millis(50)).await;
+        assert!(matches!(r, Err(Error::Aborted)));
+
+        let udp = UdpSocket::bind(loopback()).await.unwrap();
+        let r = udp
+            .receive_from_timeout(Vec::with_capacity(16), Duration::from_millis(50))
+            .await;
+        assert!(matches!(r, Err(Error::Aborted)));
+    });
+}
+
+#[test]
+fn futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    bounded(async {
+        let (client, _server) = pair().await;
+        assert_send(&client.send(b"x"));
+        assert_send(&client.receive(Vec::with_capacity(1)));
+        assert_send(&TcpStream::connect(loopback()));
+        let udp = UdpSocket::bind(loopback()).await.unwrap();
+        assert_send(&udp.receive_from(Vec::with_capacity(1)));
+    });
+}

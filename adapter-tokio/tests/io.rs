@@ -1,0 +1,285 @@
+//! The tokio adapter in tokio's own terms: its I/O traits with tokio's utilities,
+//! cancel safety, timeouts, both runtime flavours, and Send futures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asyncresult_tokio::{Error, Socket, TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(loopback()).await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Every test body runs under a hard time limit.
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("test hung")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn copy_write_all_and_read_to_end_work_unchanged() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let data = pattern(3 << 20, 7);
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&to_send).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        writer.await.unwrap();
+
+        // tokio::io::copy from one of ours to another of ours.
+        let (mut a, mut b) = pair().await;
+        let (mut c, mut d) = pair().await;
+        let payload = pattern(1 << 20, 9);
+        let p2 = payload.clone();
+        tokio::spawn(async move {
+            a.write_all(&p2).await.unwrap();
+            a.shutdown().await.unwrap();
+        });
+        let relay = tokio::spawn(async move {
+            let n = tokio::io::copy(&mut b, &mut c).await.unwrap();
+            c.shutdown().await.unwrap();
+            n
+        });
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).await.unwrap();
+        assert_eq!(relay.await.unwrap(), payload.len() as u64);
+        assert_eq!(out, payload);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_cancel_safe_under_timeouts() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let data = pattern(200_000, 3);
+        let to_send = data.clone();
+        tokio::spawn(async move {
+            // Trickle, so many reads time out in between.
+            for chunk in to_send.chunks(5_000) {
+                client.write_all(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            client.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut timeouts = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_micros(300), server.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => timeouts += 1,
+            }
+        }
+        assert_eq!(got, data, "bytes lost or reordered across dropped reads");
+        assert!(timeouts > 0, "the test did not exercise a dropped read");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_closes_the_write_half_and_reads_keep_working() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut req = Vec::new();
+        server.read_to_end(&mut req).await.unwrap();
+        assert_eq!(req, b"request");
+        server.write_all(b"response").await.unwrap();
+        let mut resp = [0u8; 8];
+        client.read_exact(&mut resp).await.unwrap();
+        assert_eq!(&resp, b"response");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_work_from_separate_tasks() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let (mut r, mut w) = server.into_split();
+        let echo = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            loop {
+                let n = r.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                w.write_all(&buf[..n]).await.unwrap();
+            }
+        });
+        let (mut cr, mut cw) = client.into_split();
+        let data = pattern(500_000, 1);
+        let d2 = data.clone();
+        let writer = tokio::spawn(async move {
+            cw.write_all(&d2).await.unwrap();
+            drop(cw); // dropping the write half shuts the write side
+        });
+        let mut got = vec![0u8; data.len()];
+        cr.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        writer.await.unwrap();
+        echo.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn into_inner_keeps_unread_bytes_in_the_socket() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"first second").await.unwrap();
+        let mut first = [0u8; 6];
+        server.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"first ");
+        let socket: Socket = server.into_inner();
+        // The rest is still there, for whoever reads the socket next.
+        let again = TcpStream::from(socket);
+        let (n, rest) = again.receive(Vec::with_capacity(64)).await.unwrap();
+        assert_eq!(&rest[..n], b"second");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn timeouts_cancel_the_core_operation() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let r = server
+            .receive_timeout(Vec::with_capacity(16), Duration::from_millis(50))
+            .await;
+        assert!(matches!(r, Err(Error::Aborted)), "{r:?}");
+        client.send(b"later").await.unwrap();
+        let (n, buf) = server.receive(Vec::with_capacity(16)).await.unwrap();
+        assert_eq!(&buf[..n], b"later");
+
+        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let r = listener.accept_timeout(Duration::from_millis(50)).await;
+        assert!(matches!(r, Err(Error::Aborted)));
+
+        let udp = UdpSocket::bind(loopback()).await.unwrap();
+        let r = udp
+            .receive_from_timeout(Vec::with_capacity(16), Duration::from_millis(50))
+            .await;
+        assert!(matches!(r, Err(Error::Aborted)));
+    })
+    .await;
+}
+
+#[test]
+fn futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, _server) = pair().await;
+        assert_send(&client.send(b"x"));
+        assert_send(&client.receive(Vec::with_capacity(1)));
+        assert_send(&TcpStream::connect(loopback()));
+        let udp = UdpSocket::bind(loopback()).await.unwrap();
+        assert_send(&udp.receive_from(Vec::with_capacity(1)));
+    });
+}
+
+#[test]
+fn a_runtime_that_stops_hands_polling_back() {
+    // A current-thread runtime used and then dropped: later blocking use of the core
+    // (driven by the engine's workers again) must still work.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, server) = rt.block_on(async {
+        let (c, s) = pair().await;
+        c.send(b"in runtime").await.unwrap();
+        (c.into_inner(), s.into_inner())
+    });
+    drop(rt);
+    let ar = server
+        .begin_receive(
+            Vec::with_capacity(64),
+            asyncresult_tokio::SocketFlags::NONE,
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(server.end_receive(&ar).unwrap().0, 10);
+    let pending = server
+        .begin_receive(
+            Vec::with_capacity(64),
+            asyncresult_tokio::SocketFlags::NONE,
+            None,
+            None,
+        )
+        .unwrap();
+    client
+        .end_send(
+            &client
+                .begin_send(b"after", asyncresult_tokio::SocketFlags::NONE, None, None)
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(pending.wait_timeout(Duration::from_secs(10)));
+    assert_eq!(server.end_receive(&pending).unwrap().0, 5);
+}
+
+#[test]
+fn an_idle_current_thread_runtime_does_not_starve_other_users() {
+    // The runtime is alive (its driver attached) but nobody drives it: the engine's
+    // monitor must still get blocking users their completions.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, server) = rt.block_on(async {
+        let (c, s) = pair().await;
+        (c.into_inner(), s.into_inner())
+    });
+    let pending = server
+        .begin_receive(
+            Vec::with_capacity(64),
+            asyncresult_tokio::SocketFlags::NONE,
+            None,
+            None,
+        )
+        .unwrap();
+    client
+        .end_send(
+            &client
+                .begin_send(b"hello", asyncresult_tokio::SocketFlags::NONE, None, None)
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(pending.wait_timeout(Duration::from_secs(10)), "starved");
+    assert_eq!(server.end_receive(&pending).unwrap().0, 5);
+    drop(rt);
+}

@@ -1,0 +1,59 @@
+//! The conformance matrix: every scenario through every adapter. Test names are
+//! `<adapter>::<scenario>`; `cargo xtask test` prints them as a table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use asyncresult_conformance::adapters;
+use asyncresult_conformance::harness::Harness;
+use asyncresult_conformance::scenarios;
+
+/// Runs `scenario` through a fresh harness on its own thread, failing after `limit`.
+fn run<H: Harness>(make: fn() -> H, scenario: fn(&H), limit: Duration) {
+    let (tx, rx) = mpsc::channel();
+    let body = thread::spawn(move || {
+        let harness = make();
+        scenario(&harness);
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => body.join().expect("scenario"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = body.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("scenario hung for {limit:?}"),
+    }
+}
+
+macro_rules! adapter {
+    ($adapter:ident, $make:expr, [$($scenario:ident),*]) => {
+        mod $adapter {
+            use super::*;
+            $(
+                #[test]
+                fn $scenario() {
+                    run($make, scenarios::$scenario, Duration::from_secs(60));
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! matrix {
+    ($($adapter:ident => $make:expr),* ; $scenarios:tt) => {
+        $( adapter!($adapter, $make, $scenarios); )*
+    };
+}
+
+matrix!(
+    callback => || adapters::Callbacks,
+    tokio_ct => adapters::tokio_current_thread,
+    tokio_mt => adapters::tokio_multi_thread,
+    smol => adapters::smol_executor;
+    [whole_sends, ordering, close_while_pending, misuse, reset, udp, accept_connect,
+    receive_semantics, cancel, dropped_send, echo]
+);
