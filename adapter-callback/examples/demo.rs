@@ -71,6 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         connected.thread,
         accepted.thread
     );
+    println!(
+        "RESULT connect_us={:.3}",
+        started.elapsed().as_secs_f64() * 1e6
+    );
     client.set_nodelay(true)?;
 
     // --- the server receives everything, chaining begin_receive in callbacks ----
@@ -138,6 +142,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             seen.thread
         );
         assert!(ar.is_completed() && seen.sync == ar.completed_synchronously());
+        if label == "small" {
+            println!(
+                "RESULT small_send_us={:.3}",
+                returned_after.as_secs_f64() * 1e6
+            );
+        } else {
+            println!(
+                "RESULT large_send_ms={:.3}",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
     }
     client.shutdown(std::net::Shutdown::Write)?;
     let (received, checksum) = rx_done.recv_timeout(WAIT)?;
@@ -179,12 +194,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?)?;
     let (n, buf, from) = a.end_receive_from(&reply)?;
     let (echoed, echo_from) = echo_done.recv_timeout(WAIT)?;
+    let udp_took = t.elapsed();
     println!(
         "[udp] sent {sent} bytes to {}, peer got {echoed} from {echo_from}, echo of {n} bytes back from {from} \
          ({:?}): {:?}",
         b.local_addr()?,
-        t.elapsed(),
+        udp_took,
         String::from_utf8_lossy(&buf)
+    );
+    println!(
+        "RESULT udp_round_trip_us={:.3}",
+        udp_took.as_secs_f64() * 1e6
     );
 
     // --- request/response: callbacks driving 10,000 round trips -----------------
@@ -247,6 +267,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          ({:.0} round trips/s, {:.1} µs each)",
         took,
         rounds as f64 / took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / rounds as f64
+    );
+    println!(
+        "RESULT round_trip_us={:.3}",
         took.as_secs_f64() * 1e6 / rounds as f64
     );
 

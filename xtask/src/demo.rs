@@ -1,17 +1,38 @@
-//! `cargo xtask demo`: runs each adapter's loopback demonstration, in release mode.
+//! `cargo xtask demo`: runs each adapter's loopback demonstration (release mode), one
+//! after the other, then sets their numbers side by side.
 
 use std::time::Duration;
 
-use crate::run::{cargo, echo};
+use crate::run::{cargo, echo_some};
 
 /// Examples that `cargo xtask test` runs to completion: (package, example).
 pub const EXAMPLES: &[(&str, &str)] = &[
     ("asyncresult-callback", "send_callback"),
     ("asyncresult-callback", "demo"),
+    ("asyncresult-callback", "fast_path"),
+    ("asyncresult-tokio", "demo"),
+    ("asyncresult-smol", "demo"),
 ];
 
-/// The demonstrations, in the order shown.
-const DEMOS: &[(&str, &str)] = &[("asyncresult-callback", "demo")];
+/// The demonstrations, in the order shown: (package, example, column title).
+const DEMOS: &[(&str, &str, &str)] = &[
+    ("asyncresult-callback", "demo", "callback"),
+    ("asyncresult-tokio", "demo", "tokio"),
+    ("asyncresult-smol", "demo", "smol"),
+];
+
+/// The numbers compared at the end: (key in the demos' `RESULT` lines, label).
+const ROWS: &[(&str, &str)] = &[
+    ("connect_us", "connect + accept (µs)"),
+    ("small_send_us", "small send (µs)"),
+    ("large_send_ms", "8 MiB whole send (ms)"),
+    ("udp_round_trip_us", "UDP round trip (µs)"),
+    ("round_trip_us", "TCP round trip, 64 B (µs)"),
+];
+
+fn is_result(line: &str) -> bool {
+    line.starts_with("RESULT ")
+}
 
 pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
     let rest = args.finish();
@@ -19,7 +40,9 @@ pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
         return Err(format!("unexpected arguments: {rest:?}"));
     }
     let mut ok = true;
-    for (package, example) in DEMOS {
+    let mut columns = Vec::new();
+    for (package, example, title) in DEMOS {
+        println!("\n=== {title} adapter ({package}, example `{example}`) ===\n");
         let mut cmd = cargo();
         cmd.args([
             "run",
@@ -30,7 +53,34 @@ pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
             "--example",
             example,
         ]);
-        ok &= echo(cmd, Duration::from_secs(600))?.success;
+        let out = echo_some(cmd, Duration::from_secs(600), |line| !is_result(line))?;
+        ok &= out.success;
+        let values: Vec<(String, String)> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("RESULT "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        columns.push((*title, values));
+    }
+    println!("\n=== side by side (one run each, loopback, this machine) ===\n");
+    print!("{:28}", "");
+    for (title, _) in &columns {
+        print!("{title:>12}");
+    }
+    println!();
+    for (key, label) in ROWS {
+        print!("{label:28}");
+        for (_, values) in &columns {
+            let value = values
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+            print!("{value:>12}");
+        }
+        println!();
     }
     Ok(ok)
 }

@@ -30,7 +30,16 @@ pub struct Output {
 
 /// Runs `cmd`, echoing its stdout (and letting stderr through) as it goes, killing it
 /// after `limit`.
-pub fn echo(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+pub fn echo(cmd: Command, limit: Duration) -> Result<Output, String> {
+    echo_some(cmd, limit, |_| true)
+}
+
+/// [`echo`], showing only the stdout lines that `show` accepts (all are kept).
+pub fn echo_some(
+    mut cmd: Command,
+    limit: Duration,
+    show: fn(&str) -> bool,
+) -> Result<Output, String> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .stdin(Stdio::null());
@@ -41,7 +50,9 @@ pub fn echo(mut cmd: Command, limit: Duration) -> Result<Output, String> {
     let (tx, rx) = mpsc::channel();
     let reader = thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
+            if show(&line) {
+                println!("{line}");
+            }
             if tx.send(line).is_err() {
                 break;
             }
