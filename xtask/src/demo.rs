@@ -10,8 +10,12 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("asyncresult-callback", "send_callback"),
     ("asyncresult-callback", "demo"),
     ("asyncresult-callback", "fast_path"),
+    ("asyncresult-callback", "echo"),
+    ("asyncresult-callback", "udp"),
     ("asyncresult-tokio", "demo"),
+    ("asyncresult-tokio", "echo"),
     ("asyncresult-smol", "demo"),
+    ("asyncresult-smol", "echo"),
 ];
 
 /// The demonstrations, in the order shown: (package, example, column title).
