@@ -8,6 +8,8 @@
 //!   waker): if it is the leader, polling goes to another worker; the callbacks queued
 //!   behind it go to the pool;
 //! - posted callbacks that no worker took: the pool grows by one;
+//! - events waiting with nobody polling (no driver, and no leader because every worker
+//!   is busy): the pool grows by one, and the new worker takes up polling;
 //! - a runtime driver attached, events ready, and no drain: the runtime is not running
 //!   its driver (say a current-thread runtime that nobody is blocking on), so the
 //!   monitor drains once itself.
@@ -56,6 +58,7 @@ fn run(engine: Arc<EngineShared>) {
     let mut last_drains = engine.drain_count();
     let mut quiet = 0;
     let mut period = PERIOD;
+    let mut leaderless = false;
     loop {
         if quiet >= QUIET_PERIODS {
             workers.set_monitor_parked(true);
@@ -94,6 +97,21 @@ fn run(engine: Arc<EngineShared>) {
             }
         }
         (last_posted, last_taken) = (posted, taken);
+
+        // Nobody polls (no driver, no leader: every worker is busy in user code) while
+        // events wait: add a worker to take up polling.
+        if engine.driver_count() == 0
+            && workers.leader() == 0
+            && sys::has_ready_events(engine.epoll_fd())
+        {
+            watching = true;
+            if leaderless {
+                workers.add_worker_unless_idle(&engine);
+            }
+            leaderless = true;
+        } else {
+            leaderless = false;
+        }
 
         // Workers need a close watch; healthy drivers a looser one.
         period = if watching {
