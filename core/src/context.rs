@@ -23,8 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::engine::EngineShared;
-use crate::op::Task;
+use crate::op::{Task, TaskSink};
 
 /// How many queued callbacks a worker runs in a row before handing the rest to the pool.
 const LOCAL_BUDGET: usize = 256;
@@ -67,11 +66,11 @@ impl WorkerSlot {
     }
 
     /// Moves every queued callback of this worker to the pool (the worker is stuck).
-    pub(crate) fn hand_over(&self, engine: &EngineShared) -> usize {
+    pub(crate) fn hand_over(&self, sink: &dyn TaskSink) -> usize {
         let tasks: Vec<_> = self.local.lock().drain(..).collect();
         let n = tasks.len();
         for task in tasks {
-            engine.post(task);
+            sink.post(task);
         }
         n
     }
@@ -92,16 +91,16 @@ fn current() -> Option<Arc<WorkerSlot>> {
 }
 
 /// Arranges for `task` (a completed operation's callback) to run on a callback thread.
-pub(crate) fn deliver(task: Arc<dyn Task>, engine: &EngineShared) {
+pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     match current() {
         Some(slot) => slot.local.lock().push_back(task),
-        None => engine.post(task),
+        None => sink.post(task),
     }
 }
 
 /// Runs the callbacks queued on worker `slot`; returns how many ran. Call with no lock
 /// held.
-pub(crate) fn run_local(slot: &WorkerSlot, engine: &EngineShared) -> usize {
+pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) -> usize {
     let mut ran = 0;
     loop {
         let Some(task) = slot.local.lock().pop_front() else {
@@ -109,8 +108,8 @@ pub(crate) fn run_local(slot: &WorkerSlot, engine: &EngineShared) -> usize {
         };
         if ran == LOCAL_BUDGET {
             // Let the pool share the rest so this worker returns to polling.
-            engine.post(task);
-            slot.hand_over(engine);
+            sink.post(task);
+            slot.hand_over(sink);
             return ran;
         }
         run_task(task);

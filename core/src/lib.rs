@@ -87,6 +87,7 @@ mod ops;
 mod queue;
 mod socket;
 pub mod stream_io;
+mod sync;
 mod sys;
 
 pub use async_result::{AsyncCallback, AsyncResult, AsyncState};

@@ -22,20 +22,17 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
 use event_listener::{Event, Listener};
-use parking_lot::Mutex;
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
-use crate::engine::EngineShared;
 use crate::error::Error;
-use crate::socket::SocketCore;
+use crate::sync::{AtomicU8, AtomicWaker, Mutex};
 
 const PENDING: u8 = 0;
 const COMPLETED: u8 = 1;
@@ -81,14 +78,36 @@ pub(crate) enum Attempt<T> {
     Done(Result<T, Error>),
 }
 
-/// The I/O an operation performs: its buffer, its progress, its syscall.
-pub(crate) trait Work: Send + 'static {
+/// Where completed operations' callbacks go to run (the engine's worker pool).
+pub(crate) trait TaskSink {
+    /// Queues `task` for a callback thread.
+    fn post(&self, task: Arc<dyn Task>);
+}
+
+/// What operations run against: a socket (in tests, a model of one). `C` in
+/// [`Work<C>`] and [`QueuedOp<C>`].
+pub(crate) trait OpContext: Send + Sync + 'static {
+    /// A process-unique id (results remember it to detect foreign ends).
+    fn id(&self) -> u64;
+    /// Where callbacks of its operations go.
+    fn sink(&self) -> &dyn TaskSink;
+    /// Cancels the pending operation of `kind` at `addr` (see `AsyncResult::cancel`).
+    fn cancel(&self, kind: OpKind, addr: *const ()) -> bool;
+}
+
+/// What an operation produces: the success value of its `end_*`, whatever context it
+/// runs in.
+pub(crate) trait Produces: Send + 'static {
     /// What `end_*` returns on success.
     type Output: Send + 'static;
+}
 
+/// The I/O an operation performs on context `C`: its buffer, its progress, its
+/// syscall.
+pub(crate) trait Work<C>: Produces {
     /// Runs the syscall(s) until the operation completes or would block. Called with
     /// the lock of the operation's queue held, so at most one thread runs it at a time.
-    fn attempt(&mut self, socket: &SocketCore) -> Attempt<Self::Output>;
+    fn attempt(&mut self, socket: &C) -> Attempt<Self::Output>;
 
     /// Whether some of the operation's bytes already reached the kernel (a stream send
     /// cancelled in that state tears the stream and must shut the send side down).
@@ -98,15 +117,15 @@ pub(crate) trait Work: Send + 'static {
 }
 
 /// The queue's view of an operation.
-pub(crate) trait QueuedOp: Send + Sync {
+pub(crate) trait QueuedOp<C>: Send + Sync {
     /// Tries the syscall; `true` once the operation has completed.
-    fn attempt(&self, socket: &SocketCore) -> bool;
+    fn attempt(&self, socket: &C) -> bool;
     /// Completes a pending operation with `err`; `false` if it had already completed.
     fn fail(&self, err: Error) -> bool;
     /// See [`Work::has_progress`].
     fn has_progress(&self) -> bool;
     /// Wakes whoever waits for the completion; call with no lock held.
-    fn notify(self: Arc<Self>, engine: &EngineShared);
+    fn notify(self: Arc<Self>, sink: &dyn TaskSink);
     /// The address of the operation, to find it in a queue.
     fn addr(&self) -> *const ();
 }
@@ -134,16 +153,16 @@ pub(crate) struct OpHeader {
     has_callback: bool,
     kind: OpKind,
     socket_id: u64,
-    socket: Weak<SocketCore>,
+    socket: Weak<dyn OpContext>,
     async_state: Option<AsyncState>,
     waker: AtomicWaker,
     done: Event,
 }
 
 impl OpHeader {
-    fn new(
+    fn new<C: OpContext>(
         kind: OpKind,
-        socket: &Arc<SocketCore>,
+        socket: &Arc<C>,
         pending: bool,
         has_callback: bool,
         async_state: Option<AsyncState>,
@@ -155,9 +174,9 @@ impl OpHeader {
             kind,
             socket_id: socket.id(),
             socket: if pending {
-                Arc::downgrade(socket)
+                Arc::downgrade(socket) as Weak<dyn OpContext>
             } else {
-                Weak::new()
+                Weak::<C>::new() as Weak<dyn OpContext>
             },
             async_state,
             waker: AtomicWaker::new(),
@@ -269,28 +288,28 @@ impl fmt::Debug for OpHeader {
     }
 }
 
-enum Stage<W: Work> {
+enum Stage<W: Produces> {
     Pending(W),
     Done(Result<W::Output, Error>),
     Taken,
 }
 
-struct Slot<W: Work> {
+struct Slot<W: Produces> {
     stage: Stage<W>,
     callback: Option<AsyncCallback<W::Output>>,
 }
 
 /// An operation with its work `W`.
-pub(crate) struct Op<W: Work> {
+pub(crate) struct Op<W: Produces> {
     header: OpHeader,
     slot: Mutex<Slot<W>>,
 }
 
-impl<W: Work> Op<W> {
+impl<W: Produces> Op<W> {
     /// An operation that the fast path already finished inside `begin_*`.
-    pub(crate) fn completed(
+    pub(crate) fn completed<C: OpContext>(
         kind: OpKind,
-        socket: &Arc<SocketCore>,
+        socket: &Arc<C>,
         result: Result<W::Output, Error>,
         callback: Option<AsyncCallback<W::Output>>,
         state: Option<AsyncState>,
@@ -305,9 +324,9 @@ impl<W: Work> Op<W> {
     }
 
     /// An operation that waits in its socket's queue.
-    pub(crate) fn pending(
+    pub(crate) fn pending<C: OpContext>(
         kind: OpKind,
-        socket: &Arc<SocketCore>,
+        socket: &Arc<C>,
         work: W,
         callback: Option<AsyncCallback<W::Output>>,
         state: Option<AsyncState>,
@@ -324,10 +343,15 @@ impl<W: Work> Op<W> {
     pub(crate) fn has_callback(&self) -> bool {
         self.header.has_callback
     }
+
+    /// The address of the operation, to find it in a queue.
+    pub(crate) fn address(&self) -> *const () {
+        (self as *const Self).cast()
+    }
 }
 
-impl<W: Work> QueuedOp for Op<W> {
-    fn attempt(&self, socket: &SocketCore) -> bool {
+impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
+    fn attempt(&self, socket: &C) -> bool {
         let mut slot = self.slot.lock();
         let Stage::Pending(work) = &mut slot.stage else {
             return true;
@@ -362,19 +386,19 @@ impl<W: Work> QueuedOp for Op<W> {
         }
     }
 
-    fn notify(self: Arc<Self>, engine: &EngineShared) {
+    fn notify(self: Arc<Self>, sink: &dyn TaskSink) {
         self.header.wake_waiters();
         if self.header.has_callback {
-            context::deliver(self, engine);
+            context::deliver(self, sink);
         }
     }
 
     fn addr(&self) -> *const () {
-        (self as *const Self).cast()
+        self.address()
     }
 }
 
-impl<W: Work> Task for Op<W> {
+impl<W: Produces> Task for Op<W> {
     fn run(self: Arc<Self>) {
         let callback = self.slot.lock().callback.take();
         if let Some(callback) = callback {
@@ -385,7 +409,7 @@ impl<W: Work> Task for Op<W> {
     }
 }
 
-impl<W: Work> Completion<W::Output> for Op<W> {
+impl<W: Produces> Completion<W::Output> for Op<W> {
     fn header(&self) -> &OpHeader {
         &self.header
     }
@@ -409,7 +433,7 @@ impl<W: Work> Completion<W::Output> for Op<W> {
             return false;
         }
         match self.header.socket.upgrade() {
-            Some(socket) => socket.cancel(self.header.kind, QueuedOp::addr(self)),
+            Some(socket) => socket.cancel(self.header.kind, self.address()),
             // The socket is gone, so its queues (and this operation's place in them)
             // are gone too: the operation completed when the socket was closed.
             None => false,

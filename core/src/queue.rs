@@ -24,17 +24,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
-use crate::op::{Attempt, Op, OpKind, QueuedOp, Work};
+use crate::op::{Attempt, Op, OpContext, OpKind, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
-use crate::socket::SocketCore;
+use crate::sync::Mutex;
 
 /// Operations completed under a lock, to be notified once it is released.
-pub(crate) type Completed = Vec<Arc<dyn QueuedOp>>;
+pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
 
 /// What [`OpQueue::stop`] found.
 #[derive(Debug, Default, Clone, Copy)]
@@ -54,19 +52,28 @@ pub(crate) enum Cancelled {
     Torn,
 }
 
-#[derive(Default)]
-struct Inner {
-    ops: VecDeque<Arc<dyn QueuedOp>>,
+struct Inner<C> {
+    ops: VecDeque<Arc<dyn QueuedOp<C>>>,
     stopped: bool,
 }
 
-/// The FIFO of one direction of one socket.
-#[derive(Default)]
-pub(crate) struct OpQueue {
-    inner: Mutex<Inner>,
+/// The FIFO of one direction of one socket (of context `C`).
+pub(crate) struct OpQueue<C> {
+    inner: Mutex<Inner<C>>,
 }
 
-impl std::fmt::Debug for OpQueue {
+impl<C> Default for OpQueue<C> {
+    fn default() -> Self {
+        OpQueue {
+            inner: Mutex::new(Inner {
+                ops: VecDeque::new(),
+                stopped: false,
+            }),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for OpQueue<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let inner = self.inner.lock();
         f.debug_struct("OpQueue")
@@ -76,13 +83,13 @@ impl std::fmt::Debug for OpQueue {
     }
 }
 
-impl OpQueue {
+impl<C: OpContext> OpQueue<C> {
     /// Starts an operation: `Disposed` if the socket is closed; otherwise, if nothing
     /// is queued, tries the syscall right here (the fast path) and completes
     /// synchronously if it finishes; else queues it behind the others.
-    pub(crate) fn start<W: Work>(
+    pub(crate) fn start<W: Work<C>>(
         &self,
-        socket: &Arc<SocketCore>,
+        socket: &Arc<C>,
         kind: OpKind,
         mut work: W,
         callback: Option<AsyncCallback<W::Output>>,
@@ -98,7 +105,7 @@ impl OpQueue {
                 drop(work);
                 let op = Arc::new(Op::<W>::completed(kind, socket, result, callback, state));
                 if op.has_callback() {
-                    context::deliver(op.clone(), socket.engine());
+                    context::deliver(op.clone(), socket.sink());
                 }
                 return Ok(AsyncResult::from_op(op));
             }
@@ -116,9 +123,9 @@ impl OpQueue {
     /// Nothing is consumed unless `now` returns a value.
     pub(crate) fn try_now<T>(
         &self,
-        socket: &Arc<SocketCore>,
+        socket: &Arc<C>,
         ready_kind: OpKind,
-        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let mut inner = self.inner.lock();
         if inner.stopped {
@@ -136,7 +143,7 @@ impl OpQueue {
 
     /// Runs queued operations in order until one would block; completed ones go to
     /// `completed` for notification after the lock is released.
-    pub(crate) fn process(&self, socket: &SocketCore, completed: &mut Completed) {
+    pub(crate) fn process(&self, socket: &C, completed: &mut Completed<C>) {
         let mut inner = self.inner.lock();
         while let Some(head) = inner.ops.front() {
             if !head.attempt(socket) {
@@ -150,7 +157,7 @@ impl OpQueue {
 
     /// Stops the queue for good: later starts fail with `Disposed`, and every pending
     /// operation completes with `Disposed` (moved to `completed` for notification).
-    pub(crate) fn stop(&self, completed: &mut Completed) -> Stopped {
+    pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {
         let mut inner = self.inner.lock();
         inner.stopped = true;
         let mut stopped = Stopped::default();
@@ -169,7 +176,7 @@ impl OpQueue {
     pub(crate) fn cancel(
         &self,
         addr: *const (),
-        completed: &mut Completed,
+        completed: &mut Completed<C>,
         on_torn: impl FnOnce(),
     ) -> Cancelled {
         let mut inner = self.inner.lock();
@@ -196,5 +203,209 @@ impl OpQueue {
         } else {
             Cancelled::Clean
         }
+    }
+}
+
+/// Model checks of the lifecycle with loom: every interleaving of readiness edges,
+/// `begin_*`, cancel, close and `end_*` on one queue. Run by `cargo xtask test`
+/// (`RUSTFLAGS="--cfg loom" cargo test -p asyncresult-core --lib model`).
+#[cfg(all(test, loom))]
+mod model {
+    use std::sync::Arc;
+
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::op::{OpContext, Produces, Task, TaskSink};
+
+    /// A socket reduced to what the queue relies on: data the "kernel" holds, and the
+    /// rule that a readiness edge (a `process` call) follows every arrival.
+    struct Model {
+        queue: OpQueue<Model>,
+        data: AtomicUsize,
+        sink: Sink,
+    }
+
+    struct Sink;
+
+    impl TaskSink for Sink {
+        fn post(&self, task: Arc<dyn Task>) {
+            task.run();
+        }
+    }
+
+    impl OpContext for Model {
+        fn id(&self) -> u64 {
+            1
+        }
+        fn sink(&self) -> &dyn TaskSink {
+            &self.sink
+        }
+        fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
+            let mut completed = Completed::new();
+            let outcome = self.queue.cancel(addr, &mut completed, || {});
+            for op in completed {
+                op.notify(&self.sink);
+            }
+            outcome != Cancelled::NotFound
+        }
+    }
+
+    impl Model {
+        fn new() -> Arc<Model> {
+            Arc::new(Model {
+                queue: OpQueue::default(),
+                data: AtomicUsize::new(0),
+                sink: Sink,
+            })
+        }
+
+        /// The kernel delivers one unit of data, then the poller reports the edge.
+        fn deliver(self: &Arc<Self>) {
+            self.data.fetch_add(1, Ordering::SeqCst);
+            self.edge();
+        }
+
+        /// A readiness edge: the queue runs its operations.
+        fn edge(self: &Arc<Self>) {
+            let mut completed = Completed::new();
+            self.queue.process(self, &mut completed);
+            for op in completed {
+                op.notify(&self.sink);
+            }
+        }
+
+        /// Close: the queue stops and its operations complete with `Disposed`.
+        fn close(self: &Arc<Self>) {
+            let mut completed = Completed::new();
+            self.queue.stop(&mut completed);
+            for op in completed {
+                op.notify(&self.sink);
+            }
+        }
+
+        fn receive(self: &Arc<Self>) -> AsyncResult<()> {
+            match self.queue.start(self, OpKind::Receive, Take, None, None) {
+                Ok(ar) => ar,
+                Err(e) => panic!("begin failed: {e}"),
+            }
+        }
+    }
+
+    /// A receive of one unit: takes it if the kernel has one, else would block.
+    struct Take;
+
+    impl Produces for Take {
+        type Output = ();
+    }
+
+    impl Work<Model> for Take {
+        fn attempt(&mut self, m: &Model) -> Attempt<()> {
+            let taken = m
+                .data
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            match taken {
+                Ok(_) => Attempt::Done(Ok(())),
+                Err(_) => Attempt::WouldBlock,
+            }
+        }
+    }
+
+    /// An edge racing with `begin`: data that arrives is never left unclaimed by a
+    /// waiting operation (no lost wake-up).
+    #[test]
+    fn no_lost_wake_up() {
+        loom::model(|| {
+            let m = Model::new();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let ar = m.receive();
+            kernel.join().expect("kernel thread");
+            assert!(
+                ar.is_completed(),
+                "data arrived but the receive still waits"
+            );
+        });
+    }
+
+    /// Operations complete in the order they were begun, whatever the interleaving.
+    #[test]
+    fn fifo_under_concurrent_edges() {
+        loom::model(|| {
+            let m = Model::new();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let first = m.receive();
+            let second = m.receive();
+            kernel.join().expect("kernel thread");
+            assert!(
+                first.is_completed(),
+                "the first receive gets the first unit"
+            );
+            assert!(!second.is_completed(), "only one unit arrived");
+            m.deliver();
+            assert!(second.is_completed());
+        });
+    }
+
+    /// Completion, cancel and close race: the operation completes exactly once, with
+    /// the outcome of whichever won, and `cancel` says whether it won.
+    #[test]
+    fn complete_cancel_and_close_race() {
+        loom::model(|| {
+            let m = Model::new();
+            let ar = m.receive();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let canceller = {
+                let ar = ar.clone();
+                loom::thread::spawn(move || ar.cancel())
+            };
+            m.close();
+            kernel.join().expect("kernel");
+            let cancelled = canceller.join().expect("canceller");
+            assert!(ar.is_completed());
+            let outcome = ar.finish();
+            match &outcome {
+                Ok(()) => assert!(!cancelled),
+                Err(Error::Aborted) => assert!(cancelled),
+                Err(Error::Disposed) => assert!(!cancelled),
+                Err(e) => panic!("unexpected outcome {e}"),
+            }
+            assert!(matches!(ar.finish(), Err(Error::AlreadyEnded)));
+        });
+    }
+
+    /// `end` blocks until completion and takes the result once, even when two threads
+    /// end the same result at the same time.
+    #[test]
+    fn end_waits_and_takes_once() {
+        loom::model(|| {
+            let m = Model::new();
+            let ar = m.receive();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let other = {
+                let ar = ar.clone();
+                loom::thread::spawn(move || ar.finish())
+            };
+            let mine = ar.finish();
+            let theirs = other.join().expect("other ender");
+            kernel.join().expect("kernel");
+            let oks = [&mine, &theirs].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(oks, 1, "exactly one end takes the result");
+            assert!(
+                matches!(mine, Err(Error::AlreadyEnded))
+                    || matches!(theirs, Err(Error::AlreadyEnded))
+            );
+        });
     }
 }

@@ -22,7 +22,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::engine::EngineShared;
 use crate::error::Error;
-use crate::op::{OpKind, Work};
+use crate::op::{OpContext, OpKind, TaskSink, Work};
 use crate::queue::{Cancelled, Completed, OpQueue};
 use crate::sys;
 
@@ -35,8 +35,8 @@ pub(crate) struct SocketCore {
     fd: socket2::Socket,
     engine: Arc<EngineShared>,
     stream: bool,
-    send: OpQueue,
-    recv: OpQueue,
+    send: OpQueue<SocketCore>,
+    recv: OpQueue<SocketCore>,
     closed: AtomicBool,
 }
 
@@ -73,10 +73,6 @@ impl SocketCore {
         &self.fd
     }
 
-    pub(crate) fn engine(&self) -> &EngineShared {
-        &self.engine
-    }
-
     pub(crate) fn engine_arc(&self) -> &Arc<EngineShared> {
         &self.engine
     }
@@ -90,15 +86,15 @@ impl SocketCore {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(crate) fn send_queue(&self) -> &OpQueue {
+    pub(crate) fn send_queue(&self) -> &OpQueue<SocketCore> {
         &self.send
     }
 
-    pub(crate) fn receive_queue(&self) -> &OpQueue {
+    pub(crate) fn receive_queue(&self) -> &OpQueue<SocketCore> {
         &self.recv
     }
 
-    fn queue(&self, kind: OpKind) -> &OpQueue {
+    fn queue(&self, kind: OpKind) -> &OpQueue<SocketCore> {
         if kind.is_send_side() {
             &self.send
         } else {
@@ -107,7 +103,7 @@ impl SocketCore {
     }
 
     /// Starts an operation of `kind` on its direction's queue.
-    pub(crate) fn start<W: Work>(
+    pub(crate) fn start<W: Work<SocketCore>>(
         self: &Arc<Self>,
         kind: OpKind,
         work: W,
@@ -118,7 +114,12 @@ impl SocketCore {
     }
 
     /// Serves the directions that the poller reported ready.
-    pub(crate) fn on_ready(&self, readable: bool, writable: bool, completed: &mut Completed) {
+    pub(crate) fn on_ready(
+        &self,
+        readable: bool,
+        writable: bool,
+        completed: &mut Completed<SocketCore>,
+    ) {
         if readable {
             self.recv.process(self, completed);
         }
@@ -128,9 +129,9 @@ impl SocketCore {
     }
 
     /// Cancels the pending operation at `addr` (see `AsyncResult::cancel`).
-    pub(crate) fn cancel(&self, kind: OpKind, addr: *const ()) -> bool {
+    fn cancel_op(&self, kind: OpKind, addr: *const ()) -> bool {
         let queue = self.queue(kind);
-        let mut completed = Completed::new();
+        let mut completed: Completed<SocketCore> = Completed::new();
         let torn_send = self.stream && matches!(kind, OpKind::Send | OpKind::SendTo);
         let outcome = queue.cancel(addr, &mut completed, || {
             if torn_send {
@@ -145,7 +146,7 @@ impl SocketCore {
         // with EPIPE) rather than at the next readiness edge.
         queue.process(self, &mut completed);
         for op in completed {
-            op.notify(&self.engine);
+            op.notify(&*self.engine);
         }
         true
     }
@@ -158,7 +159,7 @@ impl SocketCore {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut completed = Completed::new();
+        let mut completed: Completed<SocketCore> = Completed::new();
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
@@ -171,8 +172,22 @@ impl SocketCore {
             }
         }
         for op in completed {
-            op.notify(&self.engine);
+            op.notify(&*self.engine);
         }
+    }
+}
+
+impl OpContext for SocketCore {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn sink(&self) -> &dyn TaskSink {
+        &*self.engine
+    }
+
+    fn cancel(&self, kind: OpKind, addr: *const ()) -> bool {
+        self.cancel_op(kind, addr)
     }
 }
 

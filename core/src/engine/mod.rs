@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use polling::{Event, PollMode, Poller};
 
 use crate::error::Error;
-use crate::op::Task;
+use crate::op::{Task, TaskSink};
 use crate::queue::Completed;
 use crate::socket::SocketCore;
 use crate::sys::{self, EventBuffer, EventFd};
@@ -51,6 +51,13 @@ pub(crate) struct EngineShared {
     drains: AtomicU64,
 }
 
+impl TaskSink for EngineShared {
+    /// Hands a callback to the worker pool.
+    fn post(&self, task: Arc<dyn Task>) {
+        self.workers.post(task, &self.wake);
+    }
+}
+
 impl std::fmt::Debug for EngineShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -66,7 +73,8 @@ static GLOBAL_INIT: Mutex<()> = Mutex::new(());
 
 thread_local! {
     /// Buffers for drains by threads that are not workers (runtime threads).
-    static SCRATCH: RefCell<Option<(EventBuffer, Completed)>> = const { RefCell::new(None) };
+    static SCRATCH: RefCell<Option<(EventBuffer, Completed<SocketCore>)>> =
+        const { RefCell::new(None) };
 }
 
 impl EngineShared {
@@ -158,11 +166,6 @@ impl EngineShared {
         self.registry.len()
     }
 
-    /// Hands a callback to the worker pool.
-    pub(crate) fn post(&self, task: Arc<dyn Task>) {
-        self.workers.post(task, &self.wake);
-    }
-
     /// Wakes a thread blocked in `epoll_wait` on this engine.
     pub(crate) fn kick(&self) {
         self.wake.notify();
@@ -215,7 +218,7 @@ impl EngineShared {
     pub(crate) fn dispatch(
         &self,
         events: &EventBuffer,
-        completed: &mut Completed,
+        completed: &mut Completed<SocketCore>,
         on_each: &dyn Fn(),
     ) {
         self.drains.fetch_add(1, Ordering::Relaxed);

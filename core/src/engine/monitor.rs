@@ -82,7 +82,7 @@ fn run(engine: Arc<EngineShared>) {
                     if id == leader {
                         workers.replace_leader(&engine, id);
                     }
-                    slot.hand_over(&engine);
+                    slot.hand_over(&*engine);
                 }
             }
             progress.insert(id, now);

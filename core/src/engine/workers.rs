@@ -33,6 +33,7 @@ use super::{EngineShared, EVENTS_PER_WAIT};
 use crate::context::{self, WorkerSlot};
 use crate::op::Task;
 use crate::queue::Completed;
+use crate::socket::SocketCore;
 use crate::sys::{EventBuffer, EventFd};
 
 /// Workers started with the engine: a leader and one follower for posted callbacks.
@@ -246,7 +247,7 @@ impl Worker {
         let engine = &self.engine;
         let workers = &engine.workers;
         let mut events = EventBuffer::new(EVENTS_PER_WAIT);
-        let mut completed = Completed::new();
+        let mut completed: Completed<SocketCore> = Completed::new();
         let mut state = workers.state.lock();
         loop {
             if let Some(task) = state.tasks.pop_front() {
@@ -260,7 +261,7 @@ impl Worker {
                 workers.wake_monitor();
                 context::run_task(task);
                 self.slot.tick();
-                context::run_local(&self.slot, engine);
+                context::run_local(&self.slot, &**engine);
                 self.slot.set_busy(false);
                 state = workers.state.lock();
                 continue;
@@ -293,7 +294,7 @@ impl Worker {
     }
 
     /// Polls and serves events while this worker is the leader.
-    fn lead(&self, events: &mut EventBuffer, completed: &mut Completed) {
+    fn lead(&self, events: &mut EventBuffer, completed: &mut Completed<SocketCore>) {
         let engine = &self.engine;
         let workers = &engine.workers;
         let slot = &self.slot;
@@ -322,12 +323,12 @@ impl Worker {
                 std::thread::yield_now();
             }
             engine.dispatch(events, completed, &tick);
-            context::run_local(slot, engine);
+            context::run_local(slot, &**engine);
             // One posted callback per round, so steady I/O cannot starve the queue.
             if let Some(task) = workers.pop_task() {
                 context::run_task(task);
                 tick();
-                context::run_local(slot, engine);
+                context::run_local(slot, &**engine);
             }
             slot.set_busy(false);
             tick();

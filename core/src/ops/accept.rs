@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use super::nonblocking;
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::error::Error;
-use crate::op::{Attempt, OpKind, Work};
+use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 
 /// Accepts one pending connection and registers it with the listener's engine;
@@ -46,9 +46,11 @@ pub(crate) fn check_listener(socket: &SocketCore) -> Result<(), Error> {
 /// An accept waiting for a connection.
 pub(crate) struct AcceptWork;
 
-impl Work for AcceptWork {
+impl Produces for AcceptWork {
     type Output = Socket;
+}
 
+impl Work<SocketCore> for AcceptWork {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<Socket> {
         match accept_one(socket) {
             Ok(Some((accepted, _))) => Attempt::Done(Ok(accepted)),

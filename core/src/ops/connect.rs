@@ -11,7 +11,7 @@ use socket2::SockAddr;
 use super::failed;
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::error::Error;
-use crate::op::{Attempt, OpKind, Work};
+use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 
 /// A connect in progress.
@@ -44,9 +44,11 @@ impl ConnectWork {
     }
 }
 
-impl Work for ConnectWork {
+impl Produces for ConnectWork {
     type Output = ();
+}
 
+impl Work<SocketCore> for ConnectWork {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<()> {
         if self.issued {
             return self.outcome(socket);

@@ -18,7 +18,7 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::buf::IoBufMut;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::op::{Attempt, OpKind, Work};
+use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 
 /// Receives into `buf` from index 0; returns the count to report (for a datagram, its
@@ -58,9 +58,11 @@ pub(crate) struct ReceiveWork<B> {
     flags: libc::c_int,
 }
 
-impl<B: IoBufMut> Work for ReceiveWork<B> {
+impl<B: IoBufMut> Produces for ReceiveWork<B> {
     type Output = (usize, B);
+}
 
+impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B)> {
         let Some(buf) = self.buf.as_mut() else {
             return failed(Error::AlreadyEnded);
@@ -124,9 +126,11 @@ pub(crate) struct ReceiveFromWork<B> {
     flags: libc::c_int,
 }
 
-impl<B: IoBufMut> Work for ReceiveFromWork<B> {
+impl<B: IoBufMut> Produces for ReceiveFromWork<B> {
     type Output = (usize, B, SocketAddr);
+}
 
+impl<B: IoBufMut> Work<SocketCore> for ReceiveFromWork<B> {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B, SocketAddr)> {
         let Some(buf) = self.buf.as_mut() else {
             return failed(Error::AlreadyEnded);

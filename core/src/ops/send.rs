@@ -16,7 +16,7 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::op::{Attempt, OpKind, Work};
+use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -36,9 +36,11 @@ pub(crate) struct SendWork<B> {
     stream: bool,
 }
 
-impl<B: IoBuf> Work for SendWork<B> {
+impl<B: IoBuf> Produces for SendWork<B> {
     type Output = usize;
+}
 
+impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<usize> {
         let bytes = self.buf.as_bytes();
         let fd = socket.fd();
@@ -117,9 +119,11 @@ impl<B: IoBuf> SendVectoredWork<B> {
     }
 }
 
-impl<B: IoBuf> Work for SendVectoredWork<B> {
+impl<B: IoBuf> Produces for SendVectoredWork<B> {
     type Output = usize;
+}
 
+impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<usize> {
         if !self.stream {
             return self.attempt_datagram(socket);

@@ -21,7 +21,7 @@ use crate::async_result::AsyncResult;
 use crate::buf::IoBufMut;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::op::{Attempt, OpKind, Work};
+use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -39,10 +39,12 @@ pub enum TryIo<T> {
 /// is worth trying again.
 pub(crate) struct ReadyWork;
 
-impl Work for ReadyWork {
+impl Produces for ReadyWork {
     type Output = ();
+}
 
-    fn attempt(&mut self, _socket: &SocketCore) -> Attempt<()> {
+impl<C> Work<C> for ReadyWork {
+    fn attempt(&mut self, _socket: &C) -> Attempt<()> {
         Attempt::Done(Ok(()))
     }
 }

@@ -1,0 +1,60 @@
+//! The synchronization primitives of the operation lifecycle (operations and their
+//! queues), in one place so that the lifecycle can be model-checked: built with
+//! `--cfg loom`, they are [loom](https://docs.rs/loom)'s, and the tests in
+//! `queue::model` explore every interleaving of completing, cancelling, closing and
+//! ending operations, and of readiness edges against `begin_*`. Everything else in the
+//! crate uses `parking_lot` and `std` directly.
+
+#[cfg(not(loom))]
+pub(crate) use atomic_waker::AtomicWaker;
+#[cfg(not(loom))]
+pub(crate) use parking_lot::Mutex;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicU8;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::AtomicU8;
+#[cfg(loom)]
+pub(crate) use loom_shim::{AtomicWaker, Mutex};
+
+#[cfg(loom)]
+mod loom_shim {
+    use std::task::Waker;
+
+    /// loom's mutex with `parking_lot`'s shape (no poisoning in the signature).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            match self.0.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            }
+        }
+    }
+
+    /// `atomic_waker::AtomicWaker`'s contract, over a loom mutex.
+    #[derive(Debug, Default)]
+    pub(crate) struct AtomicWaker(Mutex<Option<Waker>>);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            AtomicWaker(Mutex::new(None))
+        }
+
+        pub(crate) fn register(&self, waker: &Waker) {
+            *self.0.lock() = Some(waker.clone());
+        }
+
+        pub(crate) fn take(&self) -> Option<Waker> {
+            self.0.lock().take()
+        }
+    }
+}
