@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 //!
 //! Steps: rustfmt check, clippy with warnings denied on every target, rustdoc with
-//! warnings denied, every crate's tests and doctests, then the examples. Tests count
+//! warnings denied, every crate's tests and doctests, the loom model checks of the
+//! operation lifecycle, the conformance matrix, then the examples. Tests count
 //! one each (from libtest's `test result:` lines); every other step counts as one
 //! check. The last line is `N passed, M failed`.
 
@@ -183,6 +184,27 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     }
     if binaries == 0 {
         tally.check("cargo test ran no test binary", false);
+    }
+
+    banner("model checking (loom: the operation lifecycle, every interleaving)");
+    let mut loom = cargo();
+    loom.args([
+        "test",
+        "--release",
+        "-p",
+        "asyncresult-core",
+        "--lib",
+        "model",
+    ])
+    .env("RUSTFLAGS", "--cfg loom")
+    .env("LOOM_MAX_PREEMPTIONS", "3")
+    .env("CARGO_TARGET_DIR", crate::run::root().join("target").join("loom"));
+    let loom_out = echo(loom, Duration::from_secs(900))?;
+    let (passed, failed, _, binaries) = count_tests(&loom_out.stdout);
+    tally.passed += passed;
+    tally.failed += failed;
+    if !loom_out.success || binaries == 0 || passed == 0 {
+        tally.check("loom model checks (did not run whole)", false);
     }
 
     banner("conformance matrix (scenario x adapter)");
