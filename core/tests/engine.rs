@@ -141,3 +141,73 @@ fn a_blocking_callback_neither_stalls_other_sockets_nor_strands_queued_callbacks
         assert_eq!(reader.join().unwrap().len(), 5000);
     });
 }
+
+#[test]
+fn a_panicking_waker_does_not_kill_the_engine() {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    struct Panicky;
+    impl Wake for Panicky {
+        fn wake(self: Arc<Self>) {
+            panic!("waker panics on purpose");
+        }
+    }
+    bounded(secs(20), || {
+        let waker = Waker::from(Arc::new(Panicky));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..5 {
+            let (ours, mut theirs) = tcp_to_std();
+            let ar = ours
+                .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+                .unwrap();
+            assert!(ar.poll_completed(&mut cx).is_pending());
+            theirs.write_all(b"go").unwrap();
+            assert!(
+                ar.wait_timeout(secs(5)),
+                "completion despite the panicking waker"
+            );
+            assert_eq!(ours.end_receive(&ar).unwrap().0, 2);
+        }
+        // The engine still serves everyone else.
+        let (a, b) = tcp_pair();
+        let r = b
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        a.end_send(&a.begin_send(b"ok", SocketFlags::NONE, None, None).unwrap())
+            .unwrap();
+        assert_eq!(b.end_receive(&r).unwrap().1, b"ok");
+    });
+}
+
+#[test]
+fn dropping_every_handle_with_operations_in_flight_completes_them() {
+    bounded(secs(20), || {
+        let (tx, rx) = mpsc::channel();
+        let mut results = Vec::new();
+        for _ in 0..20 {
+            let (ours, _theirs) = tcp_to_std();
+            let tx1 = tx.clone();
+            results.push(
+                ours.begin_receive(
+                    Vec::with_capacity(8),
+                    SocketFlags::NONE,
+                    Some(Box::new(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+                        tx1.send(ar.is_completed()).unwrap();
+                    })),
+                    None,
+                )
+                .unwrap(),
+            );
+            // `ours` (the last handle) goes here, with the receive in flight.
+        }
+        for _ in 0..20 {
+            assert!(rx.recv_timeout(secs(5)).expect("callback after last drop"));
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "exactly once"
+        );
+        assert!(results.iter().all(AsyncResult::is_completed));
+    });
+}
