@@ -91,6 +91,9 @@ pub(crate) trait OpContext: Send + Sync + 'static {
     fn id(&self) -> u64;
     /// Where callbacks of its operations go.
     fn sink(&self) -> &dyn TaskSink;
+    /// Whether it has been closed (from the first instant of `close`, so that no
+    /// `begin_*` succeeds after any `close` call has returned).
+    fn is_closed(&self) -> bool;
     /// Cancels the pending operation of `kind` at `addr` (see `AsyncResult::cancel`).
     fn cancel(&self, kind: OpKind, addr: *const ()) -> bool;
 }

@@ -96,7 +96,7 @@ impl<C: OpContext> OpQueue<C> {
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<W::Output>, Error> {
         let mut inner = self.inner.lock();
-        if inner.stopped {
+        if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
         if inner.ops.is_empty() {
@@ -128,7 +128,7 @@ impl<C: OpContext> OpQueue<C> {
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let mut inner = self.inner.lock();
-        if inner.stopped {
+        if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
         if inner.ops.is_empty() {
@@ -240,6 +240,9 @@ mod model {
         }
         fn sink(&self) -> &dyn TaskSink {
             &self.sink
+        }
+        fn is_closed(&self) -> bool {
+            false
         }
         fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
             let mut completed = Completed::new();

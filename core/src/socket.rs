@@ -186,6 +186,10 @@ impl OpContext for SocketCore {
         &*self.engine
     }
 
+    fn is_closed(&self) -> bool {
+        SocketCore::is_closed(self)
+    }
+
     fn cancel(&self, kind: OpKind, addr: *const ()) -> bool {
         self.cancel_op(kind, addr)
     }
