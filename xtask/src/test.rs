@@ -198,7 +198,10 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     ])
     .env("RUSTFLAGS", "--cfg loom")
     .env("LOOM_MAX_PREEMPTIONS", "3")
-    .env("CARGO_TARGET_DIR", crate::run::root().join("target").join("loom"));
+    .env(
+        "CARGO_TARGET_DIR",
+        crate::run::root().join("target").join("loom"),
+    );
     let loom_out = echo(loom, Duration::from_secs(900))?;
     let (passed, failed, _, binaries) = count_tests(&loom_out.stdout);
     tally.passed += passed;
