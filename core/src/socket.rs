@@ -153,8 +153,9 @@ impl SocketCore {
 
     /// Disposes the socket (idempotent): stops both queues, completing every pending
     /// operation with `Disposed`; leaves the poller; shuts a connected stream down (an
-    /// RST instead of a FIN when sends were aborted, as .NET does). The descriptor
-    /// stays open until the last reference to this core goes.
+    /// RST instead of a FIN when sends were aborted or received data was left unread,
+    /// as `close(2)` and .NET do). The descriptor stays open until the last reference to
+    /// this core goes.
     pub(crate) fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -164,7 +165,10 @@ impl SocketCore {
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
         if self.stream {
-            if sends.aborted > 0 {
+            // Reset (as close(2) and .NET do) when sends were aborted, when received
+            // bytes were never read (a FIN would leave the peer's sends stuck behind a
+            // full window until the last handle goes), or when SO_LINGER asks for it.
+            if sends.aborted > 0 || sys::has_unread_bytes(&self.fd) || sys::lingers_zero(&self.fd) {
                 sys::abort_connection(&self.fd);
             } else {
                 // Sends a FIN on a connection and stops a listener from accepting.
@@ -417,8 +421,9 @@ impl Socket {
     /// Afterwards every `begin_*` fails at once with [`Error::Disposed`]; every
     /// operation still pending completes (its callback runs, its future resolves) and
     /// its `end_*` returns `Disposed`; an operation that completed before keeps its own
-    /// result. A connected stream is shut down at once (the peer sees a FIN, or an RST
-    /// if pending sends were aborted) and the socket leaves the poller. The descriptor
+    /// result. A connected stream is shut down at once: the peer sees a FIN, or an RST
+    /// if pending sends were aborted, received data was left unread, or `SO_LINGER` is
+    /// set to zero (as `close(2)` does). The socket leaves the poller; the descriptor
     /// itself is released when the last handle and the last operation are gone.
     pub fn close(&self) {
         self.core().close();

@@ -168,6 +168,20 @@ impl AsRawFd for EventFd {
     }
 }
 
+/// Whether a connected stream socket holds received bytes nobody has read (`FIONREAD`);
+/// `false` for sockets where the question does not apply (listeners, unconnected).
+pub(crate) fn has_unread_bytes(socket: &socket2::Socket) -> bool {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid.
+    let r = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut unread) };
+    r == 0 && unread > 0
+}
+
+/// Whether the socket asks for an abortive close (`SO_LINGER` on with a zero timeout).
+pub(crate) fn lingers_zero(socket: &socket2::Socket) -> bool {
+    matches!(socket.linger(), Ok(Some(d)) if d.is_zero())
+}
+
 /// Aborts a TCP connection with a reset while keeping the descriptor open: `SO_LINGER`
 /// of zero, then `connect(AF_UNSPEC)`, which Linux turns into `tcp_disconnect` (an RST
 /// for a connection that has one). Errors are ignored: the socket is being disposed.

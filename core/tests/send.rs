@@ -595,3 +595,40 @@ fn callbacks_run_exactly_once_across_many_operations() {
         reader.join().unwrap();
     });
 }
+
+#[test]
+fn close_with_unread_data_resets_so_the_peers_sends_do_not_hang() {
+    bounded(secs(20), || {
+        let (a, b) = tcp_pair();
+        // b sends more than the windows hold; a never reads.
+        let send = b
+            .begin_send(vec![7u8; 64 << 20], SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(!send.wait_timeout(Duration::from_millis(200)));
+        let other_handle = a.clone();
+        a.close();
+        assert!(
+            send.wait_timeout(secs(5)),
+            "the peer's send stayed blocked after close() (no reset)"
+        );
+        let code = b.end_send(&send).unwrap_err().error_code();
+        assert!(
+            code == Some(libc::ECONNRESET) || code == Some(libc::EPIPE),
+            "{code:?}"
+        );
+        drop(other_handle);
+    });
+}
+
+#[test]
+fn close_with_linger_zero_resets_the_peer() {
+    bounded(secs(10), || {
+        let (ours, mut theirs) = tcp_to_std();
+        ours.as_socket2().set_linger(Some(Duration::ZERO)).unwrap();
+        let _other = ours.clone();
+        ours.close();
+        let mut buf = [0u8; 8];
+        let e = theirs.read(&mut buf).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET));
+    });
+}
