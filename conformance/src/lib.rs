@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod harness;
 pub mod scenarios;
+pub mod stress;
 
 use std::net::SocketAddr;
 

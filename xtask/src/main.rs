@@ -3,10 +3,20 @@
 //! - `test`: formatting, clippy, docs, every crate's tests and doctests, the examples;
 //!   ends with the line `N passed, M failed`.
 //! - `demo`: a loopback demonstration of the adapters, with visible output.
+//! - `bench`: the adapters side by side with native tokio, smol/async-io, std and a
+//!   hand-written `polling` loop; a markdown table of ratios and an SVG chart.
+//! - `soak`: the stress mix for N minutes, watching RSS and descriptors.
+//! - `valgrind`: the core and callback suites under memcheck.
+//! - `publish`: release checks and a dry run (or, with `--execute`, the release).
 
+mod bench;
 mod demo;
+mod publish;
 mod run;
+mod soak;
 mod test;
+mod tidy;
+mod valgrind;
 
 use std::process::ExitCode;
 
@@ -17,6 +27,14 @@ tasks:
   test     formatting, clippy, docs, all tests and doctests, examples
            (last line: N passed, M failed)
   demo     a loopback demonstration of every adapter
+  bench    adapters vs native tokio, smol/async-io, std and a polling loop
+           (release build; --quick: small sizes, under a minute; --runs N;
+           --contenders a,b; --workloads x,y); report on stdout and in
+           target/bench/results.md and target/bench/chart.svg
+  soak     the stress mix for --minutes N (default 1), printing RSS and fds
+  valgrind the core and callback suites under valgrind memcheck
+  publish  release checks + cargo publish --workspace --dry-run;
+           --execute (with CARGO_REGISTRY_TOKEN) publishes in dependency order
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +43,10 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("test") => test::run(args),
         Some("demo") => demo::run(args),
+        Some("bench") => bench::run(args),
+        Some("soak") => soak::run(args),
+        Some("valgrind") => valgrind::run(args),
+        Some("publish") => publish::run(args),
         Some("help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -135,6 +135,13 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     let started = Instant::now();
     let mut tally = Tally::default();
 
+    banner("tidy (module docs, internal versions, no printing or unwrapping in libraries)");
+    let findings = crate::tidy::check();
+    for f in &findings {
+        println!("  {}: {}", f.place, f.problem);
+    }
+    tally.check("tidy", findings.is_empty());
+
     if !skip_lints {
         banner("rustfmt --check");
         let mut fmt = cargo();
@@ -223,7 +230,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
 
     println!();
     println!(
-        "suite finished in {:.0?}; {} ignored (child-process scenarios run by their parent tests)",
+        "suite finished in {:.0?}; {} ignored (child-process scenarios run by their parent tests, and the soak)",
         started.elapsed(),
         tally.ignored
     );

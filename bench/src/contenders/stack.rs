@@ -1,0 +1,80 @@
+//! The shape shared by the six async contenders (the tokio and smol adapters, native
+//! tokio on both runtime flavours, native async-io), so that every async workload is
+//! written once and each contender differs only in its stream type and executor.
+//!
+//! An adapter's [`Conn`] uses asyncresult's own operations — `send` of an owned
+//! buffer (whole), `receive` into an owned buffer — which is what the adapters are
+//! for; a native [`Conn`] uses its runtime's `write_all` and `read`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+/// An executor: runs a top-level future on the calling thread, and spawns tasks.
+pub trait Exec: Clone + Send + Sync + 'static {
+    /// Runs `future` to completion on this thread (the executor runs meanwhile).
+    fn block_on<F: Future>(&self, future: F) -> F::Output;
+
+    /// Spawns `future` as a task; the returned future resolves to its output (a
+    /// panicking task panics the awaiting one).
+    fn spawn<F>(&self, future: F) -> impl Future<Output = F::Output> + Send + 'static
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static;
+}
+
+/// A TCP stack: how to listen, connect, accept and adopt a std socket.
+pub trait Stack: 'static {
+    /// A connected stream.
+    type Conn: Conn;
+    /// A listening socket.
+    type Listener: Send + Sync + 'static;
+
+    /// Listens on a fresh loopback port.
+    fn listen() -> impl Future<Output = io::Result<(Self::Listener, SocketAddr)>> + Send;
+
+    /// Connects to `addr`.
+    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+
+    /// Accepts one connection.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<Self::Conn>> + Send + '_;
+
+    /// Registers a connected std stream with this stack (inside the executor's
+    /// context), as the memory workload does.
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Conn>;
+}
+
+/// A connected stream of some stack.
+pub trait Conn: Send + 'static {
+    /// Turns Nagle's algorithm off.
+    fn set_nodelay(&self) -> io::Result<()>;
+
+    /// Sends all of `data`.
+    fn write_static(
+        &mut self,
+        data: &'static [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Sends all of `data`, an owned buffer.
+    fn write_vec(&mut self, data: Vec<u8>) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Reads at least one byte into `buf`, which was made as `vec![0; capacity]`;
+    /// returns the count (the bytes are `buf[..count]`), 0 at end of stream.
+    fn read<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+}
+
+/// Checks that a whole-buffer send reported the whole buffer.
+pub fn whole(sent: usize, len: usize) -> io::Result<()> {
+    if sent == len {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "short send: {sent} of {len} bytes"
+        )))
+    }
+}

@@ -1,0 +1,81 @@
+//! Plain-std plumbing shared by the contenders: loopback listeners and pairs, the
+//! draining sink of the overhead workload, and the file-descriptor limit.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+
+use crate::payload::Verifier;
+
+/// The only address the bench binds: loopback, any port.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A std listener on a fresh loopback port.
+pub fn listener() -> io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(any_port())?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// `count` connected std pairs (client, server), blocking.
+pub fn pairs(count: usize) -> io::Result<Vec<(TcpStream, TcpStream)>> {
+    let (listener, addr) = listener()?;
+    (0..count)
+        .map(|_| {
+            let client = TcpStream::connect(addr)?;
+            let (server, _) = listener.accept()?;
+            Ok((client, server))
+        })
+        .collect()
+}
+
+/// A thread that accepts one connection on a fresh port and reads `total` bytes of
+/// the pattern for `seed` from it, then returns how many it read. The contender
+/// connects to the returned address.
+pub fn sink(seed: u64, total: u64) -> io::Result<(SocketAddr, JoinHandle<Result<u64, String>>)> {
+    let (listener, addr) = listener()?;
+    let handle = thread::Builder::new()
+        .name("bench-sink".into())
+        .spawn(move || {
+            let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+            let mut verifier = Verifier::new(seed, total);
+            let mut buf = vec![0u8; 256 * 1024];
+            while !verifier.done() {
+                let n = stream
+                    .read(&mut buf)
+                    .map_err(|e| format!("sink read: {e}"))?;
+                verifier.take(&buf[..n])?;
+            }
+            Ok(verifier.received())
+        })?;
+    Ok((addr, handle))
+}
+
+/// Waits for a [`sink`] thread and checks it read everything.
+pub fn join_sink(handle: JoinHandle<Result<u64, String>>) -> Result<(), String> {
+    handle
+        .join()
+        .map_err(|_| "sink thread panicked".to_string())?
+        .map(drop)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (the fan-in and memory
+/// workloads hold thousands of sockets); returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid `rlimit` whose soft limit does not exceed its hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}

@@ -1,0 +1,214 @@
+//! From outcomes to the report: medians per cell, the adapter ÷ peer ratios with
+//! their targets, rendered as markdown ([`markdown`]) and as an SVG bar chart
+//! ([`svg`]).
+
+pub mod markdown;
+pub mod svg;
+pub mod targets;
+
+use std::collections::BTreeMap;
+
+use crate::cell::Outcome;
+use crate::contenders::Contender;
+use crate::runner::{Plan, Results};
+use crate::stats;
+use crate::workload::{Metric, Values, Workload};
+use targets::{Target, PAIRINGS};
+
+/// One cell over all its runs.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// The median of each metric over the runs that measured.
+    pub medians: Values,
+    /// Runs that measured.
+    pub measured: usize,
+    /// Runs in all.
+    pub runs: usize,
+    /// What went wrong in the others (`timeout` or the error), one per run.
+    pub problems: Vec<String>,
+    /// Every measured value of each metric, in run order.
+    pub samples: BTreeMap<Metric, Vec<f64>>,
+}
+
+impl Summary {
+    fn of(workload: Workload, outcomes: &[Outcome]) -> Summary {
+        let mut summary = Summary {
+            runs: outcomes.len(),
+            ..Summary::default()
+        };
+        let mut samples: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Measured(values) => {
+                    summary.measured += 1;
+                    for (metric, value) in &values.0 {
+                        samples.entry(*metric).or_default().push(*value);
+                    }
+                }
+                Outcome::Timeout => summary.problems.push("timeout".into()),
+                Outcome::Failed(message) => summary.problems.push(message.clone()),
+            }
+        }
+        for &metric in workload.metrics() {
+            if let Some(median) = samples.get(&metric).and_then(|v| stats::median(v)) {
+                summary.medians = std::mem::take(&mut summary.medians).with(metric, median);
+            }
+        }
+        summary.samples = samples;
+        summary
+    }
+
+    /// max ÷ min of `metric` over the runs, when there are at least two.
+    pub fn spread(&self, metric: Metric) -> Option<f64> {
+        let values = self.samples.get(&metric).filter(|v| v.len() > 1)?;
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (min > 0.0).then(|| max / min)
+    }
+
+    /// How a metric of this cell reads in a table: the median, `timeout`, `error`, or
+    /// `—` when not measured; a `*` when some runs failed.
+    pub fn cell(&self, metric: Metric) -> String {
+        match self.medians.get(metric) {
+            Some(value) if self.measured < self.runs => format!("{}*", metric.format(value)),
+            Some(value) => metric.format(value),
+            None if self.problems.iter().all(|p| p == "timeout") && !self.problems.is_empty() => {
+                "timeout".into()
+            }
+            None if !self.problems.is_empty() => "error".into(),
+            None => "—".into(),
+        }
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`), if readable.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One row of the ratio table.
+#[derive(Debug, Clone)]
+pub struct RatioRow {
+    /// The asyncresult adapter.
+    pub adapter: Contender,
+    /// Its native peer.
+    pub peer: Contender,
+    /// The workload.
+    pub workload: Workload,
+    /// The metric.
+    pub metric: Metric,
+    /// adapter ÷ peer.
+    pub ratio: Option<f64>,
+    /// The target, if any.
+    pub target: Option<Target>,
+    /// PASS (true) / MISS (false); `None` without a target or without the numbers.
+    pub pass: Option<bool>,
+}
+
+impl RatioRow {
+    /// The ratio as "higher is better" (latency and memory ratios inverted), for the
+    /// chart.
+    pub fn score(&self) -> Option<f64> {
+        let ratio = self.ratio?;
+        if self.metric.higher_is_better() {
+            Some(ratio)
+        } else if ratio > 0.0 {
+            Some(1.0 / ratio)
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything the renderers need.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// What was run.
+    pub plan: Plan,
+    /// Each cell over its runs.
+    pub summaries: BTreeMap<(Workload, Contender), Summary>,
+    /// The ratio table.
+    pub ratios: Vec<RatioRow>,
+    /// Wall time of the whole run, in seconds.
+    pub seconds: f64,
+    /// The 1-minute load average before and after the run.
+    pub load: (Option<f64>, Option<f64>),
+}
+
+impl Report {
+    /// How `metric` of `contender` on `workload` reads in a table.
+    pub fn cell(&self, workload: Workload, contender: Contender, metric: Metric) -> String {
+        self.summaries
+            .get(&(workload, contender))
+            .map_or_else(|| "—".to_string(), |s| s.cell(metric))
+    }
+
+    /// Summarises `results` of `plan`.
+    pub fn new(
+        plan: &Plan,
+        results: &Results,
+        seconds: f64,
+        load: (Option<f64>, Option<f64>),
+    ) -> Report {
+        let summaries: BTreeMap<_, _> = results
+            .cells
+            .iter()
+            .map(|(&(w, c), outcomes)| ((w, c), Summary::of(w, outcomes)))
+            .collect();
+        let mut ratios = Vec::new();
+        for (adapter, peer, workloads) in PAIRINGS {
+            for &workload in workloads.iter().filter(|w| plan.workloads.contains(w)) {
+                let a = summaries.get(&(workload, adapter));
+                let p = summaries.get(&(workload, peer));
+                if a.is_none() && p.is_none() {
+                    continue;
+                }
+                for &metric in workload.metrics() {
+                    let adapter_value = a.and_then(|s| s.medians.get(metric));
+                    let peer_value = p.and_then(|s| s.medians.get(metric));
+                    let target = targets::target(adapter, peer, workload, metric);
+                    if adapter_value.is_none() && peer_value.is_none() && target.is_none() {
+                        continue;
+                    }
+                    let ratio = match (adapter_value, peer_value) {
+                        (Some(a), Some(p)) if p > 0.0 => Some(a / p),
+                        _ => None,
+                    };
+                    let pass = match target {
+                        Some(Target::Ratio(bound)) => ratio.map(|r| bound.holds(r)),
+                        Some(Target::Absolute(bound)) => adapter_value.map(|v| bound.holds(v)),
+                        None => None,
+                    }
+                    // An adapter that did not finish misses its target.
+                    .or_else(|| {
+                        (target.is_some()
+                            && adapter_value.is_none()
+                            && a.is_some_and(|s| !s.problems.is_empty()))
+                        .then_some(false)
+                    });
+                    ratios.push(RatioRow {
+                        adapter,
+                        peer,
+                        workload,
+                        metric,
+                        ratio,
+                        target,
+                        pass,
+                    });
+                }
+            }
+        }
+        Report {
+            plan: plan.clone(),
+            summaries,
+            ratios,
+            seconds,
+            load,
+        }
+    }
+}

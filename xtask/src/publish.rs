@@ -1,0 +1,273 @@
+//! `cargo xtask publish`: checks that every publishable crate is ready for crates.io,
+//! then a dry run of `cargo publish --workspace` (the default), or with `--execute`
+//! (and `CARGO_REGISTRY_TOKEN` set) a real publish in dependency order, waiting until
+//! each version is visible in the index before publishing the next.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::run::{cargo, echo, root};
+
+/// Publishable crates in dependency order (the core first).
+const ORDER: &[&str] = &[
+    "asyncresult-core",
+    "asyncresult-callback",
+    "asyncresult-tokio",
+    "asyncresult-smol",
+];
+
+/// Fields crates.io and docs.rs users rely on.
+const REQUIRED: &[&str] = &[
+    "description",
+    "license",
+    "repository",
+    "readme",
+    "keywords",
+    "categories",
+    "rust_version",
+];
+
+/// Files that have no business in a package.
+const JUNK: &[&str] = &[
+    "target/",
+    ".orig",
+    ".rej",
+    ".swp",
+    "~",
+    ".DS_Store",
+    ".profraw",
+    "perf.data",
+    ".log",
+];
+
+fn metadata() -> Result<Value, String> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
+}
+
+fn field_missing(package: &Value, field: &str) -> bool {
+    match package.get(field) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// Checks the manifests; returns the problems found.
+fn check_manifests(meta: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let packages = meta["packages"].as_array().cloned().unwrap_or_default();
+    let publishable: Vec<&Value> = packages
+        .iter()
+        .filter(|p| ORDER.contains(&p["name"].as_str().unwrap_or_default()))
+        .collect();
+    if publishable.len() != ORDER.len() {
+        problems.push(format!("expected the crates {ORDER:?} in the workspace"));
+    }
+    let versions: Vec<&str> = publishable
+        .iter()
+        .filter_map(|p| p["version"].as_str())
+        .collect();
+    if versions.windows(2).any(|w| w[0] != w[1]) {
+        problems.push(format!(
+            "versions disagree across the workspace: {versions:?}"
+        ));
+    }
+    for package in &publishable {
+        let name = package["name"].as_str().unwrap_or("?");
+        for field in REQUIRED {
+            if field_missing(package, field) {
+                problems.push(format!("{name}: `{field}` is missing"));
+            }
+        }
+        if package["license"].as_str() != Some("MIT OR Apache-2.0") {
+            problems.push(format!("{name}: license must be `MIT OR Apache-2.0`"));
+        }
+        let version = package["version"].as_str().unwrap_or_default();
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if !ORDER.contains(&dep_name) {
+                continue;
+            }
+            let req = dep["req"].as_str().unwrap_or("*");
+            let matches = req.trim_start_matches(['^', '=', '~']) == version;
+            if !matches {
+                problems.push(format!(
+                    "{name}: internal dependency {dep_name} has requirement `{req}`, not {version}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Lists each crate's package contents; returns (crate, files, problems).
+fn check_package_lists(allow_dirty: bool) -> Result<Vec<(String, usize, Vec<String>)>, String> {
+    let mut results = Vec::new();
+    for name in ORDER {
+        let mut cmd = cargo();
+        cmd.args(["package", "--list", "-p", name]);
+        if allow_dirty {
+            cmd.arg("--allow-dirty");
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cargo package --list: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo package --list -p {name} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        let junk: Vec<String> = files
+            .iter()
+            .filter(|f| JUNK.iter().any(|j| f.contains(j)))
+            .cloned()
+            .collect();
+        results.push((name.to_string(), files.len(), junk));
+    }
+    Ok(results)
+}
+
+/// Whether `name@version` is in the crates.io index yet.
+fn visible(name: &str, version: &str) -> bool {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "info",
+            &format!("{name}@{version}"),
+            "--registry",
+            "crates-io",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
+    let execute = args.contains("--execute");
+    let allow_dirty = args.contains("--allow-dirty");
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {rest:?}"));
+    }
+    let meta = metadata()?;
+    println!("==> manifests");
+    let problems = check_manifests(&meta);
+    for p in &problems {
+        println!("  problem: {p}");
+    }
+    if problems.is_empty() {
+        println!("  every crate has description, license, repository, readme, keywords, categories, rust-version; versions agree");
+    }
+
+    println!("\n==> package contents");
+    let lists = check_package_lists(allow_dirty)?;
+    let mut junk_found = false;
+    for (name, count, junk) in &lists {
+        println!(
+            "  {name}: {count} files{}",
+            if junk.is_empty() {
+                String::new()
+            } else {
+                format!(", junk: {junk:?}")
+            }
+        );
+        junk_found |= !junk.is_empty();
+    }
+
+    println!("\n==> cargo publish --workspace --dry-run");
+    let mut dry = cargo();
+    dry.args(["publish", "--workspace", "--dry-run"]);
+    if allow_dirty {
+        dry.arg("--allow-dirty");
+    }
+    let dry_ok = echo(dry, Duration::from_secs(1800))?.success;
+    let sizes = package_sizes();
+    for (name, size) in &sizes {
+        println!("  {name}: {size}");
+    }
+    let ready = problems.is_empty() && !junk_found && dry_ok;
+    if !execute {
+        println!(
+            "\n{}",
+            if ready {
+                "dry run passed: ready to publish (`cargo xtask publish --execute` with CARGO_REGISTRY_TOKEN set)"
+            } else {
+                "dry run FAILED"
+            }
+        );
+        return Ok(ready);
+    }
+    if !ready {
+        return Err("not publishing: the checks failed".into());
+    }
+    if std::env::var_os("CARGO_REGISTRY_TOKEN").is_none() {
+        return Err("--execute needs CARGO_REGISTRY_TOKEN in the environment".into());
+    }
+    let version = meta["packages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == ORDER[0]))
+        .and_then(|p| p["version"].as_str())
+        .ok_or("no version for asyncresult-core")?
+        .to_string();
+    for name in ORDER {
+        if visible(name, &version) {
+            println!("{name} {version} is already published; skipping");
+            continue;
+        }
+        println!("\n==> publishing {name} {version}");
+        let mut publish = cargo();
+        publish.args(["publish", "-p", name]);
+        if !echo(publish, Duration::from_secs(1800))?.success {
+            return Err(format!("publishing {name} failed"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !visible(name, &version) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} {version} did not appear in the index in 10 minutes"
+                ));
+            }
+            println!("  waiting for {name} {version} in the index…");
+            // Polling a remote index (not test synchronization).
+            thread::sleep(Duration::from_secs(10));
+        }
+        println!("  {name} {version} is visible");
+    }
+    Ok(true)
+}
+
+/// The packaged size of each crate (from `target/package/*.crate`).
+fn package_sizes() -> Vec<(String, String)> {
+    let dir = root().join("target").join("package");
+    let mut sizes = Vec::new();
+    for name in ORDER {
+        let found = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let file = e.file_name().to_string_lossy().to_string();
+                file.starts_with(&format!("{name}-")) && file.ends_with(".crate")
+            })
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+            .max();
+        if let Some(bytes) = found {
+            sizes.push((
+                name.to_string(),
+                format!("{:.1} KiB packaged", bytes as f64 / 1024.0),
+            ));
+        }
+    }
+    sizes
+}

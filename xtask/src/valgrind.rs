@@ -1,0 +1,111 @@
+//! `cargo xtask valgrind`: the core's and the callback adapter's test suites under
+//! valgrind's memcheck, failing on any memory error or any definite leak.
+//!
+//! Child-process scenarios (ptrace, SIGPIPE) run natively: valgrind does not follow
+//! children. The heaviest tests (tens of MiB per send, a thousand connections) are
+//! skipped under valgrind's 20–50× slowdown; everything else runs as in `test`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::run::{cargo, echo, root};
+
+/// Test binaries to run: (package, test target).
+const SUITES: &[(&str, &str)] = &[
+    ("asyncresult-core", "send"),
+    ("asyncresult-core", "engine"),
+    ("asyncresult-core", "properties"),
+    ("asyncresult-callback", "operations"),
+];
+
+/// Tests too heavy for memcheck's slowdown (by name substring).
+const SKIP: &[&str] = &[
+    "large_send",
+    "thousand",
+    "ten_thousand",
+    "concurrent_senders",
+    "close_completes_every_kind",
+];
+
+/// The executable cargo built for `package`'s test target `test`.
+fn test_binary(package: &str, test: &str) -> Result<String, String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+        package,
+        "--test",
+        test,
+    ]);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cargo test --no-run: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        if !line.contains("\"executable\":\"") || !line.contains(&format!("\"name\":\"{test}\"")) {
+            continue;
+        }
+        if let Some(rest) = line.split("\"executable\":\"").nth(1) {
+            if let Some(path) = rest.split('"').next() {
+                return Ok(path.to_string());
+            }
+        }
+    }
+    Err(format!("no test binary for {package}/{test}"))
+}
+
+pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {rest:?}"));
+    }
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Err("valgrind is not installed (apt-get install valgrind)".into());
+    }
+    let mut ok = true;
+    let mut summaries = Vec::new();
+    for (package, test) in SUITES {
+        let binary = test_binary(package, test)?;
+        println!("\n==> memcheck {package}/{test}");
+        let mut cmd = Command::new("valgrind");
+        cmd.current_dir(root())
+            .args([
+                "--tool=memcheck",
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--show-leak-kinds=definite",
+                "--errors-for-leak-kinds=definite",
+                "--fair-sched=yes",
+                "-q",
+            ])
+            .arg(&binary)
+            .args(["--test-threads=2"]);
+        for skip in SKIP {
+            cmd.args(["--skip", skip]);
+        }
+        let out = echo(cmd, Duration::from_secs(1800))?;
+        let passed = out.success;
+        ok &= passed;
+        let results: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("test result:"))
+            .collect();
+        summaries.push(format!(
+            "{package}/{test}: {} — {}",
+            if passed {
+                "no errors, no definite leaks"
+            } else {
+                "FAILED"
+            },
+            results.join(" ")
+        ));
+    }
+    println!("\nmemcheck summary:");
+    for s in &summaries {
+        println!("  {s}");
+    }
+    Ok(ok)
+}
