@@ -74,4 +74,8 @@ impl asyncresult_core::future::Runtime for Tokio {
     fn sleep(duration: std::time::Duration) -> Self::Sleep {
         tokio::time::sleep(duration)
     }
+
+    fn poll_budget(cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        tokio::task::coop::poll_proceed(cx).map(|coop| coop.made_progress())
+    }
 }

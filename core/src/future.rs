@@ -47,6 +47,16 @@ pub trait Runtime: 'static {
 
     /// A timer that completes after `duration`.
     fn sleep(duration: Duration) -> Self::Sleep;
+
+    /// Takes one unit of the runtime's cooperative budget for an I/O attempt (tokio's
+    /// `coop`), or says the task must yield first (`Pending`, with the waker registered
+    /// to run it again). Without this, a sender whose sends all complete inline would
+    /// never yield, fill every kernel buffer on the way, and starve its peer on the same
+    /// thread. Runtimes without a budget keep the default: always ready.
+    fn poll_budget(cx: &mut Context<'_>) -> Poll<()> {
+        let _ = cx;
+        Poll::Ready(())
+    }
 }
 
 /// Futures that can be cancelled in place (see [`Timeout`]).
@@ -120,6 +130,9 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if R::poll_budget(cx).is_pending() {
+            return Poll::Pending;
+        }
         let this = self.get_mut();
         match &mut this.op {
             Err(error) => Poll::Ready(Err(error.take().unwrap_or(Error::AlreadyEnded))),
@@ -158,6 +171,9 @@ pub fn poll_try<R: Runtime, T>(
     cx: &mut Context<'_>,
     mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
+    if R::poll_budget(cx).is_pending() {
+        return Poll::Pending;
+    }
     loop {
         if let Some(ready) = waiting.as_ref() {
             if poll_completed::<R, ()>(ready, cx).is_pending() {
