@@ -265,6 +265,11 @@ impl OpHeader {
         self.state.store(COMPLETED, Ordering::Release);
     }
 
+    /// Marks a completed operation pending again (see [`Op::rearm`]).
+    fn set_pending(&self) {
+        self.state.store(PENDING, Ordering::Release);
+    }
+
     /// Wakes blocked waiters and the registered waker. Panics of a waker are contained.
     fn wake_waiters(&self) {
         self.done.notify(usize::MAX);
@@ -345,6 +350,20 @@ impl<W: Produces> Op<W> {
 
     pub(crate) fn has_callback(&self) -> bool {
         self.header.has_callback
+    }
+
+    /// Makes a completed operation pending again with fresh `work`, so that its
+    /// allocation serves another wait. Only for an operation that nothing else holds
+    /// (the caller checked the reference count under its queue's lock) and that is in
+    /// no queue; returns `false`, doing nothing, if it is still pending.
+    pub(crate) fn rearm(&self, work: W) -> bool {
+        if !self.header.is_completed() {
+            return false;
+        }
+        let mut slot = self.slot.lock();
+        slot.stage = Stage::Pending(work);
+        self.header.set_pending();
+        true
     }
 
     /// The address of the operation, to find it in a queue.

@@ -55,6 +55,10 @@ pub(crate) enum Cancelled {
 struct Inner<C> {
     ops: VecDeque<Arc<dyn QueuedOp<C>>>,
     stopped: bool,
+    /// The last readiness operation, kept to be re-armed by the next `try_now` that
+    /// has to wait once nothing else holds it (a wait per would-block, without an
+    /// allocation per wait).
+    spare_ready: Option<Arc<Op<ReadyWork>>>,
 }
 
 /// The FIFO of one direction of one socket (of context `C`).
@@ -68,6 +72,7 @@ impl<C> Default for OpQueue<C> {
             inner: Mutex::new(Inner {
                 ops: VecDeque::new(),
                 stopped: false,
+                spare_ready: None,
             }),
         }
     }
@@ -136,7 +141,14 @@ impl<C: OpContext> OpQueue<C> {
                 return Ok(TryIo::Done(value));
             }
         }
-        let op = Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None));
+        // Reuse the spare readiness operation if it is done with: the only reference
+        // left is the spare slot's (checked under this lock, so nobody can clone it
+        // meanwhile), so it is in no queue and no result handle refers to it.
+        let op = match inner.spare_ready.take() {
+            Some(spare) if Arc::strong_count(&spare) == 1 && spare.rearm(ReadyWork) => spare,
+            _ => Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None)),
+        };
+        inner.spare_ready = Some(Arc::clone(&op));
         inner.ops.push_back(op.clone());
         Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
     }
@@ -160,6 +172,7 @@ impl<C: OpContext> OpQueue<C> {
     pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {
         let mut inner = self.inner.lock();
         inner.stopped = true;
+        inner.spare_ready = None;
         let mut stopped = Stopped::default();
         for op in inner.ops.drain(..) {
             if op.fail(Error::Disposed) {
