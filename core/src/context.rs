@@ -85,16 +85,17 @@ pub(crate) fn enter_worker(slot: Arc<WorkerSlot>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(slot));
 }
 
-/// The current worker's slot, if this thread is a worker.
-fn current() -> Option<Arc<WorkerSlot>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
 /// Arranges for `task` (a completed operation's callback) to run on a callback thread.
 pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
-    match current() {
-        Some(slot) => slot.local.lock().push_back(task),
-        None => sink.post(task),
+    let not_a_worker = CURRENT.with(|current| match &*current.borrow() {
+        Some(slot) => {
+            slot.local.lock().push_back(task);
+            None
+        }
+        None => Some(task),
+    });
+    if let Some(task) = not_a_worker {
+        sink.post(task);
     }
 }
 

@@ -13,6 +13,7 @@
 //! [`drain_ready`] is the opportunistic extra: a future that just met `WouldBlock` can
 //! drain right there, because on loopback the peer's event is usually already queued.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -79,14 +80,43 @@ pub fn drain_ready() -> usize {
     }
 }
 
+/// The most would-block waits an inline drain that keeps finding nothing is skipped for.
+const MAX_INLINE_BACKOFF: u32 = 32;
+
+thread_local! {
+    /// (waits left to skip, current backoff) of this thread's inline drains.
+    static INLINE_BACKOFF: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+}
+
 /// [`drain_ready`], but only when a runtime driver is attached (otherwise an engine
 /// worker is blocked in `epoll_wait` and takes every event first, so looking would
 /// only cost a syscall). What adapter futures call before they return `Pending`.
+///
+/// Each thread backs off when its drains keep finding nothing (a peer on another
+/// thread has not answered yet, as on a multi-thread runtime): after an empty drain it
+/// skips the next 1, 2, 4, … (up to 32) calls, and any drain that finds events resets
+/// that. A same-thread exchange, where the peer's event is usually already there,
+/// keeps draining every time.
 pub fn drain_if_driven() -> usize {
-    match EngineShared::started() {
-        Some(engine) if engine.driver_count() > 0 => engine.drain(0).unwrap_or(0),
-        _ => 0,
-    }
+    let engine = match EngineShared::started() {
+        Some(engine) if engine.driver_count() > 0 => engine,
+        _ => return 0,
+    };
+    INLINE_BACKOFF.with(|backoff| {
+        let (skip, current) = backoff.get();
+        if skip > 0 {
+            backoff.set((skip - 1, current));
+            return 0;
+        }
+        let found = engine.drain(0).unwrap_or(0);
+        if found > 0 {
+            backoff.set((0, 0));
+        } else {
+            let next = (current * 2).clamp(1, MAX_INLINE_BACKOFF);
+            backoff.set((next, next));
+        }
+        found
+    })
 }
 
 /// Counters of the process-wide engine, for diagnostics and tests.

@@ -33,6 +33,7 @@ use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::ops::try_io::TryIo;
+use crate::queue::Started;
 use crate::socket::Socket;
 
 /// What a runtime adapter plugs into these futures.
@@ -91,16 +92,27 @@ type EndFn<T> = fn(&Socket, &AsyncResult<T>) -> Result<T, Error>;
 /// [`Cancel::cancel`] it or bound it with [`Timeout`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct OperationFuture<T, R> {
-    socket: Socket,
-    op: Result<AsyncResult<T>, Option<Error>>,
+    state: OpState<T>,
     end: EndFn<T>,
     _runtime: PhantomData<fn() -> R>,
 }
 
+/// Where an [`OperationFuture`] stands.
+enum OpState<T> {
+    /// Waiting in the socket's queue (the socket is needed to end it).
+    Queued(Socket, AsyncResult<T>),
+    /// Finished when it was begun (the fast path), or failed to begin; taken once.
+    Finished(Option<Result<T, Error>>),
+}
+
 impl<T, R> std::fmt::Debug for OperationFuture<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued = match &self.state {
+            OpState::Queued(_, ar) => Some(ar),
+            OpState::Finished(_) => None,
+        };
         f.debug_struct("OperationFuture")
-            .field("op", &self.op.as_ref().ok())
+            .field("queued", &queued)
             .finish()
     }
 }
@@ -112,17 +124,41 @@ impl<T, R: Runtime> OperationFuture<T, R> {
         begun: Result<AsyncResult<T>, Error>,
         end: fn(&Socket, &AsyncResult<T>) -> Result<T, Error>,
     ) -> Self {
+        let state = match begun {
+            Ok(ar) => OpState::Queued(socket.clone(), ar),
+            Err(e) => OpState::Finished(Some(Err(e))),
+        };
         OperationFuture {
-            socket: socket.clone(),
-            op: begun.map_err(Some),
+            state,
             end,
             _runtime: PhantomData,
         }
     }
 
-    /// The operation's result handle, once begun.
+    /// A future for an operation that may have finished inside its start.
+    fn started(
+        socket: &Socket,
+        started: Result<Started<T>, Error>,
+        end: fn(&Socket, &AsyncResult<T>) -> Result<T, Error>,
+    ) -> Self {
+        let state = match started {
+            Ok(Started::Queued(ar)) => OpState::Queued(socket.clone(), ar),
+            Ok(Started::Finished(result)) => OpState::Finished(Some(result)),
+            Err(e) => OpState::Finished(Some(Err(e))),
+        };
+        OperationFuture {
+            state,
+            end,
+            _runtime: PhantomData,
+        }
+    }
+
+    /// The operation's result handle, if it waits in the queue.
     pub fn async_result(&self) -> Option<&AsyncResult<T>> {
-        self.op.as_ref().ok()
+        match &self.state {
+            OpState::Queued(_, ar) => Some(ar),
+            OpState::Finished(_) => None,
+        }
     }
 }
 
@@ -134,11 +170,13 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
             return Poll::Pending;
         }
         let this = self.get_mut();
-        match &mut this.op {
-            Err(error) => Poll::Ready(Err(error.take().unwrap_or(Error::AlreadyEnded))),
-            Ok(ar) => match poll_completed::<R, T>(ar, cx) {
+        match &mut this.state {
+            OpState::Finished(result) => {
+                Poll::Ready(result.take().unwrap_or(Err(Error::AlreadyEnded)))
+            }
+            OpState::Queued(socket, ar) => match poll_completed::<R, T>(ar, cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(()) => Poll::Ready((this.end)(&this.socket, ar)),
+                Poll::Ready(()) => Poll::Ready((this.end)(socket, ar)),
             },
         }
     }
@@ -146,11 +184,14 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
 
 impl<T, R> Cancel for OperationFuture<T, R> {
     fn cancel(&mut self) {
-        if let Ok(ar) = &self.op {
+        if let OpState::Queued(_, ar) = &self.state {
             ar.cancel();
         }
     }
 }
+
+// The result is moved out, never pinned.
+impl<T, R> Unpin for OperationFuture<T, R> {}
 
 /// One non-blocking try, repeated by a [`ReadinessFuture`] until it is done.
 pub trait TryAttempt {
@@ -303,13 +344,10 @@ where
 
 // ---- ready-made futures for every operation --------------------------------------
 
-/// A whole send of `buf` (`begin_send`), as a future.
+/// A whole send of `buf` (`begin_send`), as a future. When the fast path finishes it
+/// at once, no operation is allocated.
 pub fn send<R: Runtime, B: IoBuf>(socket: &Socket, buf: B) -> OperationFuture<usize, R> {
-    OperationFuture::new(
-        socket,
-        socket.begin_send(buf, SocketFlags::NONE, None, None),
-        Socket::end_send,
-    )
+    OperationFuture::started(socket, socket.start_send(buf), Socket::end_send)
 }
 
 /// One datagram to `to` (`begin_send_to`), as a future.
@@ -318,11 +356,7 @@ pub fn send_to<R: Runtime, B: IoBuf>(
     buf: B,
     to: SocketAddr,
 ) -> OperationFuture<usize, R> {
-    OperationFuture::new(
-        socket,
-        socket.begin_send_to(buf, SocketFlags::NONE, to, None, None),
-        Socket::end_send_to,
-    )
+    OperationFuture::started(socket, socket.start_send_to(buf, to), Socket::end_send_to)
 }
 
 /// A connect (`begin_connect`), as a future.

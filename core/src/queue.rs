@@ -27,12 +27,33 @@ use std::sync::Arc;
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
-use crate::op::{Attempt, Op, OpContext, OpKind, QueuedOp, Work};
+use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
 use crate::sync::Mutex;
 
 /// Operations completed under a lock, to be notified once it is released.
 pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
+
+/// How [`OpQueue::start_inline`] went.
+#[derive(Debug)]
+pub(crate) enum Started<T> {
+    /// The fast path finished the operation inside the call.
+    Finished(Result<T, Error>),
+    /// It waits in the queue.
+    Queued(AsyncResult<T>),
+}
+
+/// What travels with an operation besides its work.
+struct Extras<T> {
+    callback: Option<AsyncCallback<T>>,
+    state: Option<AsyncState>,
+}
+
+/// How [`OpQueue::begin`] went.
+enum Begun<W: Produces> {
+    Inline(Result<W::Output, Error>, Extras<W::Output>),
+    Queued(Arc<Op<W>>),
+}
 
 /// What [`OpQueue::stop`] found.
 #[derive(Debug, Default, Clone, Copy)]
@@ -96,10 +117,49 @@ impl<C: OpContext> OpQueue<C> {
         &self,
         socket: &Arc<C>,
         kind: OpKind,
-        mut work: W,
+        work: W,
         callback: Option<AsyncCallback<W::Output>>,
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<W::Output>, Error> {
+        let extras = Extras { callback, state };
+        match self.begin(socket, kind, work, extras)? {
+            Begun::Inline(result, Extras { callback, state }) => {
+                let op = Arc::new(Op::<W>::completed(kind, socket, result, callback, state));
+                if op.has_callback() {
+                    context::deliver(op.clone(), socket.sink());
+                }
+                Ok(AsyncResult::from_op(op))
+            }
+            Begun::Queued(op) => Ok(AsyncResult::from_op(op)),
+        }
+    }
+
+    /// [`start`](OpQueue::start) for futures, which need no result handle when the
+    /// fast path finishes the operation: no allocation then.
+    pub(crate) fn start_inline<W: Work<C>>(
+        &self,
+        socket: &Arc<C>,
+        kind: OpKind,
+        work: W,
+    ) -> Result<Started<W::Output>, Error> {
+        let extras = Extras {
+            callback: None,
+            state: None,
+        };
+        Ok(match self.begin(socket, kind, work, extras)? {
+            Begun::Inline(result, _) => Started::Finished(result),
+            Begun::Queued(op) => Started::Queued(AsyncResult::from_op(op)),
+        })
+    }
+
+    /// The fast path, or the queue.
+    fn begin<W: Work<C>>(
+        &self,
+        socket: &Arc<C>,
+        kind: OpKind,
+        mut work: W,
+        extras: Extras<W::Output>,
+    ) -> Result<Begun<W>, Error> {
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
@@ -108,17 +168,18 @@ impl<C: OpContext> OpQueue<C> {
             if let Attempt::Done(result) = work.attempt(socket) {
                 drop(inner);
                 drop(work);
-                let op = Arc::new(Op::<W>::completed(kind, socket, result, callback, state));
-                if op.has_callback() {
-                    context::deliver(op.clone(), socket.sink());
-                }
-                return Ok(AsyncResult::from_op(op));
+                return Ok(Begun::Inline(result, extras));
             }
         }
-        let op = Arc::new(Op::pending(kind, socket, work, callback, state));
+        let op = Arc::new(Op::pending(
+            kind,
+            socket,
+            work,
+            extras.callback,
+            extras.state,
+        ));
         inner.ops.push_back(op.clone());
-        drop(inner);
-        Ok(AsyncResult::from_op(op))
+        Ok(Begun::Queued(op))
     }
 
     /// Runs `now` right here if nothing is queued (with the lock held, like a fast

@@ -23,7 +23,7 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::engine::EngineShared;
 use crate::error::Error;
 use crate::op::{OpContext, OpKind, TaskSink, Work};
-use crate::queue::{Cancelled, Completed, OpQueue};
+use crate::queue::{Cancelled, Completed, OpQueue, Started};
 use crate::sys;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -111,6 +111,16 @@ impl SocketCore {
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<W::Output>, Error> {
         self.queue(kind).start(self, kind, work, callback, state)
+    }
+
+    /// [`start`](SocketCore::start) without a result handle when the fast path
+    /// finishes it (for futures).
+    pub(crate) fn start_inline<W: Work<SocketCore>>(
+        self: &Arc<Self>,
+        kind: OpKind,
+        work: W,
+    ) -> Result<Started<W::Output>, Error> {
+        self.queue(kind).start_inline(self, kind, work)
     }
 
     /// Serves the directions that the poller reported ready.

@@ -17,6 +17,7 @@ use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
+use crate::queue::Started;
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -160,6 +161,37 @@ impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
 }
 
 impl Socket {
+    /// A whole send for a future: [`begin_send`](Socket::begin_send) without a result
+    /// handle when the fast path finishes it.
+    pub(crate) fn start_send<B: IoBuf>(&self, buf: B) -> Result<Started<usize>, Error> {
+        let core = self.core();
+        let work = SendWork {
+            buf,
+            sent: 0,
+            flags: send_flags(SocketFlags::NONE),
+            to: None,
+            stream: core.is_stream(),
+        };
+        core.start_inline(OpKind::Send, work)
+    }
+
+    /// One datagram to `to` for a future (see [`start_send`](Socket::start_send)).
+    pub(crate) fn start_send_to<B: IoBuf>(
+        &self,
+        buf: B,
+        to: SocketAddr,
+    ) -> Result<Started<usize>, Error> {
+        let core = self.core();
+        let work = SendWork {
+            buf,
+            sent: 0,
+            flags: send_flags(SocketFlags::NONE),
+            to: Some(to.into()),
+            stream: core.is_stream(),
+        };
+        core.start_inline(OpKind::SendTo, work)
+    }
+
     /// Begins sending `buf` to the connected peer (.NET's `BeginSend`).
     ///
     /// On a stream socket the operation completes only when the whole buffer is in the
