@@ -16,6 +16,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("asyncresult-tokio", "echo"),
     ("asyncresult-smol", "demo"),
     ("asyncresult-smol", "echo"),
+    ("asyncresult-conformance", "one_protocol"),
 ];
 
 /// The demonstrations, in the order shown: (package, example, column title).
