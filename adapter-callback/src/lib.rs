@@ -29,6 +29,17 @@
 //! setting: the [`prelude`], and [`callback`] and [`state`] to write the arguments
 //! without boxing by hand.
 //!
+//! # Which adapter?
+//!
+//! | you run on | depend on | you get |
+//! |---|---|---|
+//! | plain threads, callbacks | `asyncresult-callback` | the .NET APM surface (`begin_*`/`end_*`, `AsyncCallback`, `AsyncState`) |
+//! | tokio | `asyncresult-tokio` | futures, `tokio::io::{AsyncRead, AsyncWrite}` |
+//! | smol / async-io / any executor | `asyncresult-smol` | futures, `futures_io::{AsyncRead, AsyncWrite}` |
+//!
+//! All three share one engine per process; a socket made through one can be handed to
+//! another as a [`Socket`].
+//!
 //! # Example
 //!
 //! The seed's example: the callback finds the socket in its `StateObject` and ends the

@@ -19,6 +19,17 @@
 //! operation has a `*_timeout` form bounded by async-io's `Timer`, which cancels the
 //! core operation at expiry ([`Error::Aborted`]).
 //!
+//! # Which adapter?
+//!
+//! | you run on | depend on | you get |
+//! |---|---|---|
+//! | plain threads, callbacks | `asyncresult-callback` | the .NET APM surface (`begin_*`/`end_*`, `AsyncCallback`, `AsyncState`) |
+//! | tokio | `asyncresult-tokio` | futures, `tokio::io::{AsyncRead, AsyncWrite}` |
+//! | smol / async-io / any executor | `asyncresult-smol` | futures, `futures_io::{AsyncRead, AsyncWrite}` |
+//!
+//! All three share one engine per process; a socket made through one can be handed to
+//! another as a [`Socket`].
+//!
 //! # Example
 //!
 //! ```

@@ -23,6 +23,17 @@
 //! about to wait also drains once inline, which on loopback usually finds the peer's
 //! reply already there.
 //!
+//! # Which adapter?
+//!
+//! | you run on | depend on | you get |
+//! |---|---|---|
+//! | plain threads, callbacks | `asyncresult-callback` | the .NET APM surface (`begin_*`/`end_*`, `AsyncCallback`, `AsyncState`) |
+//! | tokio | `asyncresult-tokio` | futures, `tokio::io::{AsyncRead, AsyncWrite}` |
+//! | smol / async-io / any executor | `asyncresult-smol` | futures, `futures_io::{AsyncRead, AsyncWrite}` |
+//!
+//! All three share one engine per process; a socket made through one can be handed to
+//! another as a [`Socket`].
+//!
 //! # Example
 //!
 //! ```

@@ -116,6 +116,22 @@ impl<T> AsyncResult<T> {
     /// splice into the torn stream (they fail with `EPIPE`). A datagram send is atomic:
     /// cancellable while queued, otherwise already complete. A cancelled connect leaves
     /// the socket unusable for data; close it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::{Error, Socket, SocketFlags};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+    /// let client = Socket::connect_tcp(listener.local_addr()?)?;
+    /// // Nothing is coming: the receive waits until cancelled.
+    /// let ar = client.begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)?;
+    /// assert!(ar.cancel());
+    /// assert!(matches!(client.end_receive(&ar), Err(Error::Aborted)));
+    /// assert!(!ar.cancel(), "already completed");
+    /// # Ok(()) }
+    /// ```
     pub fn cancel(&self) -> bool {
         self.op.cancel()
     }

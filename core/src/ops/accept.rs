@@ -68,6 +68,20 @@ impl Socket {
     /// [`Error::Disposed`] if closed; [`Error::Socket`] with `EINVAL` if the socket is
     /// not listening, `EOPNOTSUPP` if it is not a stream socket (roles it cannot play).
     /// Errors met while accepting (`EMFILE`, …) come through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::Socket;
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+    /// let accepting = listener.begin_accept(None, None)?;
+    /// let client = Socket::connect_tcp(listener.local_addr()?)?;
+    /// let server = listener.end_accept(&accepting)?;
+    /// assert_eq!(server.peer_addr()?, client.local_addr()?);
+    /// # Ok(()) }
+    /// ```
     pub fn begin_accept(
         &self,
         callback: Option<AsyncCallback<Socket>>,

@@ -75,6 +75,21 @@ impl Socket {
     ///
     /// Only [`Error::Disposed`]; OS errors (`ECONNREFUSED`, `ENETUNREACH`, `EISCONN`
     /// for a second connect, …) come through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::{Domain, Protocol, Socket, Type};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// // A port nobody listens on: the refusal arrives through the result.
+    /// let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    /// let ar = s.begin_connect(closed, None, None)?;
+    /// let refused = s.end_connect(&ar).unwrap_err();
+    /// assert_eq!(refused.error_code(), Some(libc::ECONNREFUSED));
+    /// # Ok(()) }
+    /// ```
     pub fn begin_connect(
         &self,
         to: SocketAddr,

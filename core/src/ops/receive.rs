@@ -158,6 +158,33 @@ impl Socket {
     /// # Errors
     ///
     /// Only [`Error::Disposed`]; OS errors (`ECONNRESET`, …) come through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use asyncresult_core::{AsyncResult, Socket, SocketFlags};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+    /// let client = Socket::connect_tcp(listener.local_addr()?)?;
+    /// let server = listener.end_accept(&listener.begin_accept(None, None)?)?;
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let s = server.clone();
+    /// server.begin_receive(
+    ///     Vec::with_capacity(1024),
+    ///     SocketFlags::NONE,
+    ///     Some(Box::new(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+    ///         tx.send(s.end_receive(&ar)).unwrap();
+    ///     })),
+    ///     None,
+    /// )?;
+    /// client.end_send(&client.begin_send(b"hi", SocketFlags::NONE, None, None)?)?;
+    /// let (n, buf) = rx.recv().unwrap()?;
+    /// assert_eq!((n, &buf[..]), (2, &b"hi"[..]));
+    /// # Ok(()) }
+    /// ```
     pub fn begin_receive<B: IoBufMut>(
         &self,
         buf: B,
@@ -198,6 +225,28 @@ impl Socket {
     /// # Errors
     ///
     /// Only [`Error::Disposed`]; OS errors come through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::{Socket, SocketFlags};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let a = Socket::bind_udp("127.0.0.1:0".parse().unwrap())?;
+    /// let b = Socket::bind_udp("127.0.0.1:0".parse().unwrap())?;
+    /// let pending = b.begin_receive_from(Vec::with_capacity(16), SocketFlags::NONE, None, None)?;
+    /// a.end_send_to(&a.begin_send_to(b"a long datagram", SocketFlags::NONE, b.local_addr()?, None, None)?)?;
+    /// let (n, buf, from) = b.end_receive_from(&pending)?;
+    /// assert_eq!((n, from), (15, a.local_addr()?));
+    ///
+    /// // Truncated: the count is the datagram's full length, the buffer holds its head.
+    /// let small = b.begin_receive_from(vec![0u8; 4].into_boxed_slice(), SocketFlags::NONE, None, None)?;
+    /// a.end_send_to(&a.begin_send_to(b"0123456789", SocketFlags::NONE, b.local_addr()?, None, None)?)?;
+    /// let (n, head, _) = b.end_receive_from(&small)?;
+    /// assert_eq!((n, &head[..]), (10, &b"0123"[..]));
+    /// # let _ = buf;
+    /// # Ok(()) }
+    /// ```
     pub fn begin_receive_from<B: IoBufMut>(
         &self,
         buf: B,

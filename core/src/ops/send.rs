@@ -289,6 +289,21 @@ impl Socket {
     /// # Errors
     ///
     /// Only [`Error::Disposed`]; OS errors come through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::{Socket, SocketFlags};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+    /// let client = Socket::connect_tcp(listener.local_addr()?)?;
+    /// let header: &'static [u8] = b"LEN 5\n";
+    /// let body: &'static [u8] = b"hello";
+    /// let ar = client.begin_send_vectored(vec![header, body], SocketFlags::NONE, None, None)?;
+    /// assert_eq!(client.end_send(&ar)?, 11);
+    /// # Ok(()) }
+    /// ```
     pub fn begin_send_vectored<B: IoBuf>(
         &self,
         bufs: Vec<B>,
