@@ -1,0 +1,100 @@
+//! The runtimes the async adapters spawn their futures on: a tokio runtime
+//! (current-thread or multi-thread) or an async-executor driven by smol, each run on a
+//! thread of its own ([`Exec`]) and stopped, with a bound, when the mix ends.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+
+use super::lock;
+use crate::adapters::BoxFuture;
+
+/// An async runtime on threads of its own, to spawn the adapters' futures on.
+pub(super) struct Exec {
+    pub(super) spawn: Spawner,
+    running: Mutex<Option<Running>>,
+}
+
+type Spawner = Box<dyn Fn(BoxFuture<()>) + Send + Sync>;
+
+/// What stops a runtime; its thread, and the channel on which that thread reports that
+/// the runtime is gone.
+type Running = (oneshot::Sender<()>, JoinHandle<()>, mpsc::Receiver<()>);
+
+impl Exec {
+    /// Runs `body` (which runs the runtime until `stopped` fires, then drops it) on a
+    /// thread of its own.
+    fn start(spawn: Spawner, body: impl FnOnce(oneshot::Receiver<()>) + Send + 'static) -> Exec {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finished_tx, finished) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            body(stopped);
+            let _ = finished_tx.send(());
+        });
+        Exec {
+            spawn,
+            running: Mutex::new(Some((stop, thread, finished))),
+        }
+    }
+
+    pub(super) fn tokio(multi_thread: bool) -> Result<Exec, String> {
+        let mut builder = if multi_thread {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        let runtime = builder
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let handle = runtime.handle().clone();
+        let spawn: Spawner = Box::new(move |fut| {
+            handle.spawn(fut);
+        });
+        Ok(Exec::start(spawn, move |stopped| {
+            runtime.block_on(async move {
+                let _ = stopped.await;
+            });
+            drop(runtime);
+        }))
+    }
+
+    pub(super) fn smol() -> Exec {
+        let executor = Arc::new(async_executor::Executor::new());
+        let runner = Arc::clone(&executor);
+        let spawn: Spawner = Box::new(move |fut| executor.spawn(fut).detach());
+        Exec::start(spawn, move |stopped| {
+            smol::block_on(runner.run(async move {
+                let _ = stopped.await;
+            }));
+            drop(runner);
+        })
+    }
+
+    /// Stops the runtime and joins its thread; `false` if the thread did not finish
+    /// within `limit` (a task stuck in a poll): it is then left behind.
+    pub(super) fn shut_down(&self, limit: Duration) -> bool {
+        let Some((stop, thread, finished)) = lock(&self.running).take() else {
+            return true;
+        };
+        let _ = stop.send(());
+        match finished.recv_timeout(limit) {
+            Err(RecvTimeoutError::Timeout) => false,
+            _ => {
+                let _ = thread.join();
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Exec {
+    fn drop(&mut self) {
+        self.shut_down(Duration::from_secs(10));
+    }
+}
