@@ -3,6 +3,18 @@
 //! it is readable. Operations then complete, and their futures are woken, on the
 //! runtime's own threads: no cross-thread wake on the hot path.
 //!
+//! The task drains without blocking and clears the descriptor's readiness as soon as a
+//! drain takes less than a full batch, so a wake-up costs one `epoll_wait` on the
+//! engine's set.
+//!
+//! On a multi-thread runtime, each worker caps the inline drains of futures (core's
+//! `drain_if_driven`) at two in a row that wake another task, until the driver task
+//! drains on that worker again (`set_inline_handoff_limit`): tokio runs a task woken
+//! from inside another task from its LIFO slot three times per tick, the driver's own
+//! wake being the first, and beyond that wakes an idle worker to steal the next one.
+//! With the cap, every third hop of a ping-pong goes through the driver task when the
+//! worker would otherwise park, and the exchange stays on one worker.
+//!
 //! The task is started the first time a future of this crate waits on a runtime. It
 //! lives as long as the runtime: when the runtime shuts down the task is dropped, its
 //! `Driver` detaches, and the engine's own workers take polling back.
@@ -12,10 +24,15 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use asyncresult_core::driver::Driver;
+use asyncresult_core::driver::{self, Driver, MAX_EVENTS_PER_DRAIN};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::runtime::{Handle, Id};
+use tokio::runtime::{Handle, Id, RuntimeFlavor};
+
+/// Inline drains in a row that may wake another task on a multi-thread runtime's
+/// worker (see the module docs): tokio runs a task woken from inside another task from
+/// its LIFO slot three times per tick; the driver's own drain is the first wake.
+const MT_INLINE_HANDOFFS: u32 = 2;
 
 /// Drivers by runtime, with a flag that drops to false when the driver task goes.
 static DRIVERS: Mutex<Vec<(Id, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
@@ -65,6 +82,13 @@ pub(crate) fn ensure() {
             alive
         }
     };
+    // A thread sees a new runtime here first: set its inline drains to suit the
+    // runtime's scheduler (see the module docs).
+    let limit = match handle.runtime_flavor() {
+        RuntimeFlavor::CurrentThread => None,
+        _ => Some(MT_INLINE_HANDOFFS),
+    };
+    driver::set_inline_handoff_limit(limit);
     SEEN.with(|seen| *seen.borrow_mut() = Some((id, alive)));
 }
 
@@ -82,17 +106,21 @@ async fn drive(driver: Driver, _alive: Alive) {
         let Ok(mut guard) = fd.readable().await else {
             return;
         };
+        // A drain that took less than a full batch emptied the poller: clear readiness
+        // now rather than spend another `epoll_wait` to learn it. No edge is lost: one
+        // that arrives after the drain makes the reactor set readiness again with a new
+        // tick, which `try_io`'s clear (tied to the tick this guard saw) leaves alone.
         let drained = guard.try_io(|fd| match fd.get_ref().drain() {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(n) if n < MAX_EVENTS_PER_DRAIN => Err(io::ErrorKind::WouldBlock.into()),
             other => other,
         });
         match drained {
-            // More may be ready: go round again (readiness is kept), but let other
-            // tasks run if this one has used its budget.
+            // A full batch: more may be ready, go round again (readiness is kept), but
+            // let other tasks run if this one has used its budget.
             Ok(Ok(_)) => tokio::task::coop::consume_budget().await,
             // The poller failed (not expected): give polling back to the workers.
             Ok(Err(_)) => return,
-            // Nothing left: readiness was cleared, wait for the next edge.
+            // Emptied: readiness was cleared, wait for the next edge.
             Err(_) => {}
         }
     }

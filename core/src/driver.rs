@@ -12,6 +12,17 @@
 //!
 //! [`drain_ready`] is the opportunistic extra: a future that just met `WouldBlock` can
 //! drain right there, because on loopback the peer's event is usually already queued.
+//! Such an *inline* drain wakes the peer's task from inside this task's poll, which a
+//! scheduler may treat differently from a wake by its reactor. Two brakes keep it from
+//! costing more than it saves ([`drain_if_driven`]): a per-thread backoff when inline
+//! drains find nothing, and an optional per-thread cap on inline drains in a row that
+//! complete something ([`set_inline_handoff_limit`]), reset by each drain of the
+//! runtime's driver on that thread. tokio's multi-thread runtime needs the cap: it runs
+//! a task woken from inside another task from its LIFO slot only three times per tick,
+//! then queues the next one and wakes an idle worker to steal it, so an uncapped chain
+//! moved a ping-pong between workers about once every three round trips (p99 2.3× the
+//! p50). Under load the cap also leaves most events to the driver's batches, which is
+//! cheaper than many small inline drains that wake receivers before much has arrived.
 
 use std::cell::Cell;
 use std::io;
@@ -20,6 +31,10 @@ use std::sync::Arc;
 
 use crate::engine::EngineShared;
 use crate::error::Error;
+
+/// The most events one [`Driver::drain`] takes; a drain that returns fewer emptied the
+/// poller.
+pub const MAX_EVENTS_PER_DRAIN: usize = crate::engine::EVENTS_PER_WAIT;
 
 /// A runtime's hold on the engine's poller (see the module docs). Dropping it gives
 /// polling back to the engine's workers once no driver is left.
@@ -40,14 +55,18 @@ impl Driver {
         Ok(Driver { engine })
     }
 
-    /// Serves every ready event without blocking; returns how many were taken (0 means
-    /// the poller had nothing: wait for readability again).
+    /// Serves every ready event without blocking; returns how many were taken. Fewer
+    /// than [`MAX_EVENTS_PER_DRAIN`] means the poller was emptied (0: it had nothing):
+    /// wait for readability again; exactly that many means more may be ready.
     ///
     /// # Errors
     ///
     /// The OS error of `epoll_wait` (not expected).
     pub fn drain(&self) -> io::Result<usize> {
-        self.engine.drain(0)
+        // A drain by the runtime's driver starts a fresh chain of inline hand-offs on
+        // this thread (see `set_inline_handoff_limit`).
+        HANDOFFS.with(|h| h.set((0, h.get().1)));
+        self.engine.drain(0).map(|(events, _)| events)
     }
 }
 
@@ -75,7 +94,7 @@ impl AsFd for Driver {
 /// taken. Cheap when nothing is ready (one `epoll_wait` with a zero timeout).
 pub fn drain_ready() -> usize {
     match EngineShared::global() {
-        Ok(engine) => engine.drain(0).unwrap_or(0),
+        Ok(engine) => engine.drain(0).map_or(0, |(events, _)| events),
         Err(_) => 0,
     }
 }
@@ -86,6 +105,27 @@ const MAX_INLINE_BACKOFF: u32 = 32;
 thread_local! {
     /// (waits left to skip, current backoff) of this thread's inline drains.
     static INLINE_BACKOFF: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    /// (inline drains in a row that woke something, the cap on them) on this thread.
+    static HANDOFFS: Cell<(u32, u32)> = const { Cell::new((0, u32::MAX)) };
+}
+
+/// Caps, on this thread, how many inline drains in a row ([`drain_if_driven`]) may
+/// complete operations (and so wake other tasks from inside a task's poll) before the
+/// runtime's driver drains on this thread again ([`Driver::drain`] resets the count).
+/// `None` (the default) means no cap. Past the cap, inline drains are skipped and the
+/// events wait for the driver, which the runtime runs when this thread would otherwise
+/// park. Only speed depends on it: the driver serves every event either way.
+///
+/// For schedulers that punish long wake chains (see the module docs): tokio's
+/// multi-thread scheduler runs a task woken from inside another task's poll from its
+/// LIFO slot only three times per tick; the next such wake goes to the run queue and
+/// wakes an idle worker, which steals the task, so a request/response exchange would
+/// hop between threads.
+pub fn set_inline_handoff_limit(limit: Option<u32>) {
+    HANDOFFS.with(|h| {
+        let (count, _) = h.get();
+        h.set((count, limit.unwrap_or(u32::MAX)));
+    });
 }
 
 /// [`drain_ready`], but only when a runtime driver is attached (otherwise an engine
@@ -96,19 +136,27 @@ thread_local! {
 /// thread has not answered yet, as on a multi-thread runtime): after an empty drain it
 /// skips the next 1, 2, 4, … (up to 32) calls, and any drain that finds events resets
 /// that. A same-thread exchange, where the peer's event is usually already there,
-/// keeps draining every time.
+/// keeps draining every time, up to the cap that [`set_inline_handoff_limit`] set for
+/// this thread, if any.
 pub fn drain_if_driven() -> usize {
     let engine = match EngineShared::started() {
         Some(engine) if engine.driver_count() > 0 => engine,
         _ => return 0,
     };
+    let (handoffs, limit) = HANDOFFS.with(Cell::get);
+    if handoffs >= limit {
+        return 0;
+    }
     INLINE_BACKOFF.with(|backoff| {
         let (skip, current) = backoff.get();
         if skip > 0 {
             backoff.set((skip - 1, current));
             return 0;
         }
-        let found = engine.drain(0).unwrap_or(0);
+        let (found, completed) = engine.drain(0).unwrap_or((0, 0));
+        if completed > 0 {
+            HANDOFFS.with(|h| h.set((handoffs + 1, limit)));
+        }
         if found > 0 {
             backoff.set((0, 0));
         } else {

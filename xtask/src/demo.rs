@@ -8,22 +8,22 @@ use crate::run::{cargo, echo_some};
 /// Examples that `cargo xtask test` runs to completion: (package, example).
 pub const EXAMPLES: &[(&str, &str)] = &[
     ("asyncresult-callback", "send_callback"),
-    ("asyncresult-callback", "demo"),
+    ("asyncresult-callback", "callback_demo"),
     ("asyncresult-callback", "fast_path"),
-    ("asyncresult-callback", "echo"),
+    ("asyncresult-callback", "callback_echo"),
     ("asyncresult-callback", "udp"),
-    ("asyncresult-tokio", "demo"),
-    ("asyncresult-tokio", "echo"),
-    ("asyncresult-smol", "demo"),
-    ("asyncresult-smol", "echo"),
+    ("asyncresult-tokio", "tokio_demo"),
+    ("asyncresult-tokio", "tokio_echo"),
+    ("asyncresult-smol", "smol_demo"),
+    ("asyncresult-smol", "smol_echo"),
     ("asyncresult-conformance", "one_protocol"),
 ];
 
 /// The demonstrations, in the order shown: (package, example, column title).
 const DEMOS: &[(&str, &str, &str)] = &[
-    ("asyncresult-callback", "demo", "callback"),
-    ("asyncresult-tokio", "demo", "tokio"),
-    ("asyncresult-smol", "demo", "smol"),
+    ("asyncresult-callback", "callback_demo", "callback"),
+    ("asyncresult-tokio", "tokio_demo", "tokio"),
+    ("asyncresult-smol", "smol_demo", "smol"),
 ];
 
 /// The numbers compared at the end: (key in the demos' `RESULT` lines, label).

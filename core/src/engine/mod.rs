@@ -199,29 +199,32 @@ impl EngineShared {
 
     /// Takes ready events (waiting up to `timeout_ms`: -1 forever, 0 not at all) and
     /// runs the operations they unblock, notifying completions on this thread. Returns
-    /// how many events were taken.
-    pub(crate) fn drain(&self, timeout_ms: i32) -> io::Result<usize> {
+    /// how many events were taken and how many operations they completed.
+    pub(crate) fn drain(&self, timeout_ms: i32) -> io::Result<(usize, usize)> {
         let mut scratch = SCRATCH
             .with(|s| s.borrow_mut().take())
             .unwrap_or_else(|| (EventBuffer::new(EVENTS_PER_WAIT), Completed::new()));
         let result = scratch.0.wait(self.epoll_fd(), timeout_ms);
+        let mut completed = 0;
         if let Ok(n) = result {
             if n > 0 {
-                self.dispatch(&scratch.0, &mut scratch.1, &|| {});
+                completed = self.dispatch(&scratch.0, &mut scratch.1, &|| {});
             }
         }
         SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
-        result
+        result.map(|events| (events, completed))
     }
 
     /// Runs what the events in `events` unblock; `on_each` is told after each socket.
+    /// Returns how many operations completed (and were notified).
     pub(crate) fn dispatch(
         &self,
         events: &EventBuffer,
         completed: &mut Completed<SocketCore>,
         on_each: &dyn Fn(),
-    ) {
+    ) -> usize {
         self.drains.fetch_add(1, Ordering::Relaxed);
+        let mut notified = 0;
         for ready in events.iter() {
             match ready.key {
                 sys::POLLING_RESERVED_KEY => continue,
@@ -235,10 +238,12 @@ impl EngineShared {
                 continue;
             };
             socket.on_ready(ready.readable, ready.writable, completed);
+            notified += completed.len();
             for op in completed.drain(..) {
                 op.notify(self);
             }
             on_each();
         }
+        notified
     }
 }

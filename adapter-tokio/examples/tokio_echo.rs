@@ -1,7 +1,7 @@
 //! An echo server and a client on tokio, over loopback.
 //!
 //! ```text
-//! cargo run -p asyncresult-tokio --example echo
+//! cargo run -p asyncresult-tokio --example tokio_echo
 //! ```
 
 use asyncresult_tokio::{Error, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! request/response exchange, all through Begin/End calls and callbacks.
 //!
 //! ```text
-//! cargo run --release -p asyncresult-callback --example demo
+//! cargo run --release -p asyncresult-callback --example callback_demo
 //! ```
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! no thread of our own for the server.
 //!
 //! ```text
-//! cargo run -p asyncresult-callback --example echo
+//! cargo run -p asyncresult-callback --example callback_echo
 //! ```
 
 use std::sync::mpsc;

@@ -1,7 +1,7 @@
 //! An echo server and a client on smol, over loopback.
 //!
 //! ```text
-//! cargo run -p asyncresult-smol --example echo
+//! cargo run -p asyncresult-smol --example smol_echo
 //! ```
 
 use asyncresult_smol::{Error, TcpListener, TcpStream};

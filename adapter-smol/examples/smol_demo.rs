@@ -4,7 +4,7 @@
 //! thread, as a small smol server would run).
 //!
 //! ```text
-//! cargo run --release -p asyncresult-smol --example demo
+//! cargo run --release -p asyncresult-smol --example smol_demo
 //! ```
 
 use std::net::SocketAddr;

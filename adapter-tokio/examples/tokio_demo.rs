@@ -3,7 +3,7 @@
 //! round trips, on a current-thread runtime.
 //!
 //! ```text
-//! cargo run --release -p asyncresult-tokio --example demo
+//! cargo run --release -p asyncresult-tokio --example tokio_demo
 //! ```
 
 use std::net::SocketAddr;
