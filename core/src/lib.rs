@@ -79,6 +79,7 @@ mod context;
 pub mod driver;
 mod engine;
 mod error;
+mod fifo;
 mod flags;
 pub mod future;
 pub mod net;

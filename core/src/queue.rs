@@ -21,12 +21,12 @@
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
+use crate::fifo::InlineFifo;
 use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
 use crate::sync::Mutex;
@@ -74,7 +74,8 @@ pub(crate) enum Cancelled {
 }
 
 struct Inner<C> {
-    ops: VecDeque<Arc<dyn QueuedOp<C>>>,
+    /// Pending operations, oldest first (the first one inline: no allocation).
+    ops: InlineFifo<Arc<dyn QueuedOp<C>>>,
     stopped: bool,
     /// The last readiness operation, kept to be re-armed by the next `try_now` that
     /// has to wait once nothing else holds it (a wait per would-block, without an
@@ -91,7 +92,7 @@ impl<C> Default for OpQueue<C> {
     fn default() -> Self {
         OpQueue {
             inner: Mutex::new(Inner {
-                ops: VecDeque::new(),
+                ops: InlineFifo::default(),
                 stopped: false,
                 spare_ready: None,
             }),
@@ -235,7 +236,7 @@ impl<C: OpContext> OpQueue<C> {
         inner.stopped = true;
         inner.spare_ready = None;
         let mut stopped = Stopped::default();
-        for op in inner.ops.drain(..) {
+        for op in inner.ops.drain() {
             if op.fail(Error::Disposed) {
                 stopped.aborted += 1;
                 completed.push(op);
@@ -261,7 +262,11 @@ impl<C: OpContext> OpQueue<C> {
         else {
             return Cancelled::NotFound;
         };
-        let torn = inner.ops[pos].has_progress();
+        let torn = inner
+            .ops
+            .iter()
+            .nth(pos)
+            .is_some_and(|op| op.has_progress());
         if torn {
             on_torn();
         }

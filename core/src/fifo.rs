@@ -1,0 +1,113 @@
+//! A FIFO that holds its first element inline and allocates only from the second on.
+//!
+//! Each direction of each socket keeps a queue of pending operations, and almost
+//! always it holds zero or one: a receive waiting for data, a send waiting for room. A
+//! plain `VecDeque` allocates on the first push (64 bytes for four slots) and keeps that
+//! memory for the socket's lifetime, so a thousand idle-but-waiting sockets would pay
+//! 64 KiB for queues of length one. Here the head lives in the queue itself and the
+//! `VecDeque` behind it is touched only when a second operation waits behind the first.
+//!
+//! Invariant: when `head` is empty, `rest` is empty too.
+
+use std::collections::VecDeque;
+
+/// A first-in first-out queue with the head stored inline.
+pub(crate) struct InlineFifo<T> {
+    head: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for InlineFifo<T> {
+    fn default() -> Self {
+        InlineFifo {
+            head: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> InlineFifo<T> {
+    /// Whether the queue holds nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// How many elements it holds.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    /// The oldest element.
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.head.as_ref()
+    }
+
+    /// Appends `value` at the back.
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.head.is_none() {
+            self.head = Some(value);
+        } else {
+            self.rest.push_back(value);
+        }
+    }
+
+    /// Removes and returns the oldest element.
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        let head = self.head.take();
+        self.head = self.rest.pop_front();
+        head
+    }
+
+    /// The elements, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.head.iter().chain(self.rest.iter())
+    }
+
+    /// Removes and returns the element at `index` (0 is the oldest).
+    pub(crate) fn remove(&mut self, index: usize) -> Option<T> {
+        match index {
+            0 => self.pop_front(),
+            _ => self.rest.remove(index - 1),
+        }
+    }
+
+    /// Empties the queue, oldest first.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.head.take().into_iter().chain(self.rest.drain(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InlineFifo;
+
+    #[test]
+    fn keeps_order_through_pushes_pops_and_removes() {
+        let mut fifo = InlineFifo::default();
+        assert!(fifo.is_empty());
+        assert_eq!(fifo.pop_front(), None);
+        for i in 0..5 {
+            fifo.push_back(i);
+        }
+        assert_eq!(fifo.len(), 5);
+        assert_eq!(fifo.front(), Some(&0));
+        assert_eq!(fifo.remove(2), Some(2));
+        assert_eq!(fifo.remove(0), Some(0));
+        assert_eq!(fifo.iter().copied().collect::<Vec<_>>(), [1, 3, 4]);
+        assert_eq!(fifo.pop_front(), Some(1));
+        fifo.push_back(5);
+        assert_eq!(fifo.remove(9), None);
+        assert_eq!(fifo.drain().collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(fifo.is_empty());
+        assert_eq!(fifo.len(), 0);
+    }
+
+    #[test]
+    fn one_element_needs_no_allocation() {
+        let mut fifo = InlineFifo::default();
+        fifo.push_back(7);
+        assert_eq!(fifo.rest.capacity(), 0);
+        assert_eq!(fifo.pop_front(), Some(7));
+        assert!(fifo.is_empty());
+    }
+}
