@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt};
 use asyncresult_core::{net, stream_io, Error, IoBuf, IoBufMut, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -176,8 +177,8 @@ impl OwnedReadHalf {
     /// # Cancel safety
     ///
     /// Cancel safe: bytes are taken only when the future returns them.
-    pub async fn receive<B: IoBufMut>(&self, buf: B) -> Result<(usize, B), Error> {
-        asyncresult_core::future::receive::<Tokio, B>(self.read.socket(), buf).await
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, Tokio> {
+        asyncresult_core::future::receive::<Tokio, B>(self.read.socket(), buf)
     }
 
     /// The core socket.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::error::Error;
-use crate::future::{self, Runtime, Timeout};
+use crate::future::{self, ReadinessFuture, ReceiveAttempt, Runtime, Timeout};
 use crate::socket::Socket;
 use crate::stream_io::{ReadHalf, WriteHalf};
 use crate::{Domain, Protocol, Type};
@@ -106,8 +106,12 @@ impl<R: Runtime> TcpStream<R> {
     ///
     /// Cancel safe: bytes are taken only when the future returns them, so dropping it
     /// (in `select!`, on a timeout) loses nothing.
-    pub async fn receive<B: IoBufMut>(&self, buf: B) -> Result<(usize, B), Error> {
-        future::receive::<R, B>(self.socket(), buf).await
+    ///
+    /// The future resolves to `Result<(usize, B), Error>`. It owns a handle to the
+    /// socket rather than borrowing the stream (so it is `'static` when `B` is), and it
+    /// does nothing until polled.
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, R> {
+        future::receive::<R, B>(self.socket(), buf)
     }
 
     /// [`receive`](TcpStream::receive), bounded by the runtime's timer: at expiry the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::error::Error;
-use crate::future::{self, Runtime, Timeout};
+use crate::future::{self, ReadinessFuture, ReceiveAttempt, ReceiveFromAttempt, Runtime, Timeout};
 use crate::socket::Socket;
 
 /// A UDP socket driven by the asyncresult engine, for runtime `R`.
@@ -80,8 +80,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Cancel safety
     ///
     /// Cancel safe: a datagram is taken only when the future returns it.
-    pub async fn receive<B: IoBufMut>(&self, buf: B) -> Result<(usize, B), Error> {
-        future::receive::<R, B>(&self.socket, buf).await
+    ///
+    /// The future resolves to `Result<(usize, B), Error>`; it owns a handle to the
+    /// socket (no borrow) and does nothing until polled.
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, R> {
+        future::receive::<R, B>(&self.socket, buf)
     }
 
     /// [`receive`](UdpSocket::receive), bounded by the runtime's timer.
@@ -141,8 +144,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Cancel safety
     ///
     /// Cancel safe: a datagram is taken only when the future returns it.
-    pub async fn receive_from<B: IoBufMut>(&self, buf: B) -> Result<(usize, B, SocketAddr), Error> {
-        future::receive_from::<R, B>(&self.socket, buf).await
+    ///
+    /// The future resolves to `Result<(usize, B, SocketAddr), Error>`; it owns a handle
+    /// to the socket (no borrow) and does nothing until polled.
+    pub fn receive_from<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveFromAttempt<B>, R> {
+        future::receive_from::<R, B>(&self.socket, buf)
     }
 
     /// [`receive_from`](UdpSocket::receive_from), bounded by the runtime's timer
