@@ -299,8 +299,17 @@ fn run_case(threads: Vec<Vec<Action>>) {
     }
 }
 
+/// Cases per property: 48, or `PROPTEST_CASES` (`cargo xtask valgrind` runs fewer under
+/// memcheck's slowdown).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn one_thread_any_sequence(actions in proptest::collection::vec(action(), 1..40)) {

@@ -3,7 +3,8 @@
 //!
 //! Child-process scenarios (ptrace, SIGPIPE) run natively: valgrind does not follow
 //! children. The heaviest tests (tens of MiB per send, a thousand connections) are
-//! skipped under valgrind's 20–50× slowdown; everything else runs as in `test`.
+//! skipped under valgrind's 20–50× slowdown, and the property tests run 6 cases each
+//! instead of 48; everything else runs as in `test`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -81,7 +82,10 @@ pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
                 "-q",
             ])
             .arg(&binary)
-            .args(["--test-threads=2"]);
+            .args(["--test-threads=2"])
+            // Property cases are random sequences of whole socket lifecycles: a few
+            // suffice to exercise every path under memcheck, which is 20-50x slower.
+            .env("PROPTEST_CASES", "6");
         for skip in SKIP {
             cmd.args(["--skip", skip]);
         }
