@@ -43,6 +43,12 @@ const JUNK: &[&str] = &[
     ".log",
 ];
 
+/// Files cargo itself adds to every package (never junk).
+const CARGO_GENERATED: &[&str] = &["Cargo.toml.orig", ".cargo_vcs_info.json", "Cargo.lock"];
+
+/// Files every package must carry: the licence texts its `license` field names.
+const REQUIRED_FILES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE", "README.md"];
+
 fn metadata() -> Result<Value, String> {
     let out = cargo()
         .args(["metadata", "--no-deps", "--format-version", "1"])
@@ -108,7 +114,8 @@ fn check_manifests(meta: &Value) -> Vec<String> {
     problems
 }
 
-/// Lists each crate's package contents; returns (crate, files, problems).
+/// Lists each crate's package contents; returns (crate, files, problems: junk that
+/// would ship, or a required file that would not).
 fn check_package_lists(allow_dirty: bool) -> Result<Vec<(String, usize, Vec<String>)>, String> {
     let mut results = Vec::new();
     for name in ORDER {
@@ -130,11 +137,17 @@ fn check_package_lists(allow_dirty: bool) -> Result<Vec<(String, usize, Vec<Stri
             .lines()
             .map(String::from)
             .collect();
-        let junk: Vec<String> = files
+        let mut junk: Vec<String> = files
             .iter()
+            .filter(|f| !CARGO_GENERATED.contains(&f.as_str()))
             .filter(|f| JUNK.iter().any(|j| f.contains(j)))
             .cloned()
             .collect();
+        for required in REQUIRED_FILES {
+            if !files.iter().any(|f| f == required) {
+                junk.push(format!("missing {required}"));
+            }
+        }
         results.push((name.to_string(), files.len(), junk));
     }
     Ok(results)
@@ -179,7 +192,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
             if junk.is_empty() {
                 String::new()
             } else {
-                format!(", junk: {junk:?}")
+                format!(", problems: {junk:?}")
             }
         );
         junk_found |= !junk.is_empty();
