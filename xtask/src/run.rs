@@ -28,8 +28,64 @@ pub struct Output {
     pub timed_out: bool,
 }
 
+/// The processes descended from `root` (children, grandchildren, ...), from `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Kills `child` and everything it started (cargo's test binaries, valgrind): a
+/// survivor would keep the stdout pipe open and the reader waiting for ever.
+fn kill_tree(child: &mut std::process::Child) {
+    let pids: Vec<String> = descendants(child.id()).iter().map(u32::to_string).collect();
+    let _ = child.kill();
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Runs `cmd`, echoing its stdout (and letting stderr through) as it goes, killing it
-/// after `limit`.
+/// and everything it started after `limit`.
 pub fn echo(cmd: Command, limit: Duration) -> Result<Output, String> {
     echo_some(cmd, limit, |_| true)
 }
@@ -65,7 +121,7 @@ pub fn echo_some(
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
                 timed_out = true;
-                let _ = child.kill();
+                kill_tree(&mut child);
                 break child.wait().ok();
             }
             // Polling a child process for exit (not test synchronization).
@@ -80,4 +136,39 @@ pub fn echo_some(
         stdout: stdout.join("\n"),
         timed_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timed-out command's grandchildren die with it (they would hold the pipe).
+    #[test]
+    fn kill_tree_takes_grandchildren_down() {
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60 & wait"])
+            .spawn()
+            .expect("sh");
+        // Wait (bounded) until both sleeps exist.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = descendants(child.id());
+        while found.len() < 2 && Instant::now() < deadline {
+            thread::yield_now();
+            found = descendants(child.id());
+        }
+        assert_eq!(found.len(), 2, "two sleeps under sh: {found:?}");
+        kill_tree(&mut child);
+        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let alive = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        while found.iter().any(alive) && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        assert!(!found.iter().any(alive), "survivors: {found:?}");
+    }
 }
