@@ -297,6 +297,13 @@ mod model {
     use super::*;
     use crate::op::{OpContext, Produces, Task, TaskSink};
 
+    /// Joins a model thread, re-raising its panic (with its own message) if it had one.
+    fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     /// A socket reduced to what the queue relies on: data the "kernel" holds, and the
     /// rule that a readiness edge (a `process` call) follows every arrival.
     struct Model {
@@ -404,7 +411,7 @@ mod model {
                 loom::thread::spawn(move || m.deliver())
             };
             let ar = m.receive();
-            kernel.join().expect("kernel thread");
+            join(kernel);
             assert!(
                 ar.is_completed(),
                 "data arrived but the receive still waits"
@@ -423,7 +430,7 @@ mod model {
             };
             let first = m.receive();
             let second = m.receive();
-            kernel.join().expect("kernel thread");
+            join(kernel);
             assert!(
                 first.is_completed(),
                 "the first receive gets the first unit"
@@ -450,8 +457,8 @@ mod model {
                 loom::thread::spawn(move || ar.cancel())
             };
             m.close();
-            kernel.join().expect("kernel");
-            let cancelled = canceller.join().expect("canceller");
+            join(kernel);
+            let cancelled = join(canceller);
             assert!(ar.is_completed());
             let outcome = ar.finish();
             match &outcome {
@@ -480,8 +487,8 @@ mod model {
                 loom::thread::spawn(move || ar.finish())
             };
             let mine = ar.finish();
-            let theirs = other.join().expect("other ender");
-            kernel.join().expect("kernel");
+            let theirs = join(other);
+            join(kernel);
             let oks = [&mine, &theirs].iter().filter(|r| r.is_ok()).count();
             assert_eq!(oks, 1, "exactly one end takes the result");
             assert!(
