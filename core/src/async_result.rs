@@ -166,10 +166,7 @@ impl<T> AsyncResult<T> {
             return Err(Error::AlreadyEnded);
         }
         self.wait();
-        if !self.header().claim() {
-            return Err(Error::AlreadyEnded);
-        }
-        self.op.take()
+        self.take_ready_result()
     }
 }
 

@@ -66,13 +66,11 @@ impl WorkerSlot {
     }
 
     /// Moves every queued callback of this worker to the pool (the worker is stuck).
-    pub(crate) fn hand_over(&self, sink: &dyn TaskSink) -> usize {
+    pub(crate) fn hand_over(&self, sink: &dyn TaskSink) {
         let tasks: Vec<_> = self.local.lock().drain(..).collect();
-        let n = tasks.len();
         for task in tasks {
             sink.post(task);
         }
-        n
     }
 }
 
@@ -99,19 +97,18 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     }
 }
 
-/// Runs the callbacks queued on worker `slot`; returns how many ran. Call with no lock
-/// held.
-pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) -> usize {
+/// Runs the callbacks queued on worker `slot` (up to a budget). Call with no lock held.
+pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) {
     let mut ran = 0;
     loop {
         let Some(task) = slot.local.lock().pop_front() else {
-            return ran;
+            return;
         };
         if ran == LOCAL_BUDGET {
             // Let the pool share the rest so this worker returns to polling.
             sink.post(task);
             slot.hand_over(sink);
-            return ran;
+            return;
         }
         run_task(task);
         slot.tick();

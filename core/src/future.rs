@@ -119,28 +119,12 @@ impl<T, R> std::fmt::Debug for OperationFuture<T, R> {
 
 impl<T, R: Runtime> OperationFuture<T, R> {
     /// A future for `begun` (the result of a `begin_*` on `socket`), finished by `end`.
-    pub fn new(
-        socket: &Socket,
-        begun: Result<AsyncResult<T>, Error>,
-        end: fn(&Socket, &AsyncResult<T>) -> Result<T, Error>,
-    ) -> Self {
-        let state = match begun {
-            Ok(ar) => OpState::Queued(socket.clone(), ar),
-            Err(e) => OpState::Finished(Some(Err(e))),
-        };
-        OperationFuture {
-            state,
-            end,
-            _runtime: PhantomData,
-        }
+    pub fn new(socket: &Socket, begun: Result<AsyncResult<T>, Error>, end: EndFn<T>) -> Self {
+        Self::started(socket, begun.map(Started::Queued), end)
     }
 
     /// A future for an operation that may have finished inside its start.
-    fn started(
-        socket: &Socket,
-        started: Result<Started<T>, Error>,
-        end: fn(&Socket, &AsyncResult<T>) -> Result<T, Error>,
-    ) -> Self {
+    fn started(socket: &Socket, started: Result<Started<T>, Error>, end: EndFn<T>) -> Self {
         let state = match started {
             Ok(Started::Queued(ar)) => OpState::Queued(socket.clone(), ar),
             Ok(Started::Finished(result)) => OpState::Finished(Some(result)),
@@ -222,7 +206,7 @@ pub fn poll_try<R: Runtime, T>(
             }
             // Readiness reached, or the wait was cancelled or disposed: the next try
             // reports a closed socket itself.
-            let cancelled = matches!(ready_outcome(ready), Some(Error::Aborted));
+            let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
             *waiting = None;
             if cancelled {
                 return Poll::Ready(Err(Error::Aborted));
@@ -234,11 +218,6 @@ pub fn poll_try<R: Runtime, T>(
             Err(e) => return Poll::Ready(Err(e)),
         }
     }
-}
-
-/// The error a completed readiness wait ended with, if any.
-fn ready_outcome(ready: &AsyncResult<()>) -> Option<Error> {
-    ready.take_ready_result().err()
 }
 
 /// A future that retries a [`TryAttempt`] on readiness.
@@ -447,12 +426,18 @@ pub fn receive_from<R: Runtime, B: IoBufMut>(
 #[derive(Debug)]
 pub struct AcceptAttempt {
     socket: Socket,
+    /// Whether the socket was checked to be a listener (on the first try only).
+    checked: bool,
 }
 
 impl TryAttempt for AcceptAttempt {
     type Output = (Socket, SocketAddr);
 
     fn try_once(&mut self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
+        if self.checked {
+            return self.socket.try_accept_again();
+        }
+        self.checked = true;
         self.socket.try_accept()
     }
 }
@@ -461,5 +446,6 @@ impl TryAttempt for AcceptAttempt {
 pub fn accept<R: Runtime>(socket: &Socket) -> ReadinessFuture<AcceptAttempt, R> {
     ReadinessFuture::new(AcceptAttempt {
         socket: socket.clone(),
+        checked: false,
     })
 }

@@ -62,17 +62,6 @@ pub(crate) struct Stopped {
     pub(crate) aborted: usize,
 }
 
-/// What [`OpQueue::cancel`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cancelled {
-    /// The operation was no longer queued (it had completed).
-    NotFound,
-    /// Removed before any of its bytes moved.
-    Clean,
-    /// Removed after some of its bytes had gone out.
-    Torn,
-}
-
 struct Inner<C> {
     /// Pending operations, oldest first (the first one inline: no allocation).
     ops: InlineFifo<Arc<dyn QueuedOp<C>>>,
@@ -246,42 +235,34 @@ impl<C: OpContext> OpQueue<C> {
     }
 
     /// Removes the operation at `addr` and completes it with `Aborted` (moved to
-    /// `completed`). If it had already moved some bytes, `on_torn` runs before the lock
-    /// is released, so no other operation of this direction can run in between.
+    /// `completed`); `false` if it was no longer queued (it had completed). If it had
+    /// already moved some bytes, `on_torn` runs before the lock is released, so no
+    /// other operation of this direction can run in between.
     pub(crate) fn cancel(
         &self,
         addr: *const (),
         completed: &mut Completed<C>,
         on_torn: impl FnOnce(),
-    ) -> Cancelled {
+    ) -> bool {
         let mut inner = self.inner.lock();
         let Some(pos) = inner
             .ops
             .iter()
             .position(|op| std::ptr::eq(op.addr(), addr))
         else {
-            return Cancelled::NotFound;
+            return false;
         };
-        let torn = inner
-            .ops
-            .iter()
-            .nth(pos)
-            .is_some_and(|op| op.has_progress());
-        if torn {
+        let Some(op) = inner.ops.remove(pos) else {
+            return false;
+        };
+        if op.has_progress() {
             on_torn();
         }
-        let Some(op) = inner.ops.remove(pos) else {
-            return Cancelled::NotFound;
-        };
         if !op.fail(Error::Aborted) {
-            return Cancelled::NotFound;
+            return false;
         }
         completed.push(op);
-        if torn {
-            Cancelled::Torn
-        } else {
-            Cancelled::Clean
-        }
+        true
     }
 }
 
@@ -332,11 +313,11 @@ mod model {
         }
         fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
             let mut completed = Completed::new();
-            let outcome = self.queue.cancel(addr, &mut completed, || {});
+            let cancelled = self.queue.cancel(addr, &mut completed, || {});
             for op in completed {
                 op.notify(&self.sink);
             }
-            outcome != Cancelled::NotFound
+            cancelled
         }
     }
 

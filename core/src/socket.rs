@@ -23,7 +23,7 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::engine::EngineShared;
 use crate::error::Error;
 use crate::op::{OpContext, OpKind, TaskSink, Work};
-use crate::queue::{Cancelled, Completed, OpQueue, Started};
+use crate::queue::{Completed, OpQueue, Started};
 use crate::sys;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -86,15 +86,8 @@ impl SocketCore {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(crate) fn send_queue(&self) -> &OpQueue<SocketCore> {
-        &self.send
-    }
-
-    pub(crate) fn receive_queue(&self) -> &OpQueue<SocketCore> {
-        &self.recv
-    }
-
-    fn queue(&self, kind: OpKind) -> &OpQueue<SocketCore> {
+    /// The queue of the direction that operations of `kind` wait on.
+    pub(crate) fn queue(&self, kind: OpKind) -> &OpQueue<SocketCore> {
         if kind.is_send_side() {
             &self.send
         } else {
@@ -142,14 +135,12 @@ impl SocketCore {
     fn cancel_op(&self, kind: OpKind, addr: *const ()) -> bool {
         let queue = self.queue(kind);
         let mut completed: Completed<SocketCore> = Completed::new();
-        let torn_send = self.stream && matches!(kind, OpKind::Send | OpKind::SendTo);
-        let outcome = queue.cancel(addr, &mut completed, || {
-            if torn_send {
-                // Part of this send is on the wire: no later send may splice in.
-                let _ = self.fd.shutdown(Shutdown::Write);
-            }
+        // Only a stream send can be torn (`Work::has_progress`): part of it is on the
+        // wire, so no later send may splice in.
+        let cancelled = queue.cancel(addr, &mut completed, || {
+            let _ = self.fd.shutdown(Shutdown::Write);
         });
-        if outcome == Cancelled::NotFound {
+        if !cancelled {
             return false;
         }
         // Let the next operations see the new state now (after a torn send they fail

@@ -30,7 +30,7 @@ use crate::socket::Socket;
 #[derive(Debug)]
 pub struct ReadHalf<R> {
     socket: Socket,
-    waiting: Mutex<Option<AsyncResult<()>>>,
+    waiting: Wait,
     _runtime: PhantomData<fn() -> R>,
 }
 
@@ -38,8 +38,27 @@ pub struct ReadHalf<R> {
 #[derive(Debug)]
 pub struct WriteHalf<R> {
     socket: Socket,
-    waiting: Mutex<Option<AsyncResult<()>>>,
+    waiting: Wait,
     _runtime: PhantomData<fn() -> R>,
+}
+
+/// A half's one readiness wait, reused across polls and cancelled when the half goes
+/// (it holds no data), so that no stale wait stays in the socket's queue.
+#[derive(Debug, Default)]
+struct Wait(Mutex<Option<AsyncResult<()>>>);
+
+impl Wait {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Option<AsyncResult<()>>> {
+        self.0.lock()
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let Some(ready) = self.0.get_mut().take() {
+            ready.cancel();
+        }
+    }
 }
 
 fn ready<T>(poll: Poll<Result<T, Error>>) -> Poll<io::Result<T>> {
@@ -51,7 +70,7 @@ impl<R: Runtime> ReadHalf<R> {
     pub fn new(socket: Socket) -> Self {
         ReadHalf {
             socket,
-            waiting: Mutex::new(None),
+            waiting: Wait::default(),
             _runtime: PhantomData,
         }
     }
@@ -91,18 +110,7 @@ impl<R: Runtime> ReadHalf<R> {
     /// Gives the socket back, cancelling the pending readiness wait (which holds no
     /// data).
     pub fn into_socket(self) -> Socket {
-        if let Some(ready) = self.waiting.lock().take() {
-            ready.cancel();
-        }
         self.socket.clone()
-    }
-}
-
-impl<R> Drop for ReadHalf<R> {
-    fn drop(&mut self) {
-        if let Some(ready) = self.waiting.get_mut().take() {
-            ready.cancel();
-        }
     }
 }
 
@@ -111,7 +119,7 @@ impl<R: Runtime> WriteHalf<R> {
     pub fn new(socket: Socket) -> Self {
         WriteHalf {
             socket,
-            waiting: Mutex::new(None),
+            waiting: Wait::default(),
             _runtime: PhantomData,
         }
     }
@@ -176,17 +184,6 @@ impl<R: Runtime> WriteHalf<R> {
 
     /// Gives the socket back, cancelling the pending readiness wait.
     pub fn into_socket(self) -> Socket {
-        if let Some(ready) = self.waiting.lock().take() {
-            ready.cancel();
-        }
         self.socket.clone()
-    }
-}
-
-impl<R> Drop for WriteHalf<R> {
-    fn drop(&mut self) {
-        if let Some(ready) = self.waiting.get_mut().take() {
-            ready.cancel();
-        }
     }
 }

@@ -51,8 +51,10 @@ pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<()> {
 
 fn run(engine: Arc<EngineShared>) {
     let workers = engine.workers();
-    // Each worker's progress, the pool's and the drivers' one period ago.
+    // Each worker's progress, the pool's and the drivers' one period ago (the maps are
+    // reused round after round).
     let mut last_progress: HashMap<u64, u64> = HashMap::new();
+    let mut progress: HashMap<u64, u64> = HashMap::new();
     let mut last_posted = 0;
     let mut last_taken = workers.taken();
     let mut last_drains = engine.drain_count();
@@ -72,7 +74,7 @@ fn run(engine: Arc<EngineShared>) {
         let mut watching = false;
 
         let leader = workers.leader();
-        let mut progress = HashMap::new();
+        progress.clear();
         for (id, slot) in workers.slots() {
             let now = slot.progress();
             if slot.is_busy() {
@@ -87,7 +89,7 @@ fn run(engine: Arc<EngineShared>) {
             }
             progress.insert(id, now);
         }
-        last_progress = progress;
+        std::mem::swap(&mut last_progress, &mut progress);
 
         let (posted, taken) = (workers.posted(), workers.taken());
         if posted > 0 {

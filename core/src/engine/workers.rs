@@ -123,7 +123,11 @@ impl Workers {
         if self.posted.load(Ordering::SeqCst) == 0 {
             return None;
         }
-        let mut state = self.state.lock();
+        self.take_locked(&mut self.state.lock())
+    }
+
+    /// Takes one posted task from the locked `state`, keeping the counters in step.
+    fn take_locked(&self, state: &mut PoolState) -> Option<Arc<dyn Task>> {
         let task = state.tasks.pop_front();
         if task.is_some() {
             self.posted.fetch_sub(1, Ordering::SeqCst);
@@ -250,18 +254,14 @@ impl Worker {
         let mut completed: Completed<SocketCore> = Completed::new();
         let mut state = workers.state.lock();
         loop {
-            if let Some(task) = state.tasks.pop_front() {
-                workers.posted.fetch_sub(1, Ordering::SeqCst);
-                workers.taken.fetch_add(1, Ordering::Relaxed);
+            if let Some(task) = workers.take_locked(&mut state) {
                 if !state.tasks.is_empty() && state.idle > 0 {
                     workers.cond.notify_one();
                 }
                 drop(state);
                 self.slot.set_busy(true);
                 workers.wake_monitor();
-                context::run_task(task);
-                self.slot.tick();
-                context::run_local(&self.slot, &**engine);
+                self.run_posted(task);
                 self.slot.set_busy(false);
                 state = workers.state.lock();
                 continue;
@@ -291,6 +291,13 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// Runs a task taken from the pool, then the callbacks it queued on this worker.
+    fn run_posted(&self, task: Arc<dyn Task>) {
+        context::run_task(task);
+        self.slot.tick();
+        context::run_local(&self.slot, &*self.engine);
     }
 
     /// Polls and serves events while this worker is the leader.
@@ -326,9 +333,7 @@ impl Worker {
             context::run_local(slot, &**engine);
             // One posted callback per round, so steady I/O cannot starve the queue.
             if let Some(task) = workers.pop_task() {
-                context::run_task(task);
-                tick();
-                context::run_local(slot, &**engine);
+                self.run_posted(task);
             }
             slot.set_busy(false);
             tick();

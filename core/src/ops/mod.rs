@@ -10,7 +10,14 @@ pub(crate) mod try_io;
 use std::io;
 
 use crate::error::Error;
+use crate::flags::SocketFlags;
 use crate::op::Attempt;
+use crate::sys;
+
+/// The `send*` flags of `flags`, plus those every send carries (`MSG_NOSIGNAL`).
+pub(crate) fn send_flags(flags: SocketFlags) -> libc::c_int {
+    flags.to_msg_flags() | sys::SEND_FLAGS
+}
 
 /// Runs a non-blocking syscall, retrying on `EINTR`: `Ok(Some)` on success,
 /// `Ok(None)` if it would block, `Err` for any other error.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use socket2::SockAddr;
 
-use super::{failed, nonblocking};
+use super::{failed, nonblocking, send_flags};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::buf::IoBuf;
 use crate::error::Error;
@@ -19,14 +19,9 @@ use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::queue::Started;
 use crate::socket::{Socket, SocketCore};
-use crate::sys;
 
 /// Slices per `sendmsg` on a stream (the rest go in the next call).
 const STREAM_IOV: usize = 64;
-
-fn send_flags(flags: SocketFlags) -> libc::c_int {
-    flags.to_msg_flags() | sys::SEND_FLAGS
-}
 
 /// One buffer, to the connected peer or to `to`.
 pub(crate) struct SendWork<B> {
@@ -160,18 +155,25 @@ impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
     }
 }
 
+impl<B> SendWork<B> {
+    /// A send of `buf` on `core`, to the connected peer or to `to`.
+    fn new(core: &SocketCore, buf: B, flags: SocketFlags, to: Option<SocketAddr>) -> Self {
+        SendWork {
+            buf,
+            sent: 0,
+            flags: send_flags(flags),
+            to: to.map(SockAddr::from),
+            stream: core.is_stream(),
+        }
+    }
+}
+
 impl Socket {
     /// A whole send for a future: [`begin_send`](Socket::begin_send) without a result
     /// handle when the fast path finishes it.
     pub(crate) fn start_send<B: IoBuf>(&self, buf: B) -> Result<Started<usize>, Error> {
         let core = self.core();
-        let work = SendWork {
-            buf,
-            sent: 0,
-            flags: send_flags(SocketFlags::NONE),
-            to: None,
-            stream: core.is_stream(),
-        };
+        let work = SendWork::new(core, buf, SocketFlags::NONE, None);
         core.start_inline(OpKind::Send, work)
     }
 
@@ -182,13 +184,7 @@ impl Socket {
         to: SocketAddr,
     ) -> Result<Started<usize>, Error> {
         let core = self.core();
-        let work = SendWork {
-            buf,
-            sent: 0,
-            flags: send_flags(SocketFlags::NONE),
-            to: Some(to.into()),
-            stream: core.is_stream(),
-        };
+        let work = SendWork::new(core, buf, SocketFlags::NONE, Some(to));
         core.start_inline(OpKind::SendTo, work)
     }
 
@@ -217,13 +213,7 @@ impl Socket {
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<usize>, Error> {
         let core = self.core();
-        let work = SendWork {
-            buf,
-            sent: 0,
-            flags: send_flags(flags),
-            to: None,
-            stream: core.is_stream(),
-        };
+        let work = SendWork::new(core, buf, flags, None);
         core.start(OpKind::Send, work, callback, state)
     }
 
@@ -260,13 +250,7 @@ impl Socket {
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<usize>, Error> {
         let core = self.core();
-        let work = SendWork {
-            buf,
-            sent: 0,
-            flags: send_flags(flags),
-            to: Some(to.into()),
-            stream: core.is_stream(),
-        };
+        let work = SendWork::new(core, buf, flags, Some(to));
         core.start(OpKind::SendTo, work, callback, state)
     }
 

@@ -15,15 +15,14 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use super::accept::{accept_one, check_listener};
-use super::nonblocking;
 use super::receive::{receive_from_into, receive_into};
+use super::{nonblocking, send_flags};
 use crate::async_result::AsyncResult;
 use crate::buf::IoBufMut;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
-use crate::sys;
 
 /// The outcome of a non-blocking attempt (`Socket::try_*`).
 #[derive(Debug)]
@@ -49,26 +48,30 @@ impl<C> Work<C> for ReadyWork {
     }
 }
 
-fn send_flags(flags: SocketFlags) -> libc::c_int {
-    flags.to_msg_flags() | sys::SEND_FLAGS
-}
-
 impl Socket {
+    /// Runs `now` on the direction of readiness kind `ready_kind` (`SendReady` or
+    /// `ReceiveReady`), or queues a readiness operation of that kind.
+    fn try_side<T>(
+        &self,
+        ready_kind: OpKind,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
+        let core = self.core();
+        core.queue(ready_kind).try_now(core, ready_kind, now)
+    }
+
     fn try_send_side<T>(
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        let core = self.core();
-        core.send_queue().try_now(core, OpKind::SendReady, now)
+        self.try_side(OpKind::SendReady, now)
     }
 
     fn try_receive_side<T>(
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        let core = self.core();
-        core.receive_queue()
-            .try_now(core, OpKind::ReceiveReady, now)
+        self.try_side(OpKind::ReceiveReady, now)
     }
 
     /// Sends what the kernel takes of `buf` now, with one syscall, if no send is
@@ -169,6 +172,12 @@ impl Socket {
     /// As [`begin_accept`](Socket::begin_accept), plus OS errors of `accept(2)`.
     pub fn try_accept(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
         check_listener(self.core())?;
+        self.try_accept_again()
+    }
+
+    /// [`try_accept`](Socket::try_accept) on a socket already checked to be a
+    /// listener (a role does not change: retries skip the `getsockopt`).
+    pub(crate) fn try_accept_again(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
         self.try_receive_side(accept_one)
     }
 
