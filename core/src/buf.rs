@@ -6,6 +6,8 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use crate::error::Error;
+
 /// A buffer that a send operation owns until it completes.
 ///
 /// Implemented for `Vec<u8>`, `Box<[u8]>`, `&'static [u8]`, `&'static [u8; N]`,
@@ -164,6 +166,12 @@ impl IoBufMut for Box<[u8]> {
     }
 
     unsafe fn set_received(&mut self, _n: usize) {}
+}
+
+/// Takes a filled buffer out of its operation's slot to hand it back (once: an empty
+/// slot means the result was already taken).
+pub(crate) fn take_filled<B>(slot: &mut Option<B>) -> Result<B, Error> {
+    slot.take().ok_or(Error::AlreadyEnded)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::async_result::AsyncResult;
-use crate::buf::{IoBuf, IoBufMut};
+use crate::buf::{take_filled, IoBuf, IoBufMut};
 use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
@@ -363,10 +363,7 @@ impl<B: IoBufMut> TryAttempt for ReceiveAttempt<B> {
     fn try_once(&mut self) -> Result<TryIo<(usize, B)>, Error> {
         let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
         Ok(match self.socket.try_receive(buf, SocketFlags::NONE)? {
-            TryIo::Done(n) => match self.buf.take() {
-                Some(buf) => TryIo::Done((n, buf)),
-                None => return Err(Error::AlreadyEnded),
-            },
+            TryIo::Done(n) => TryIo::Done((n, take_filled(&mut self.buf)?)),
             TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
         })
     }
@@ -400,10 +397,7 @@ impl<B: IoBufMut> TryAttempt for ReceiveFromAttempt<B> {
         let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
         Ok(
             match self.socket.try_receive_from(buf, SocketFlags::NONE)? {
-                TryIo::Done((n, from)) => match self.buf.take() {
-                    Some(buf) => TryIo::Done((n, buf, from)),
-                    None => return Err(Error::AlreadyEnded),
-                },
+                TryIo::Done((n, from)) => TryIo::Done((n, take_filled(&mut self.buf)?, from)),
                 TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
             },
         )

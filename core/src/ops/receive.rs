@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use super::{failed, nonblocking};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
-use crate::buf::IoBufMut;
+use crate::buf::{take_filled, IoBufMut};
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
@@ -68,10 +68,7 @@ impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
             return failed(Error::AlreadyEnded);
         };
         match receive_into(socket.fd(), buf, self.flags, socket.is_stream()) {
-            Ok(Some(n)) => match self.buf.take() {
-                Some(buf) => Attempt::Done(Ok((n, buf))),
-                None => failed(Error::AlreadyEnded),
-            },
+            Ok(Some(n)) => Attempt::Done(take_filled(&mut self.buf).map(|buf| (n, buf))),
             Ok(None) => Attempt::WouldBlock,
             Err(e) => failed(e),
         }
@@ -136,10 +133,9 @@ impl<B: IoBufMut> Work<SocketCore> for ReceiveFromWork<B> {
             return failed(Error::AlreadyEnded);
         };
         match receive_from_into(socket, buf, self.flags) {
-            Ok(Some((n, from))) => match self.buf.take() {
-                Some(buf) => Attempt::Done(Ok((n, buf, from))),
-                None => failed(Error::AlreadyEnded),
-            },
+            Ok(Some((n, from))) => {
+                Attempt::Done(take_filled(&mut self.buf).map(|buf| (n, buf, from)))
+            }
             Ok(None) => Attempt::WouldBlock,
             Err(e) => failed(e),
         }
