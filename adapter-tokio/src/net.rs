@@ -3,14 +3,16 @@
 //! `AsyncRead`/`AsyncWrite` and `into_split`.
 
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt};
-use asyncresult_core::{net, stream_io, Error, IoBuf, IoBufMut, Socket};
+use asyncresult_core::{
+    net, stream_io, AsyncCallback, Error, IoBuf, IoBufMut, Socket, SocketFlags, TryIo,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Tokio;
@@ -94,10 +96,7 @@ impl TcpStream {
     /// Splits the stream into halves that can move to different tasks.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let (read, write) = self.0.into_halves();
-        (
-            OwnedReadHalf { read },
-            OwnedWriteHalf { write: Some(write) },
-        )
+        (OwnedReadHalf { read }, OwnedWriteHalf { write })
     }
 }
 
@@ -109,16 +108,11 @@ fn read_into(
     // SAFETY: the engine's reads write only initialized bytes and never de-initialize
     // any, so the unfilled part is only ever made initialized.
     let unfilled = unsafe { buf.unfilled_mut() };
-    match read(cx, unfilled) {
-        Poll::Ready(Ok(n)) => {
-            // SAFETY: the read initialized the first `n` unfilled bytes.
-            unsafe { buf.assume_init(n) };
-            buf.advance(n);
-            Poll::Ready(Ok(()))
-        }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => Poll::Pending,
-    }
+    read(cx, unfilled).map_ok(|n| {
+        // SAFETY: the read initialized the first `n` unfilled bytes.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+    })
 }
 
 impl AsyncRead for TcpStream {
@@ -198,10 +192,11 @@ impl AsyncRead for OwnedReadHalf {
 }
 
 /// The write half of a [`TcpStream`] ([`TcpStream::into_split`]). As with tokio's own
-/// halves, dropping it shuts the write side down.
+/// halves, dropping it shuts the write side down, behind any send still queued (a
+/// dropped [`send`](OwnedWriteHalf::send) future's bytes still go out whole first).
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
-    write: Option<stream_io::WriteHalf<Tokio>>,
+    write: stream_io::WriteHalf<Tokio>,
 }
 
 impl OwnedWriteHalf {
@@ -213,26 +208,38 @@ impl OwnedWriteHalf {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future does not stop the send; its bytes still go out whole.
+    /// Dropping the future does not stop the send; its bytes still go out whole, even
+    /// if the half is dropped too.
     pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
-        let write = self.write.as_ref().ok_or(Error::Disposed)?;
-        asyncresult_core::future::send::<Tokio, B>(write.socket(), buf).await
+        asyncresult_core::future::send::<Tokio, B>(self.write.socket(), buf).await
     }
 
-    /// The core socket.
+    /// The core socket (always there; an `Option` for compatibility).
     pub fn socket(&self) -> Option<&Socket> {
-        self.write.as_ref().map(|w| w.socket())
-    }
-
-    fn half(&self) -> io::Result<&stream_io::WriteHalf<Tokio>> {
-        self.write.as_ref().ok_or_else(|| Error::Disposed.into())
+        Some(self.write.socket())
     }
 }
 
 impl Drop for OwnedWriteHalf {
     fn drop(&mut self) {
-        if let Some(write) = self.write.take() {
-            let _ = write.socket().shutdown(std::net::Shutdown::Write);
+        let socket = self.write.socket();
+        match socket.sends_flushed() {
+            // Nothing queued: shut down now.
+            Ok(TryIo::Done(())) => {
+                let _ = socket.shutdown(Shutdown::Write);
+            }
+            // Sends still queued: shut down behind them, from the callback of an empty
+            // send that completes after every one of them (the queue is FIFO).
+            Ok(TryIo::WouldBlock(wait)) => {
+                wait.cancel();
+                let behind = socket.clone();
+                let shut: AsyncCallback<usize> = Box::new(move |_| {
+                    let _ = behind.shutdown(Shutdown::Write);
+                });
+                let _ = socket.begin_send(&[][..], SocketFlags::NONE, Some(shut), None);
+            }
+            // Closed: the write side is down already.
+            Err(_) => {}
         }
     }
 }
@@ -243,10 +250,7 @@ impl AsyncWrite for OwnedWriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.half() {
-            Ok(w) => w.poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.write.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -254,10 +258,7 @@ impl AsyncWrite for OwnedWriteHalf {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.half() {
-            Ok(w) => w.poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.write.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -265,17 +266,11 @@ impl AsyncWrite for OwnedWriteHalf {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.half() {
-            Ok(w) => w.poll_flush(cx),
-            Err(_) => Poll::Ready(Ok(())),
-        }
+        self.write.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.half() {
-            Ok(w) => w.poll_shutdown(cx),
-            Err(_) => Poll::Ready(Ok(())),
-        }
+        self.write.poll_shutdown(cx)
     }
 }
 

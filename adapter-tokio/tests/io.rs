@@ -151,6 +151,41 @@ async fn split_halves_work_from_separate_tasks() {
     .await;
 }
 
+/// A send future dropped while its bytes wait for room, then the write half dropped:
+/// the bytes still go out whole, and only then does the peer see end of stream.
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_the_write_half_shuts_down_behind_queued_sends() {
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let (_r, w) = client.into_split();
+        let data = pattern(16 << 20, 7);
+        let mut send = Box::pin(w.send(data.clone()));
+        // The peer reads nothing yet, so 16 MiB cannot all fit in the kernel.
+        assert!(
+            futures_poll_once(send.as_mut()).await.is_none(),
+            "send still queued"
+        );
+        drop(send);
+        drop(w);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "bytes arrived whole and in order");
+    })
+    .await;
+}
+
+/// Polls `fut` once; `None` if it is pending.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn into_inner_keeps_unread_bytes_in_the_socket() {
     bounded(async {
