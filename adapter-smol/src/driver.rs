@@ -20,12 +20,6 @@ struct SmolDriver {
     source: Async<Driver>,
 }
 
-impl std::fmt::Debug for SmolDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmolDriver").finish_non_exhaustive()
-    }
-}
-
 static DRIVER: OnceLock<Option<Arc<SmolDriver>>> = OnceLock::new();
 
 /// Makes sure async-io's reactor drives the engine.
