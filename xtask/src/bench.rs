@@ -5,50 +5,9 @@
 //! `--quick` scales the workloads down so that the run (after the build) takes under
 //! a minute on two cores; `--runs`, `--contenders` and `--workloads` pass through.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::run::{cargo, echo, root};
-
-/// The workspace's target directory: `cargo metadata`'s `target_directory`, else
-/// `CARGO_TARGET_DIR`, else `<root>/target`.
-fn target_dir() -> PathBuf {
-    let mut cmd = cargo();
-    cmd.args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--offline",
-    ]);
-    let from_metadata = cmd.output().ok().and_then(|out| {
-        let json = String::from_utf8(out.stdout).ok()?;
-        json_string(&json, "target_directory").map(PathBuf::from)
-    });
-    from_metadata
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| root().join("target"))
-}
-
-/// The string value of the first `"key":"…"` in `json` (enough for cargo metadata's
-/// flat `target_directory`).
-fn json_string(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let mut value = String::new();
-    let mut chars = json[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => match chars.next()? {
-                'n' => value.push('\n'),
-                't' => value.push('\t'),
-                other => value.push(other),
-            },
-            c => value.push(c),
-        }
-    }
-    None
-}
+use crate::run::{cargo, echo, metadata, target_dir};
 
 pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     let quick = args.contains("--quick");
@@ -68,7 +27,13 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     }
     if !pass.iter().any(|a| a == "--out") {
         pass.push("--out".into());
-        pass.push(target_dir().join("bench").display().to_string());
+        let meta = metadata().ok();
+        pass.push(
+            target_dir(meta.as_ref())
+                .join("bench")
+                .display()
+                .to_string(),
+        );
     }
     if quick {
         pass.push("--quick".into());
@@ -94,19 +59,4 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
         );
     }
     Ok(output.success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_string;
-
-    #[test]
-    fn finds_the_target_directory() {
-        let json = r#"{"packages":[],"target_directory":"/w/a \"b\"/target","version":1}"#;
-        assert_eq!(
-            json_string(json, "target_directory").as_deref(),
-            Some("/w/a \"b\"/target")
-        );
-        assert_eq!(json_string(json, "missing"), None);
-    }
 }

@@ -3,13 +3,12 @@
 //! (and `CARGO_REGISTRY_TOKEN` set) a real publish in dependency order, waiting until
 //! each version is visible in the index before publishing the next.
 
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::run::{cargo, echo, root};
+use crate::run::{cargo, echo, metadata, target_dir};
 
 /// Publishable crates in dependency order (the core first).
 const ORDER: &[&str] = &[
@@ -48,14 +47,6 @@ const CARGO_GENERATED: &[&str] = &["Cargo.toml.orig", ".cargo_vcs_info.json", "C
 
 /// Files every package must carry: the licence texts its `license` field names.
 const REQUIRED_FILES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE", "README.md"];
-
-fn metadata() -> Result<Value, String> {
-    let out = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .output()
-        .map_err(|e| format!("cargo metadata: {e}"))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
-}
 
 fn field_missing(package: &Value, field: &str) -> bool {
     match package.get(field) {
@@ -155,7 +146,7 @@ fn check_package_lists(allow_dirty: bool) -> Result<Vec<(String, usize, Vec<Stri
 
 /// Whether `name@version` is in the crates.io index yet.
 fn visible(name: &str, version: &str) -> bool {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    cargo()
         .args([
             "info",
             &format!("{name}@{version}"),
@@ -205,7 +196,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
         dry.arg("--allow-dirty");
     }
     let dry_ok = echo(dry, Duration::from_secs(1800))?.success;
-    let sizes = package_sizes();
+    let sizes = package_sizes(&meta);
     for (name, size) in &sizes {
         println!("  {name}: {size}");
     }
@@ -260,25 +251,31 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     Ok(true)
 }
 
-/// The packaged size of each crate (from `target/package/*.crate`).
-fn package_sizes() -> Vec<(String, String)> {
-    let dir = root().join("target").join("package");
+/// The packaged (compressed) size of each crate's `<name>-<version>.crate`.
+fn package_sizes(meta: &Value) -> Vec<(String, String)> {
+    let dir = target_dir(Some(meta)).join("package");
     let mut sizes = Vec::new();
     for name in ORDER {
-        let found = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                let file = e.file_name().to_string_lossy().to_string();
-                file.starts_with(&format!("{name}-")) && file.ends_with(".crate")
-            })
-            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-            .max();
-        if let Some(bytes) = found {
+        let version = meta["packages"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == *name))
+            .and_then(|p| p["version"].as_str());
+        let Some(version) = version else {
+            continue;
+        };
+        let crate_file = format!("{name}-{version}.crate");
+        // `cargo package` writes it in `package/`; `cargo publish --workspace` in
+        // `package/tmp-crate/`.
+        let found = [
+            dir.join(&crate_file),
+            dir.join("tmp-crate").join(&crate_file),
+        ]
+        .into_iter()
+        .find_map(|path| std::fs::metadata(path).ok());
+        if let Some(file) = found {
             sizes.push((
                 name.to_string(),
-                format!("{:.1} KiB packaged", bytes as f64 / 1024.0),
+                format!("{:.1} KiB packaged", file.len() as f64 / 1024.0),
             ));
         }
     }

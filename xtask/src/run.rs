@@ -21,6 +21,52 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// `cargo metadata` of the workspace's own packages.
+pub fn metadata() -> Result<serde_json::Value, String> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
+}
+
+/// The target directory of `meta` (`cargo metadata`), else `CARGO_TARGET_DIR`, else
+/// `<root>/target`.
+pub fn target_dir(meta: Option<&serde_json::Value>) -> PathBuf {
+    meta.and_then(|m| m["target_directory"].as_str())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Sums libtest's `test result: ok. 3 passed; 1 failed; 2 ignored; ...` lines: (passed,
+/// failed, ignored, how many result lines, one per test binary).
+pub fn count_tests(stdout: &str) -> (usize, usize, usize, usize) {
+    let mut totals = (0, 0, 0, 0);
+    for line in stdout.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            continue;
+        };
+        totals.3 += 1;
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = count.trim_end_matches('.').parse::<usize>() else {
+                continue;
+            };
+            match label {
+                "passed" => totals.0 += n,
+                "failed" => totals.1 += n,
+                "ignored" => totals.2 += n,
+                _ => {}
+            }
+        }
+    }
+    totals
+}
+
 /// What a finished command produced.
 pub struct Output {
     pub success: bool,

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::run::{cargo, echo};
+use crate::run::{cargo, count_tests, echo};
 
 /// The soak's length, read by the test (`asyncresult_conformance::stress::
 /// SOAK_MINUTES_ENV`; xtask depends on no workspace crate, so it is spelled here).
@@ -62,10 +62,8 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     let out = echo(cmd, Duration::from_secs(minutes * 60) + SLACK)?;
     // Exactly the one test must have run and passed (a filter that matched nothing
     // would pass too).
-    let ran = out
-        .stdout
-        .lines()
-        .any(|line| line.trim().starts_with("test result: ok. 1 passed"));
+    let (passed_tests, failed_tests, _, binaries) = count_tests(&out.stdout);
+    let ran = passed_tests == 1 && failed_tests == 0 && binaries == 1;
     let passed = out.success && ran;
     println!(
         "\nsoak: {}",

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::run::{cargo, echo};
+use crate::run::{cargo, count_tests, echo, Output};
 
 #[derive(Default)]
 struct Tally {
@@ -27,33 +27,25 @@ impl Tally {
             self.failures.push(name.to_string());
         }
     }
-}
 
-/// Sums libtest's `test result: ok. 3 passed; 1 failed; 2 ignored; ...` lines.
-fn count_tests(stdout: &str) -> (usize, usize, usize, usize) {
-    let mut totals = (0, 0, 0, 0);
-    for line in stdout.lines() {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else {
-            continue;
-        };
-        totals.3 += 1;
-        for part in rest.split(';') {
-            let mut words = part.split_whitespace().rev();
-            let (Some(label), Some(count)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = count.trim_end_matches('.').parse::<usize>() else {
-                continue;
-            };
-            match label {
-                "passed" => totals.0 += n,
-                "failed" => totals.1 += n,
-                "ignored" => totals.2 += n,
-                _ => {}
-            }
+    /// Adds the libtest results of a `cargo test` run; a run that timed out, did not
+    /// complete (a build error, a crash) or ran no test counts as one failed check.
+    fn tests(&mut self, label: &str, out: &Output) {
+        let (passed, failed, ignored, _) = count_tests(&out.stdout);
+        self.passed += passed;
+        self.failed += failed;
+        self.ignored += ignored;
+        if failed > 0 {
+            self.failures.push(format!("{failed} test(s) of {label}"));
+        }
+        if out.timed_out {
+            self.check(&format!("{label} (timed out)"), false);
+        } else if !out.success && failed == 0 {
+            self.check(&format!("{label} (did not complete)"), false);
+        } else if passed == 0 {
+            self.check(&format!("{label} (ran no test)"), false);
         }
     }
-    totals
 }
 
 /// The conformance suite's adapters, as its test modules name them, and as shown.
@@ -171,27 +163,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     let out = echo(test, Duration::from_secs(1200))?;
-    let (passed, failed, ignored, binaries) = count_tests(&out.stdout);
-    tally.passed += passed;
-    tally.failed += failed;
-    tally.ignored += ignored;
-    if failed > 0 {
-        tally.failures.push(format!("{failed} test(s)"));
-    }
-    if !out.success && failed == 0 {
-        // A build error or a crash: the suite did not run whole.
-        tally.check(
-            if out.timed_out {
-                "cargo test (timed out)"
-            } else {
-                "cargo test (did not complete)"
-            },
-            false,
-        );
-    }
-    if binaries == 0 {
-        tally.check("cargo test ran no test binary", false);
-    }
+    tally.tests("cargo test", &out);
 
     banner("model checking (loom: the operation lifecycle, every interleaving)");
     let mut loom = cargo();
@@ -210,12 +182,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
         crate::run::root().join("target").join("loom"),
     );
     let loom_out = echo(loom, Duration::from_secs(900))?;
-    let (passed, failed, _, binaries) = count_tests(&loom_out.stdout);
-    tally.passed += passed;
-    tally.failed += failed;
-    if !loom_out.success || binaries == 0 || passed == 0 {
-        tally.check("loom model checks (did not run whole)", false);
-    }
+    tally.tests("loom model checks", &loom_out);
 
     banner("conformance matrix (scenario x adapter)");
     tally.check("conformance matrix complete", print_matrix(&out.stdout));
@@ -243,7 +210,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::count_tests;
+    use crate::run::count_tests;
 
     #[test]
     fn counts_libtest_summaries() {

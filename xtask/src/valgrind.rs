@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::run::{cargo, echo, root};
+use crate::run::{cargo, echo, echo_some, root};
 
 /// Test binaries to run: (package, test target).
 const SUITES: &[(&str, &str)] = &[
@@ -28,7 +28,8 @@ const SKIP: &[&str] = &[
     "close_completes_every_kind",
 ];
 
-/// The executable cargo built for `package`'s test target `test`.
+/// The executable cargo built for `package`'s test target `test` (building it; the
+/// compiler's messages go to stderr as usual).
 fn test_binary(package: &str, test: &str) -> Result<String, String> {
     let mut cmd = cargo();
     cmd.args([
@@ -40,21 +41,16 @@ fn test_binary(package: &str, test: &str) -> Result<String, String> {
         "--test",
         test,
     ]);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cargo test --no-run: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines() {
-        if !line.contains("\"executable\":\"") || !line.contains(&format!("\"name\":\"{test}\"")) {
-            continue;
-        }
-        if let Some(rest) = line.split("\"executable\":\"").nth(1) {
-            if let Some(path) = rest.split('"').next() {
-                return Ok(path.to_string());
-            }
-        }
+    let out = echo_some(cmd, Duration::from_secs(1800), |_| false)?;
+    if !out.success {
+        return Err(format!("building {package}/{test} failed"));
     }
-    Err(format!("no test binary for {package}/{test}"))
+    out.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == test)
+        .find_map(|m| m["executable"].as_str().map(String::from))
+        .ok_or_else(|| format!("no test binary for {package}/{test}"))
 }
 
 pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
