@@ -19,16 +19,34 @@ pub fn listener() -> io::Result<(TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
+/// Connects to `listener`, at `addr`, and accepts: a (client, server) pair, blocking.
+fn connect_accept(listener: &TcpListener, addr: SocketAddr) -> io::Result<(TcpStream, TcpStream)> {
+    let client = TcpStream::connect(addr)?;
+    let (server, _) = listener.accept()?;
+    Ok((client, server))
+}
+
+/// One connected std pair (client, server), blocking.
+pub fn pair() -> io::Result<(TcpStream, TcpStream)> {
+    let (listener, addr) = listener()?;
+    connect_accept(&listener, addr)
+}
+
 /// `count` connected std pairs (client, server), blocking.
 pub fn pairs(count: usize) -> io::Result<Vec<(TcpStream, TcpStream)>> {
     let (listener, addr) = listener()?;
     (0..count)
-        .map(|_| {
-            let client = TcpStream::connect(addr)?;
-            let (server, _) = listener.accept()?;
-            Ok((client, server))
-        })
+        .map(|_| connect_accept(&listener, addr))
         .collect()
+}
+
+/// Both ends of `count` connected std pairs, as one list (client, server, client,
+/// …): the idle sockets of the memory workload.
+pub fn sockets(count: usize) -> io::Result<Vec<TcpStream>> {
+    Ok(pairs(count)?
+        .into_iter()
+        .flat_map(|(client, server)| [client, server])
+        .collect())
 }
 
 /// A thread that accepts one connection on a fresh port and reads `total` bytes of

@@ -1,8 +1,10 @@
 //! The workloads, the metrics they report, and the values one cell produced.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::scale::Scale;
+use crate::stats;
 
 /// One thing the bench measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -202,4 +204,17 @@ impl Values {
     pub fn get(&self, metric: Metric) -> Option<f64> {
         self.0.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
     }
+}
+
+/// GiB/s for `bytes` in `elapsed`.
+pub fn gib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64 / elapsed.as_secs_f64()
+}
+
+/// p50 and p99 values from round-trip times.
+pub fn latency_values(nanos: Vec<u64>) -> Result<Values, String> {
+    let (p50, p99) = stats::latency_micros(nanos).ok_or("no round trips measured")?;
+    Ok(Values::default()
+        .with(Metric::P50Micros, p50)
+        .with(Metric::P99Micros, p99))
 }

@@ -3,31 +3,20 @@
 //! clock starts once the connections are set up and stops when the last receiver has
 //! verified its last byte.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_lite::future::zip;
 
+use super::failed;
 use super::stack::{Conn, Exec, Stack};
 use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::stats;
-use crate::workload::{Metric, Values};
-
-/// Maps an error to a message that says what failed.
-pub fn failed<E: Display>(what: &'static str) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
-}
-
-/// GiB/s for `bytes` in `elapsed`.
-pub fn gib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64 / elapsed.as_secs_f64()
-}
+use crate::workload::{gib_per_sec, latency_values, Metric, Values};
 
 /// A connected (client, server) pair of stack `S`, with its listener.
 async fn pair<S: Stack>() -> Result<(S::Listener, S::Conn, S::Conn), String> {
@@ -155,14 +144,6 @@ pub fn ping_pong<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, S
     })
 }
 
-/// p50 and p99 values from round-trip times.
-pub fn latency_values(nanos: Vec<u64>) -> Result<Values, String> {
-    let (p50, p99) = stats::latency_micros(nanos).ok_or("no round trips measured")?;
-    Ok(Values::default()
-        .with(Metric::P50Micros, p50)
-        .with(Metric::P99Micros, p99))
-}
-
 /// Fan-in: many connections, each sending 1 KiB messages, all received by tasks of
 /// the same executor → messages/s. Nagle is off: with it on, the result depends on
 /// which connections happen to stall on a 40 ms delayed ACK, not on the stack.
@@ -244,15 +225,8 @@ fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> Poll<F::Outpu
 /// on it (a boxed future, polled once; its 64-byte buffer is allocated beforehand and
 /// not counted).
 pub fn memory<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, String> {
-    let mut streams: Vec<std::net::TcpStream> = loopback::pairs(scale.memory_pairs)
-        .map_err(failed("pairs"))?
-        .into_iter()
-        .flat_map(|(client, server)| [client, server])
-        .collect();
-    let (warm_client, _warm_server) = loopback::pairs(1)
-        .map_err(failed("pairs"))?
-        .pop()
-        .ok_or("no warm-up pair")?;
+    let mut streams = loopback::sockets(scale.memory_pairs).map_err(failed("pairs"))?;
+    let (warm_client, _warm_server) = loopback::pair().map_err(failed("pair"))?;
     let count = streams.len();
     exec.block_on_unconstrained(async move {
         // One pending receive before measuring: starts drivers and lazy statics.

@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use asyncresult_callback::prelude::*;
 
-use super::async_workloads::{failed, gib_per_sec, latency_values};
+use super::failed;
 use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{Metric, Values};
+use crate::workload::{gib_per_sec, latency_values, Metric, Values};
 
 /// What a callback chain reports.
 enum Event {
@@ -379,15 +379,8 @@ pub fn overhead(scale: &Scale) -> Result<Values, String> {
 /// Memory: heap bytes per registered socket (`Socket::try_from`) and per pending
 /// `begin_receive` (no callback, no state; the 64-byte buffer is not counted).
 pub fn memory(scale: &Scale) -> Result<Values, String> {
-    let mut streams: Vec<std::net::TcpStream> = loopback::pairs(scale.memory_pairs)
-        .map_err(failed("pairs"))?
-        .into_iter()
-        .flat_map(|(client, server)| [client, server])
-        .collect();
-    let (warm_client, _warm_server) = loopback::pairs(1)
-        .map_err(failed("pairs"))?
-        .pop()
-        .ok_or("no warm-up pair")?;
+    let mut streams = loopback::sockets(scale.memory_pairs).map_err(failed("pairs"))?;
+    let (warm_client, _warm_server) = loopback::pair().map_err(failed("pair"))?;
     let warm = Socket::try_from(warm_client).map_err(failed("adopt"))?;
     let _warm_ar = warm
         .begin_receive(

@@ -10,7 +10,7 @@ mod stack;
 mod std_threads;
 mod tokio_stacks;
 
-use std::fmt;
+use std::fmt::{self, Display};
 
 use crate::scale::Scale;
 use crate::workload::{Values, Workload};
@@ -78,14 +78,14 @@ impl Contender {
                 "asyncresult-tokio TcpStream send/receive, current-thread runtime"
             }
             Contender::TokioAdapterMt => {
-                "asyncresult-tokio TcpStream send/receive, multi-thread runtime (2 workers)"
+                "asyncresult-tokio TcpStream send/receive, multi-thread runtime (one worker per core)"
             }
             Contender::SmolAdapter => {
                 "asyncresult-smol TcpStream send/receive, async-executor under smol::block_on"
             }
             Contender::TokioCt => "tokio::net::TcpStream write_all/read, current-thread runtime",
             Contender::TokioMt => {
-                "tokio::net::TcpStream write_all/read, multi-thread runtime (2 workers)"
+                "tokio::net::TcpStream write_all/read, multi-thread runtime (one worker per core)"
             }
             Contender::AsyncIo => {
                 "async_io::Async<TcpStream> write_all/read, async-executor under smol::block_on"
@@ -175,6 +175,11 @@ impl fmt::Display for Contender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.key())
     }
+}
+
+/// Maps an error to a message that says what failed.
+fn failed<E: Display>(what: &'static str) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
 }
 
 fn run_async<S: Stack, E: Exec>(

@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use polling::{Event, Events, PollMode, Poller};
 
-use super::async_workloads::{failed, gib_per_sec, latency_values};
+use super::failed;
 use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{Metric, Values};
+use crate::workload::{gib_per_sec, latency_values, Metric, Values};
 
 /// A non-blocking stream registered with a poller; deleted from it before it closes.
 struct Registered<'p> {
@@ -120,17 +120,10 @@ fn drain(stream: &TcpStream, verifier: &mut Verifier, buf: &mut [u8]) -> Result<
     Ok(())
 }
 
-fn connected() -> Result<(TcpStream, TcpStream), String> {
-    loopback::pairs(1)
-        .map_err(failed("pair"))?
-        .pop()
-        .ok_or_else(|| "no pair".into())
-}
-
 /// Bulk transfer, both ends on this thread.
 pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
     let total = scale.bulk_bytes;
-    let (client, server) = connected()?;
+    let (client, server) = loopback::pair().map_err(failed("pair"))?;
     let poller = Poller::new().map_err(failed("poller"))?;
     let mut events = events();
     let tx = Registered::new(&poller, client, 0)?;
@@ -211,7 +204,7 @@ impl<'p> End<'p> {
 pub fn ping_pong(scale: &Scale) -> Result<Values, String> {
     let warm = scale.warmup_round_trips as u64;
     let total = warm + scale.round_trips as u64;
-    let (client, server) = connected()?;
+    let (client, server) = loopback::pair().map_err(failed("pair"))?;
     client.set_nodelay(true).map_err(failed("nodelay"))?;
     server.set_nodelay(true).map_err(failed("nodelay"))?;
     let poller = Poller::new().map_err(failed("poller"))?;
@@ -339,11 +332,7 @@ pub fn overhead(scale: &Scale) -> Result<Values, String> {
 /// entry is not heap and not counted). A hand-written loop has no per-operation
 /// object, so there is no bytes/op figure.
 pub fn memory(scale: &Scale) -> Result<Values, String> {
-    let mut streams: Vec<TcpStream> = loopback::pairs(scale.memory_pairs)
-        .map_err(failed("pairs"))?
-        .into_iter()
-        .flat_map(|(client, server)| [client, server])
-        .collect();
+    let mut streams = loopback::sockets(scale.memory_pairs).map_err(failed("pairs"))?;
     let count = streams.len();
     let poller = Poller::new().map_err(failed("poller"))?;
     let mut registered = Vec::with_capacity(count);

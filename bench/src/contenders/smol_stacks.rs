@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use async_executor::Executor;
 use async_io::Async;
-use asyncresult_smol::Socket;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use super::stack::{whole, Conn, Exec, Stack};
+use super::stack::{adapter_stack, Conn, Exec, Stack};
 use crate::loopback::any_port;
 
 /// An `async_executor::Executor` run by `async_io::block_on` (smol's `block_on`).
@@ -35,53 +34,11 @@ impl Exec for SmolExec {
     }
 }
 
-/// asyncresult-smol: `asyncresult_smol::{TcpListener, TcpStream}`.
-#[derive(Debug)]
-pub struct SmolAdapter;
-
-impl Stack for SmolAdapter {
-    type Conn = asyncresult_smol::TcpStream;
-    type Listener = asyncresult_smol::TcpListener;
-
-    async fn listen() -> io::Result<(Self::Listener, SocketAddr)> {
-        let listener = asyncresult_smol::TcpListener::bind(any_port()).await?;
-        let addr = listener.local_addr()?;
-        Ok((listener, addr))
-    }
-
-    async fn connect(addr: SocketAddr) -> io::Result<Self::Conn> {
-        Ok(asyncresult_smol::TcpStream::connect(addr).await?)
-    }
-
-    async fn accept(listener: &Self::Listener) -> io::Result<Self::Conn> {
-        Ok(listener.accept().await?.0)
-    }
-
-    fn adopt(stream: TcpStream) -> io::Result<Self::Conn> {
-        Ok(asyncresult_smol::TcpStream::from(Socket::try_from(stream)?))
-    }
-}
-
-impl Conn for asyncresult_smol::TcpStream {
-    fn set_nodelay(&self) -> io::Result<()> {
-        Ok((**self).set_nodelay(true)?)
-    }
-
-    async fn write_static(&mut self, data: &'static [u8]) -> io::Result<()> {
-        whole(self.send(data).await?, data.len())
-    }
-
-    async fn write_vec(&mut self, data: Vec<u8>) -> io::Result<()> {
-        let len = data.len();
-        whole(self.send(data).await?, len)
-    }
-
-    async fn read<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> io::Result<usize> {
-        let (n, back) = self.receive(std::mem::take(buf)).await?;
-        *buf = back;
-        Ok(n)
-    }
-}
+adapter_stack!(
+    /// asyncresult-smol: `asyncresult_smol::{TcpListener, TcpStream}`.
+    SmolAdapter,
+    asyncresult_smol
+);
 
 /// async-io's `Async<std::net::TcpStream>`.
 #[derive(Debug)]

@@ -85,3 +85,61 @@ pub fn whole(sent: usize, len: usize) -> io::Result<()> {
         )))
     }
 }
+
+/// Declares `$name`, the [`Stack`] of the asyncresult adapter crate `$adapter`, and
+/// implements [`Conn`] for its `TcpStream`. The tokio and smol adapters' types are
+/// newtypes over `asyncresult_core::net`'s, whose methods they share through
+/// `Deref`, so the two differ only in these names.
+macro_rules! adapter_stack {
+    ($(#[$doc:meta])* $name:ident, $adapter:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl $crate::contenders::stack::Stack for $name {
+            type Conn = $adapter::TcpStream;
+            type Listener = $adapter::TcpListener;
+
+            async fn listen() -> std::io::Result<(Self::Listener, std::net::SocketAddr)> {
+                let listener = $adapter::TcpListener::bind($crate::loopback::any_port()).await?;
+                let addr = listener.local_addr()?;
+                Ok((listener, addr))
+            }
+
+            async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self::Conn> {
+                Ok($adapter::TcpStream::connect(addr).await?)
+            }
+
+            async fn accept(listener: &Self::Listener) -> std::io::Result<Self::Conn> {
+                Ok(listener.accept().await?.0)
+            }
+
+            fn adopt(stream: std::net::TcpStream) -> std::io::Result<Self::Conn> {
+                Ok($adapter::TcpStream::from($adapter::Socket::try_from(stream)?))
+            }
+        }
+
+        impl $crate::contenders::stack::Conn for $adapter::TcpStream {
+            fn set_nodelay(&self) -> std::io::Result<()> {
+                Ok((**self).set_nodelay(true)?)
+            }
+
+            async fn write_static(&mut self, data: &'static [u8]) -> std::io::Result<()> {
+                $crate::contenders::stack::whole(self.send(data).await?, data.len())
+            }
+
+            async fn write_vec(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+                let len = data.len();
+                $crate::contenders::stack::whole(self.send(data).await?, len)
+            }
+
+            async fn read<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> std::io::Result<usize> {
+                let (n, back) = self.receive(std::mem::take(buf)).await?;
+                *buf = back;
+                Ok(n)
+            }
+        }
+    };
+}
+
+pub(crate) use adapter_stack;

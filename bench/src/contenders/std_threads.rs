@@ -7,11 +7,11 @@ use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use super::async_workloads::{failed, gib_per_sec, latency_values};
+use super::failed;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{Metric, Values};
+use crate::workload::{gib_per_sec, latency_values, Metric, Values};
 
 /// Stack size of the fan-in's threads (thousands of them; they hold little).
 const SMALL_STACK: usize = 128 * 1024;
@@ -30,13 +30,6 @@ fn spawn<T: Send + 'static>(
 
 fn join<T>(handle: JoinHandle<Result<T, String>>) -> Result<T, String> {
     handle.join().map_err(|_| "a thread panicked".to_string())?
-}
-
-fn connected() -> Result<(TcpStream, TcpStream), String> {
-    loopback::pairs(1)
-        .map_err(failed("pair"))?
-        .pop()
-        .ok_or_else(|| "no pair".into())
 }
 
 fn receive_all(
@@ -63,7 +56,7 @@ fn send_all(stream: &mut TcpStream, pattern: Pattern, count: u64) -> Result<(), 
 /// Bulk transfer: a sender thread, the receiver on this thread.
 pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
     let total = scale.bulk_bytes;
-    let (mut client, mut server) = connected()?;
+    let (mut client, mut server) = loopback::pair().map_err(failed("pair"))?;
     let pattern = Pattern::new(chunk, 1);
     let start = Instant::now();
     let sender = spawn("bench-send", None, move || {
@@ -81,7 +74,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
 pub fn ping_pong(scale: &Scale) -> Result<Values, String> {
     let warm = scale.warmup_round_trips as u64;
     let total = warm + scale.round_trips as u64;
-    let (mut client, mut server) = connected()?;
+    let (mut client, mut server) = loopback::pair().map_err(failed("pair"))?;
     client.set_nodelay(true).map_err(failed("nodelay"))?;
     server.set_nodelay(true).map_err(failed("nodelay"))?;
     let echo = spawn("bench-echo", None, move || {

@@ -1,16 +1,15 @@
 //! Contenders on tokio: the asyncresult-tokio adapter and tokio's own `TcpStream`,
-//! each on a current-thread and on a two-worker multi-thread runtime.
+//! each on a current-thread and on a multi-thread runtime with one worker per core.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use asyncresult_tokio::Socket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::{Builder, Runtime};
 
-use super::stack::{whole, Conn, Exec, Stack};
+use super::stack::{adapter_stack, Conn, Exec, Stack};
 use crate::loopback::any_port;
 
 /// A tokio runtime as an [`Exec`].
@@ -28,7 +27,7 @@ impl TokioExec {
         })
     }
 
-    /// A multi-thread runtime with one worker per core (two here).
+    /// A multi-thread runtime with one worker per core (two if the count is unknown).
     pub fn multi_thread() -> io::Result<TokioExec> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = Builder::new_multi_thread()
@@ -67,55 +66,11 @@ impl Exec for TokioExec {
     }
 }
 
-/// asyncresult-tokio: `asyncresult_tokio::{TcpListener, TcpStream}`.
-#[derive(Debug)]
-pub struct TokioAdapter;
-
-impl Stack for TokioAdapter {
-    type Conn = asyncresult_tokio::TcpStream;
-    type Listener = asyncresult_tokio::TcpListener;
-
-    async fn listen() -> io::Result<(Self::Listener, SocketAddr)> {
-        let listener = asyncresult_tokio::TcpListener::bind(any_port()).await?;
-        let addr = listener.local_addr()?;
-        Ok((listener, addr))
-    }
-
-    async fn connect(addr: SocketAddr) -> io::Result<Self::Conn> {
-        Ok(asyncresult_tokio::TcpStream::connect(addr).await?)
-    }
-
-    async fn accept(listener: &Self::Listener) -> io::Result<Self::Conn> {
-        Ok(listener.accept().await?.0)
-    }
-
-    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Conn> {
-        Ok(asyncresult_tokio::TcpStream::from(Socket::try_from(
-            stream,
-        )?))
-    }
-}
-
-impl Conn for asyncresult_tokio::TcpStream {
-    fn set_nodelay(&self) -> io::Result<()> {
-        Ok((**self).set_nodelay(true)?)
-    }
-
-    async fn write_static(&mut self, data: &'static [u8]) -> io::Result<()> {
-        whole(self.send(data).await?, data.len())
-    }
-
-    async fn write_vec(&mut self, data: Vec<u8>) -> io::Result<()> {
-        let len = data.len();
-        whole(self.send(data).await?, len)
-    }
-
-    async fn read<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> io::Result<usize> {
-        let (n, back) = self.receive(std::mem::take(buf)).await?;
-        *buf = back;
-        Ok(n)
-    }
-}
+adapter_stack!(
+    /// asyncresult-tokio: `asyncresult_tokio::{TcpListener, TcpStream}`.
+    TokioAdapter,
+    asyncresult_tokio
+);
 
 /// tokio's own `tokio::net::{TcpListener, TcpStream}`.
 #[derive(Debug)]
