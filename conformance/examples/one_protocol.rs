@@ -15,8 +15,9 @@
 //! cargo run -p asyncresult-conformance --example one_protocol
 //! ```
 
-use std::net::SocketAddr;
 use std::sync::mpsc;
+
+use asyncresult_conformance::loopback;
 
 /// The protocol, written once: no sockets, no runtime, just bytes in and bytes out.
 mod protocol {
@@ -93,10 +94,6 @@ mod protocol {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// The callback adapter: the server is a chain of callbacks, the client blocks in
 /// `end_*` calls.

@@ -9,16 +9,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use asyncresult_callback::prelude::*;
 use asyncresult_core::future::Runtime;
 use asyncresult_core::net;
-use futures::channel::oneshot;
 
+use crate::exec::Exec;
 use crate::harness::{Harness, Pending, Res};
 
 // ---- callbacks ------------------------------------------------------------------
@@ -29,7 +29,7 @@ pub struct Callbacks;
 
 /// A callback that ends the operation with `end` and reports the outcome.
 fn reporting<T: Send + 'static, U: Send + 'static>(
-    tx: std::sync::mpsc::Sender<Res<U>>,
+    tx: Sender<Res<U>>,
     end: impl FnOnce(&AsyncResult<T>) -> Res<U> + Send + 'static,
 ) -> Option<AsyncCallback<T>> {
     callback(move |ar: AsyncResult<T>| {
@@ -37,14 +37,22 @@ fn reporting<T: Send + 'static, U: Send + 'static>(
     })
 }
 
+/// Reports the error of a `begin_*` that failed (its callback will never run);
+/// whether it began.
+fn began<T, U>(tx: &Sender<Res<U>>, begin: Res<T>) -> bool {
+    match begin {
+        Ok(_) => true,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            false
+        }
+    }
+}
+
 impl Harness for Callbacks {
     type Stream = Socket;
     type Listener = Socket;
     type Udp = Socket;
-
-    fn name(&self) -> &'static str {
-        "callback"
-    }
 
     fn listen(&self, addr: SocketAddr) -> Res<Socket> {
         Socket::listen_tcp(addr, 128)
@@ -59,27 +67,22 @@ impl Harness for Callbacks {
         let (tx, pending) = Pending::channel();
         let s2 = s.clone();
         s.begin_connect(addr, reporting(tx, move |ar| s2.end_connect(ar)), None)?;
-        pending
-            .wait(crate::harness::WAIT)
-            .unwrap_or(Err(Error::Aborted))?;
+        pending.outcome()?;
         Ok(s)
     }
 
     fn start_accept(&self, l: &Socket) -> Pending<Res<Socket>> {
         let (tx, pending) = Pending::channel();
         let l2 = l.clone();
-        if let Err(e) = l.begin_accept(reporting(tx.clone(), move |ar| l2.end_accept(ar)), None) {
-            let _ = tx.send(Err(e));
-        }
+        began(
+            &tx,
+            l.begin_accept(reporting(tx.clone(), move |ar| l2.end_accept(ar)), None),
+        );
         pending
     }
 
     fn socket(&self, s: &Socket) -> Socket {
         s.clone()
-    }
-
-    fn stream_from(&self, socket: Socket) -> Socket {
-        socket
     }
 
     fn start_sends(&self, s: &Socket, bufs: Vec<Vec<u8>>) -> Pending<Res<Vec<usize>>> {
@@ -109,8 +112,7 @@ impl Harness for Callbacks {
                 }),
                 None,
             );
-            if let Err(e) = begun {
-                let _ = tx.send(Err(e));
+            if !began(&tx, begun) {
                 break;
             }
         }
@@ -129,9 +131,7 @@ impl Harness for Callbacks {
             reporting(tx.clone(), move |ar| s2.end_receive(ar).map(|(_, buf)| buf)),
             None,
         );
-        if let Err(e) = begun {
-            let _ = tx.send(Err(e));
-        }
+        began(&tx, begun);
         pending
     }
 
@@ -188,9 +188,7 @@ impl Harness for Callbacks {
             reporting(tx.clone(), move |ar| u2.end_receive_from(ar)),
             None,
         );
-        if let Err(e) = begun {
-            let _ = tx.send(Err(e));
-        }
+        began(&tx, begun);
         pending
     }
 }
@@ -206,7 +204,7 @@ pub trait Flavor: Send + Sync + 'static {
     /// The adapter's runtime plug.
     type Rt: Runtime;
     /// The adapter's stream type.
-    type Stream: Deref<Target = net::TcpStream<Self::Rt>> + From<Socket> + Send + Sync + 'static;
+    type Stream: Deref<Target = net::TcpStream<Self::Rt>> + Send + Sync + 'static;
     /// The adapter's listener type.
     type Listener: Send + Sync + 'static;
     /// The adapter's UDP type.
@@ -226,9 +224,18 @@ pub trait Flavor: Send + Sync + 'static {
 
 /// Polls a list of futures in index order until all are done: their first polls
 /// happen in order, so operations they begin are begun in order.
-struct InOrder<F: Future> {
+pub(crate) struct InOrder<F: Future> {
     futures: Vec<Option<Pin<Box<F>>>>,
     outputs: Vec<Option<F::Output>>,
+}
+
+impl<F: Future> InOrder<F> {
+    /// All of `futures`, to be polled in this order.
+    pub(crate) fn new(futures: impl IntoIterator<Item = F>) -> InOrder<F> {
+        let futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+        let outputs = futures.iter().map(|_| None).collect();
+        InOrder { futures, outputs }
+    }
 }
 
 impl<F: Future> Future for InOrder<F>
@@ -255,13 +262,27 @@ where
     }
 }
 
-/// A tokio or smol adapter with its runtime running on a thread of its own.
+/// A tokio or smol adapter with its runtime running on a thread of its own; dropping
+/// it stops the runtime, waiting for that up to 10 s.
 pub struct AsyncHarness<F: Flavor> {
     name: &'static str,
-    spawn: Box<dyn Fn(BoxFuture<()>) + Send + Sync>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    exec: Exec,
     _flavor: std::marker::PhantomData<fn() -> F>,
+}
+
+/// A scenario whose runtime does not stop (a task stuck in a poll) fails, rather than
+/// passing with the runtime's thread left behind.
+impl<F: Flavor> Drop for AsyncHarness<F> {
+    fn drop(&mut self) {
+        let stopped = self.exec.shut_down(crate::exec::DROP_LIMIT);
+        if !stopped && !std::thread::panicking() {
+            panic!(
+                "{}: the runtime did not stop within {:?}",
+                self.name,
+                crate::exec::DROP_LIMIT
+            );
+        }
+    }
 }
 
 impl<F: Flavor> std::fmt::Debug for AsyncHarness<F> {
@@ -272,21 +293,18 @@ impl<F: Flavor> std::fmt::Debug for AsyncHarness<F> {
     }
 }
 
-impl<F: Flavor> Drop for AsyncHarness<F> {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+impl<F: Flavor> AsyncHarness<F> {
+    fn new(name: &'static str, exec: Exec) -> AsyncHarness<F> {
+        AsyncHarness {
+            name,
+            exec,
+            _flavor: std::marker::PhantomData,
         }
     }
-}
 
-impl<F: Flavor> AsyncHarness<F> {
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Pending<T> {
         let (tx, pending) = Pending::channel();
-        (self.spawn)(Box::pin(async move {
+        self.exec.spawn(Box::pin(async move {
             let _ = tx.send(fut.await);
         }));
         pending
@@ -296,9 +314,7 @@ impl<F: Flavor> AsyncHarness<F> {
         &self,
         fut: impl Future<Output = Res<T>> + Send + 'static,
     ) -> Res<T> {
-        self.run(fut)
-            .wait(crate::harness::WAIT)
-            .unwrap_or(Err(Error::Aborted))
+        self.run(fut).outcome()
     }
 }
 
@@ -357,68 +373,39 @@ impl Flavor for SmolFlavor {
 }
 
 /// The tokio adapter on a current-thread runtime.
+///
+/// # Panics
+///
+/// If the runtime cannot be built.
 pub fn tokio_current_thread() -> AsyncHarness<TokioFlavor> {
-    tokio_harness("tokio-ct", tokio::runtime::Builder::new_current_thread())
+    tokio_harness("tokio-ct", false)
 }
 
 /// The tokio adapter on a multi-thread runtime (2 workers).
+///
+/// # Panics
+///
+/// If the runtime cannot be built.
 pub fn tokio_multi_thread() -> AsyncHarness<TokioFlavor> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(2);
-    tokio_harness("tokio-mt", builder)
+    tokio_harness("tokio-mt", true)
 }
 
-fn tokio_harness(
-    name: &'static str,
-    mut builder: tokio::runtime::Builder,
-) -> AsyncHarness<TokioFlavor> {
-    #[allow(clippy::expect_used)]
-    let runtime = builder.enable_all().build().expect("tokio runtime");
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        runtime.block_on(async move {
-            let _ = stopped.await;
-        });
-    });
-    AsyncHarness {
-        name,
-        spawn: Box::new(move |fut| {
-            handle.spawn(fut);
-        }),
-        stop: Some(stop),
-        thread: Some(thread),
-        _flavor: std::marker::PhantomData,
+fn tokio_harness(name: &'static str, multi_thread: bool) -> AsyncHarness<TokioFlavor> {
+    match Exec::tokio(multi_thread) {
+        Ok(exec) => AsyncHarness::new(name, exec),
+        Err(e) => panic!("{e}"),
     }
 }
 
 /// The smol adapter on an `async_executor::Executor` run by `smol::block_on`.
 pub fn smol_executor() -> AsyncHarness<SmolFlavor> {
-    let executor = Arc::new(async_executor::Executor::new());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let runner = executor.clone();
-    let thread = std::thread::spawn(move || {
-        smol::block_on(runner.run(async move {
-            let _ = stopped.await;
-        }));
-    });
-    AsyncHarness {
-        name: "smol",
-        spawn: Box::new(move |fut| executor.spawn(fut).detach()),
-        stop: Some(stop),
-        thread: Some(thread),
-        _flavor: std::marker::PhantomData,
-    }
+    AsyncHarness::new("smol", Exec::smol())
 }
 
 impl<F: Flavor> Harness for AsyncHarness<F> {
     type Stream = Arc<F::Stream>;
     type Listener = Arc<F::Listener>;
     type Udp = Arc<F::Udp>;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
 
     fn listen(&self, addr: SocketAddr) -> Res<Self::Listener> {
         self.block(F::bind(addr)).map(Arc::new)
@@ -441,22 +428,14 @@ impl<F: Flavor> Harness for AsyncHarness<F> {
         s.socket().clone()
     }
 
-    fn stream_from(&self, socket: Socket) -> Self::Stream {
-        Arc::new(F::Stream::from(socket))
-    }
-
     fn start_sends(&self, s: &Self::Stream, bufs: Vec<Vec<u8>>) -> Pending<Res<Vec<usize>>> {
         let s = s.clone();
         self.run(async move {
-            let futures = bufs
-                .into_iter()
-                .map(|buf| {
-                    let s = s.clone();
-                    Some(Box::pin(async move { s.send(buf).await }))
-                })
-                .collect::<Vec<_>>();
-            let outputs = futures.iter().map(|_| None).collect();
-            InOrder { futures, outputs }.await.into_iter().collect()
+            let sends = bufs.into_iter().map(|buf| {
+                let s = s.clone();
+                async move { s.send(buf).await }
+            });
+            InOrder::new(sends).await.into_iter().collect()
         })
     }
 

@@ -35,6 +35,13 @@ impl<T> Pending<T> {
     }
 }
 
+impl<T> Pending<Res<T>> {
+    /// Waits up to [`WAIT`] for the outcome; `Aborted` if none comes.
+    pub fn outcome(&self) -> Res<T> {
+        self.wait(WAIT).unwrap_or(Err(Error::Aborted))
+    }
+}
+
 /// One adapter, as the scenarios see it.
 pub trait Harness: Send + Sync + 'static {
     /// A connected TCP stream.
@@ -43,9 +50,6 @@ pub trait Harness: Send + Sync + 'static {
     type Listener: Send + Sync + 'static;
     /// A UDP socket.
     type Udp: Send + Sync + 'static;
-
-    /// The column of the matrix.
-    fn name(&self) -> &'static str;
 
     /// Listens on `addr`.
     fn listen(&self, addr: SocketAddr) -> Res<Self::Listener>;
@@ -57,8 +61,6 @@ pub trait Harness: Send + Sync + 'static {
     fn start_accept(&self, l: &Self::Listener) -> Pending<Res<Self::Stream>>;
     /// The core socket of a stream (close, shutdown, options).
     fn socket(&self, s: &Self::Stream) -> Socket;
-    /// Wraps an accepted or otherwise made socket.
-    fn stream_from(&self, socket: Socket) -> Self::Stream;
 
     /// Starts whole sends of `bufs`, begun in this order.
     fn start_sends(&self, s: &Self::Stream, bufs: Vec<Vec<u8>>) -> Pending<Res<Vec<usize>>>;
@@ -96,22 +98,17 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub trait HarnessExt: Harness {
     /// Accepts one connection.
     fn accept(&self, l: &Self::Listener) -> Res<Self::Stream> {
-        self.start_accept(l)
-            .wait(WAIT)
-            .unwrap_or(Err(Error::Aborted))
+        self.start_accept(l).outcome()
     }
     /// A whole send.
     fn send(&self, s: &Self::Stream, buf: Vec<u8>) -> Res<usize> {
         self.start_sends(s, vec![buf])
-            .wait(WAIT)
-            .unwrap_or(Err(Error::Aborted))
+            .outcome()
             .map(|counts| counts.iter().sum())
     }
     /// One receive.
     fn receive(&self, s: &Self::Stream, capacity: usize) -> Res<Vec<u8>> {
-        self.start_receive(s, capacity)
-            .wait(WAIT)
-            .unwrap_or(Err(Error::Aborted))
+        self.start_receive(s, capacity).outcome()
     }
     /// Receives exactly `len` bytes (several receives).
     fn receive_exact(&self, s: &Self::Stream, len: usize) -> Res<Vec<u8>> {
@@ -131,18 +128,8 @@ pub trait HarnessExt: Harness {
         let addr = self.listener_socket(&l).local_addr()?;
         let accepting = self.start_accept(&l);
         let client = self.connect(addr)?;
-        let server = accepting.wait(WAIT).unwrap_or(Err(Error::Aborted))?;
+        let server = accepting.outcome()?;
         Ok((client, server))
-    }
-    /// One datagram and its sender.
-    fn udp_receive_from(
-        &self,
-        u: &Self::Udp,
-        capacity: usize,
-    ) -> Res<(usize, Vec<u8>, SocketAddr)> {
-        self.start_receive_from(u, capacity)
-            .wait(WAIT)
-            .unwrap_or(Err(Error::Aborted))
     }
 }
 

@@ -4,14 +4,20 @@
 //!
 //! - [`harness`]: what a scenario may ask of an adapter;
 //! - [`adapters`]: the adapters behind that interface;
-//! - [`scenarios`]: the behaviours, each a function generic over the harness.
+//! - [`scenarios`]: the behaviours, each a function generic over the harness;
+//! - [`stress`]: the stress mix, every adapter at once;
+//! - `exec`: the runtimes the async adapters run on, shared by the last two.
 
 pub mod adapters;
+mod exec;
 pub mod harness;
 pub mod scenarios;
 pub mod stress;
 
 use std::net::SocketAddr;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
 
 /// A loopback address with a free port.
 pub fn loopback() -> SocketAddr {
@@ -23,4 +29,31 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// Runs `body` on a thread of its own and returns what it returns, re-raising its
+/// panic if it panics.
+///
+/// # Panics
+///
+/// With `hung` if `body` has not returned within `limit` (its thread is then left
+/// behind), or with `body`'s own panic.
+pub fn bounded<T: Send + 'static>(
+    limit: Duration,
+    hung: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let out = body();
+        let _ = tx.send(());
+        out
+    });
+    match rx.recv_timeout(limit) {
+        Err(RecvTimeoutError::Timeout) => panic!("{hung}"),
+        // Returned (the signal came) or panicked (the sender was dropped unsent).
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+    }
 }

@@ -2,31 +2,18 @@
 //! `<adapter>::<scenario>`; `cargo xtask test` prints them as a table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
-use asyncresult_conformance::adapters;
 use asyncresult_conformance::harness::Harness;
-use asyncresult_conformance::scenarios;
+use asyncresult_conformance::{adapters, bounded, scenarios};
 
-/// Runs `scenario` through a fresh harness on its own thread, failing after `limit`.
+/// Runs `scenario` through a fresh harness on its own thread, failing after `limit`
+/// (the harness's drop, which stops its runtime, included).
 fn run<H: Harness>(make: fn() -> H, scenario: fn(&H), limit: Duration) {
-    let (tx, rx) = mpsc::channel();
-    let body = thread::spawn(move || {
+    bounded(limit, &format!("scenario hung for {limit:?}"), move || {
         let harness = make();
         scenario(&harness);
-        let _ = tx.send(());
     });
-    match rx.recv_timeout(limit) {
-        Ok(()) => body.join().expect("scenario"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = body.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("scenario hung for {limit:?}"),
-    }
 }
 
 macro_rules! adapter {

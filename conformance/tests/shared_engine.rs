@@ -2,83 +2,52 @@
 //! process, concurrently, and a socket made under one is handed to the other.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use asyncresult_conformance::adapters::{Flavor, SmolFlavor, TokioFlavor};
+use asyncresult_conformance::{bounded, loopback};
 use asyncresult_core::Socket;
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+/// How long a test may take.
+const LIMIT: Duration = Duration::from_secs(60);
 
-fn bounded<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let out = body();
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(()) => handle.join().expect("body"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung"),
+/// Over a connection made with `F`'s adapter, 2000 four-byte records (`encode(i)`),
+/// each received whole before the next is sent: from the client to the server, or
+/// from the server to the client if `server_sends`.
+async fn exchange<F: Flavor>(server_sends: bool, encode: fn(u32) -> [u8; 4]) {
+    let l = Arc::new(F::bind(loopback()).await.unwrap());
+    let c = F::connect(F::listener_socket(&l).local_addr().unwrap())
+        .await
+        .unwrap();
+    let s = F::accept(Arc::clone(&l)).await.unwrap();
+    let (from, to) = if server_sends { (&s, &c) } else { (&c, &s) };
+    for i in 0..2000u32 {
+        from.send(encode(i).to_vec()).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let (n, b) = to.receive(Vec::with_capacity(4 - got.len())).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, encode(i));
     }
 }
 
 #[test]
 fn tokio_and_smol_run_side_by_side_on_one_engine() {
-    bounded(|| {
+    bounded(LIMIT, "hung", || {
         let tokio_side = thread::spawn(|| {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
-                let l = asyncresult_tokio::TcpListener::bind(loopback())
-                    .await
-                    .unwrap();
-                let c = asyncresult_tokio::TcpStream::connect(l.local_addr().unwrap())
-                    .await
-                    .unwrap();
-                let (s, _) = l.accept().await.unwrap();
-                for i in 0..2000u32 {
-                    c.send(i.to_le_bytes().to_vec()).await.unwrap();
-                    let mut got = Vec::new();
-                    while got.len() < 4 {
-                        let (n, b) = s.receive(Vec::with_capacity(4 - got.len())).await.unwrap();
-                        assert!(n > 0);
-                        got.extend_from_slice(&b);
-                    }
-                    assert_eq!(got, i.to_le_bytes());
-                }
-            });
+            rt.block_on(exchange::<TokioFlavor>(false, u32::to_le_bytes));
         });
         let smol_side = thread::spawn(|| {
-            smol::block_on(async {
-                let l = asyncresult_smol::TcpListener::bind(loopback())
-                    .await
-                    .unwrap();
-                let c = asyncresult_smol::TcpStream::connect(l.local_addr().unwrap())
-                    .await
-                    .unwrap();
-                let (s, _) = l.accept().await.unwrap();
-                for i in 0..2000u32 {
-                    s.send(i.to_be_bytes().to_vec()).await.unwrap();
-                    let mut got = Vec::new();
-                    while got.len() < 4 {
-                        let (n, b) = c.receive(Vec::with_capacity(4 - got.len())).await.unwrap();
-                        assert!(n > 0);
-                        got.extend_from_slice(&b);
-                    }
-                    assert_eq!(got, i.to_be_bytes());
-                }
-            });
+            smol::block_on(exchange::<SmolFlavor>(true, u32::to_be_bytes));
         });
         tokio_side.join().unwrap();
         smol_side.join().unwrap();
@@ -87,7 +56,7 @@ fn tokio_and_smol_run_side_by_side_on_one_engine() {
 
 #[test]
 fn a_socket_made_under_tokio_is_handed_to_smol_and_back() {
-    bounded(|| {
+    bounded(LIMIT, "hung", || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

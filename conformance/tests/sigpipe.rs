@@ -8,9 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use asyncresult_conformance::loopback;
 
 /// Restores SIGPIPE's default action (Rust programs start with it ignored).
 fn default_sigpipe() {

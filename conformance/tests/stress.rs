@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
+use asyncresult_conformance::bounded;
 use asyncresult_conformance::stress::{self, Config, Report};
 
 /// Writes past libtest's output capture, so the line shows in every run.
@@ -20,24 +19,11 @@ fn say(line: &str) {
 /// Runs the mix on a thread of its own, failing the test if it outlives `limit` (the
 /// mix bounds its own waits; this is the last line of defence).
 fn run_bounded(config: Config, limit: Duration) -> Report {
-    let (tx, rx) = mpsc::channel();
-    let seed = config.seed;
-    let body = thread::spawn(move || {
-        let _ = tx.send(stress::run(&config));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(report) => {
-            body.join().expect("stress thread");
-            report
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match body.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => panic!("the stress run ended without a report"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("the stress run (seed {seed:#x}) hung: no report after {limit:?}")
-        }
-    }
+    let hung = format!(
+        "the stress run (seed {:#x}) hung: no report after {limit:?}",
+        config.seed
+    );
+    bounded(limit, &hung, move || stress::run(&config))
 }
 
 fn seed() -> u64 {

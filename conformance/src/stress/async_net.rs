@@ -1,12 +1,11 @@
 //! The tokio and smol adapters, instrumented ([`AsyncNet`]): every operation a future
 //! spawned on the adapter's runtime that reports its output through the operation's
-//! `Done`; batches of sends polled in order by one task, and send and receive futures
-//! dropped after one poll.
+//! `Done`; batches of sends polled in order by one task ([`InOrder`]), and send and
+//! receive futures dropped after one poll ([`AsyncNet::poll_once`]).
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -14,15 +13,12 @@ use std::time::Duration;
 
 use asyncresult_callback::prelude::Socket;
 
-use super::exec::Exec;
 use super::net::{Bound, Net, Started};
 use super::tally::{op, Tally, Waiter};
-use crate::adapters::Flavor;
+use crate::adapters::{Flavor, InOrder};
+use crate::exec::Exec;
 use crate::harness::Res;
 use crate::loopback;
-
-/// A send future of an async adapter, boxed (plain and bounded ones side by side).
-type SendFuture<'a> = Pin<Box<dyn Future<Output = Res<usize>> + Send + 'a>>;
 
 /// The tokio or smol adapter: every operation a future spawned on the runtime.
 pub(super) struct AsyncNet<F> {
@@ -43,7 +39,7 @@ impl<F: Flavor> AsyncNet<F> {
     }
 
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        (self.exec.spawn)(Box::pin(fut));
+        self.exec.spawn(Box::pin(fut));
     }
 
     fn start<T: Send + 'static>(
@@ -56,6 +52,26 @@ impl<F: Flavor> AsyncNet<F> {
             waiter,
             cancel: None,
         }
+    }
+
+    /// Polls `fut` once, in a task: reports its output if it is ready, else drops it
+    /// (mid-flight) and then reports the operation abandoned.
+    fn poll_once<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Waiter<Option<T>> {
+        let (done, waiter) = op(&self.tally);
+        self.spawn(async move {
+            let mut fut = Box::pin(fut);
+            match futures::poll!(fut.as_mut()) {
+                Poll::Ready(out) => done.report(Some(out)),
+                Poll::Pending => {
+                    drop(fut);
+                    done.abandon(None);
+                }
+            }
+        });
+        waiter
     }
 }
 
@@ -105,49 +121,32 @@ impl<F: Flavor> Net for AsyncNet<F> {
         let (mut dones, mut started) = (Vec::new(), Vec::new());
         for _ in &bufs {
             let (done, waiter) = op(&self.tally);
-            dones.push(Some(done));
+            dones.push(done);
             started.push(Started {
                 waiter,
                 cancel: None,
             });
         }
-        let s = Arc::clone(s);
-        // One task polls the sends in index order, so they begin in that order.
-        self.spawn(async move {
-            let s = &s;
-            let mut sends: Vec<Option<SendFuture<'_>>> = bufs
-                .into_iter()
-                .enumerate()
-                .map(|(i, buf)| -> Option<SendFuture<'_>> {
-                    if cancel == Some(i) {
-                        Some(Box::pin(s.send_timeout(buf, Duration::ZERO)))
+        // Each send reports as soon as it completes; one task polls them in index
+        // order, so they begin in that order.
+        let sends = bufs
+            .into_iter()
+            .zip(dones)
+            .enumerate()
+            .map(|(i, (buf, done))| {
+                let s = Arc::clone(s);
+                async move {
+                    let out = if cancel == Some(i) {
+                        s.send_timeout(buf, Duration::ZERO).await
                     } else {
-                        Some(Box::pin(s.send(buf)))
-                    }
-                })
-                .collect();
-            futures::future::poll_fn(|cx| {
-                let mut pending = false;
-                for (send, done) in sends.iter_mut().zip(dones.iter_mut()) {
-                    if let Some(fut) = send {
-                        match fut.as_mut().poll(cx) {
-                            Poll::Ready(out) => {
-                                *send = None;
-                                if let Some(done) = done.take() {
-                                    done.report(out);
-                                }
-                            }
-                            Poll::Pending => pending = true,
-                        }
-                    }
+                        s.send(buf).await
+                    };
+                    done.report(out);
                 }
-                if pending {
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
-            .await;
+            });
+        let batch = InOrder::new(sends);
+        self.spawn(async move {
+            batch.await;
         });
         started
     }
@@ -164,19 +163,8 @@ impl<F: Flavor> Net for AsyncNet<F> {
     }
 
     fn forget_send(&self, s: &Self::Stream, buf: Vec<u8>) -> Waiter<Option<Res<usize>>> {
-        let (done, waiter) = op(&self.tally);
         let s = Arc::clone(s);
-        self.spawn(async move {
-            let mut send = Box::pin(s.send(buf));
-            match futures::poll!(send.as_mut()) {
-                Poll::Ready(out) => done.report(Some(out)),
-                Poll::Pending => {
-                    drop(send);
-                    done.abandon(None);
-                }
-            }
-        });
-        waiter
+        self.poll_once(async move { s.send(buf).await })
     }
 
     fn receive(&self, s: &Self::Stream, capacity: usize, bound: Bound) -> Started<Res<Vec<u8>>> {
@@ -202,18 +190,10 @@ impl<F: Flavor> Net for AsyncNet<F> {
         s: &Self::Stream,
         capacity: usize,
     ) -> Option<Waiter<Option<Res<Vec<u8>>>>> {
-        let (done, waiter) = op(&self.tally);
         let s = Arc::clone(s);
-        self.spawn(async move {
-            let mut receive = Box::pin(s.receive(Vec::with_capacity(capacity)));
-            match futures::poll!(receive.as_mut()) {
-                Poll::Ready(out) => done.report(Some(out.map(|(_, buf)| buf))),
-                Poll::Pending => {
-                    drop(receive);
-                    done.abandon(None);
-                }
-            }
-        });
-        Some(waiter)
+        Some(self.poll_once(async move {
+            let out = s.receive(Vec::with_capacity(capacity)).await;
+            out.map(|(_, buf)| buf)
+        }))
     }
 }

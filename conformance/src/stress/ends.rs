@@ -8,12 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use asyncresult_callback::prelude::Error;
 
-use super::net::{describe, finish, Bound, Net};
+use super::net::{check_cancel, describe, finish, Bound, Net};
 use super::outcome::{classify, send_error_allowed, End, Fail, RecvLog, SendLog, Sent};
 use super::plan::{short_bound, SendSpec, Step, Trigger};
 use super::rng::Rng;
 use super::round::RoundCtx;
-use super::tally::Trouble;
 
 /// Sends no bytes, after record `seq`: it must complete with 0, in order, or fail as
 /// the end's role allows. `false` if the sender should stop.
@@ -112,15 +111,13 @@ pub(super) fn sender<N: Net>(
                 }
                 for (i, member) in started.into_iter().enumerate() {
                     let out = member.waiter.wait(limit).and_then(|out| {
-                        let aborted = matches!(out, Err(Error::Aborted));
-                        match cancelled.filter(|_| cancel == Some(i)) {
-                            Some(won) if won != aborted => Err(Trouble::Cancel(format!(
-                                "(cancelled in a batch) ended with {} although cancel() \
-                                 returned {won}",
-                                describe(&out)
-                            ))),
-                            _ => Ok(out),
-                        }
+                        let cancelled = cancelled.filter(|_| cancel == Some(i));
+                        check_cancel(out, cancelled, |won, ended| {
+                            format!(
+                                "(cancelled in a batch) ended with {ended} although cancel() \
+                                 returned {won}"
+                            )
+                        })
                     });
                     match out {
                         Ok(out) => log.set(sh, spec, seq, out),

@@ -62,17 +62,17 @@
 //!
 //! One file per part: `rng` (the PRNG and the seed), `probes` (descriptors, RSS),
 //! `tally` (the accounting of every operation), `net` (the adapter interface as the
-//! mix drives it), `callback`, `exec` and `async_net` (the adapters, instrumented),
-//! `record` (the records and their parsing), `plan` (a round's random plan), `ends`
-//! (the sending and receiving threads), `outcome` (what the ends saw), `verify` (the
-//! checks of a direction), `round` (one round), `lanes` (the lane threads and their
-//! shared counters), `monitor`, `config`, `report` and `run`.
+//! mix drives it), `callback` and `async_net` (the adapters, instrumented; the async
+//! ones run on the runtimes of the crate's `exec`, as the matrix's do), `record` (the
+//! records and their parsing), `plan` (a round's random plan), `ends` (the sending
+//! and receiving threads), `outcome` (what the ends saw), `verify` (the checks of a
+//! direction), `round` (one round), `lanes` (the lane threads and their shared
+//! counters), `monitor`, `config`, `report` and `run`.
 
 mod async_net;
 mod callback;
 mod config;
 mod ends;
-mod exec;
 mod lanes;
 mod monitor;
 mod net;

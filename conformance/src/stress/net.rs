@@ -1,8 +1,8 @@
 //! The adapter interface as the mix drives it: the [`Net`] trait that the callback
 //! adapter ([`super::callback`]) and the async adapters ([`super::async_net`]) implement,
 //! how an operation is bounded ([`Bound`]), an operation under way ([`Started`]) and
-//! [`finish`], which waits for it and checks what `cancel()` said; and [`Nets`], the
-//! four adapters of a run.
+//! [`finish`], which waits for it and checks what `cancel()` said ([`check_cancel`]);
+//! and [`Nets`], the four adapters of a run.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::RecvTimeoutError;
@@ -13,9 +13,9 @@ use asyncresult_callback::prelude::{Error, Socket};
 
 use super::async_net::AsyncNet;
 use super::callback::CallbackNet;
-use super::exec::Exec;
 use super::tally::{Tally, Trouble, Waiter};
 use crate::adapters::{SmolFlavor, TokioFlavor};
+use crate::exec::Exec;
 use crate::harness::Res;
 
 /// How an operation is bounded.
@@ -59,15 +59,27 @@ pub(super) fn finish<U>(
         _ => {}
     }
     let out = waiter.wait(limit + extra)?;
+    check_cancel(out, cancelled, |won, ended| {
+        if won {
+            format!("cancel() returned true but the operation ended with {ended}")
+        } else {
+            "cancel() returned false but the operation ended Aborted".into()
+        }
+    })
+}
+
+/// Checks that what `cancel()` returned (`cancelled`, if it was called) agrees with
+/// the outcome: `true` if and only if the operation ended `Aborted`. If not, the
+/// trouble is worded by `mismatch`, from what `cancel()` returned and how the
+/// operation ended ([`describe`]).
+pub(super) fn check_cancel<U>(
+    out: Res<U>,
+    cancelled: Option<bool>,
+    mismatch: impl FnOnce(bool, String) -> String,
+) -> Result<Res<U>, Trouble> {
     let aborted = matches!(out, Err(Error::Aborted));
     match cancelled {
-        Some(true) if !aborted => Err(Trouble::Cancel(format!(
-            "cancel() returned true but the operation ended with {}",
-            describe(&out)
-        ))),
-        Some(false) if aborted => Err(Trouble::Cancel(
-            "cancel() returned false but the operation ended Aborted".into(),
-        )),
+        Some(won) if won != aborted => Err(Trouble::Cancel(mismatch(won, describe(&out)))),
         _ => Ok(out),
     }
 }

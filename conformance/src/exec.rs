@@ -1,20 +1,24 @@
-//! The runtimes the async adapters spawn their futures on: a tokio runtime
-//! (current-thread or multi-thread) or an async-executor driven by smol, each run on a
-//! thread of its own ([`Exec`]) and stopped, with a bound, when the mix ends.
+//! The runtimes the async adapters spawn their futures on, for the matrix's
+//! [`AsyncHarness`](crate::adapters::AsyncHarness) and for the stress mix alike: a
+//! tokio runtime (current-thread or multi-thread) or an async-executor driven by
+//! smol, each run on a thread of its own ([`Exec`]) and stopped, with a bound, when
+//! it is shut down or dropped.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use futures::channel::oneshot;
 
-use super::lock;
 use crate::adapters::BoxFuture;
 
+/// How long dropping an [`Exec`] waits for its runtime to stop.
+pub(crate) const DROP_LIMIT: Duration = Duration::from_secs(10);
+
 /// An async runtime on threads of its own, to spawn the adapters' futures on.
-pub(super) struct Exec {
-    pub(super) spawn: Spawner,
+pub(crate) struct Exec {
+    spawner: Spawner,
     running: Mutex<Option<Running>>,
 }
 
@@ -27,7 +31,7 @@ type Running = (oneshot::Sender<()>, JoinHandle<()>, mpsc::Receiver<()>);
 impl Exec {
     /// Runs `body` (which runs the runtime until `stopped` fires, then drops it) on a
     /// thread of its own.
-    fn start(spawn: Spawner, body: impl FnOnce(oneshot::Receiver<()>) + Send + 'static) -> Exec {
+    fn start(spawner: Spawner, body: impl FnOnce(oneshot::Receiver<()>) + Send + 'static) -> Exec {
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished_tx, finished) = mpsc::channel();
         let thread = thread::spawn(move || {
@@ -35,12 +39,13 @@ impl Exec {
             let _ = finished_tx.send(());
         });
         Exec {
-            spawn,
+            spawner,
             running: Mutex::new(Some((stop, thread, finished))),
         }
     }
 
-    pub(super) fn tokio(multi_thread: bool) -> Result<Exec, String> {
+    /// A tokio runtime: multi-thread with 2 workers, or current-thread.
+    pub(crate) fn tokio(multi_thread: bool) -> Result<Exec, String> {
         let mut builder = if multi_thread {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(2);
@@ -53,10 +58,10 @@ impl Exec {
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
         let handle = runtime.handle().clone();
-        let spawn: Spawner = Box::new(move |fut| {
+        let spawner: Spawner = Box::new(move |fut| {
             handle.spawn(fut);
         });
-        Ok(Exec::start(spawn, move |stopped| {
+        Ok(Exec::start(spawner, move |stopped| {
             runtime.block_on(async move {
                 let _ = stopped.await;
             });
@@ -64,11 +69,12 @@ impl Exec {
         }))
     }
 
-    pub(super) fn smol() -> Exec {
+    /// An `async_executor::Executor` run by `smol::block_on`.
+    pub(crate) fn smol() -> Exec {
         let executor = Arc::new(async_executor::Executor::new());
         let runner = Arc::clone(&executor);
-        let spawn: Spawner = Box::new(move |fut| executor.spawn(fut).detach());
-        Exec::start(spawn, move |stopped| {
+        let spawner: Spawner = Box::new(move |fut| executor.spawn(fut).detach());
+        Exec::start(spawner, move |stopped| {
             smol::block_on(runner.run(async move {
                 let _ = stopped.await;
             }));
@@ -76,10 +82,20 @@ impl Exec {
         })
     }
 
+    /// Spawns `fut` on the runtime.
+    pub(crate) fn spawn(&self, fut: BoxFuture<()>) {
+        (self.spawner)(fut);
+    }
+
     /// Stops the runtime and joins its thread; `false` if the thread did not finish
     /// within `limit` (a task stuck in a poll): it is then left behind.
-    pub(super) fn shut_down(&self, limit: Duration) -> bool {
-        let Some((stop, thread, finished)) = lock(&self.running).take() else {
+    pub(crate) fn shut_down(&self, limit: Duration) -> bool {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((stop, thread, finished)) = running else {
             return true;
         };
         let _ = stop.send(());
@@ -95,6 +111,6 @@ impl Exec {
 
 impl Drop for Exec {
     fn drop(&mut self) {
-        self.shut_down(Duration::from_secs(10));
+        self.shut_down(DROP_LIMIT);
     }
 }
