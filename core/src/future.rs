@@ -70,15 +70,21 @@ pub trait Cancel {
 /// Polls `ar` for completion as adapter futures do: drains ready events inline once,
 /// then registers the waker and tells the runtime it will wait.
 pub fn poll_completed<R: Runtime, T>(ar: &AsyncResult<T>, cx: &mut Context<'_>) -> Poll<()> {
+    let polled = poll_completed_quietly(ar, cx);
+    if polled.is_pending() {
+        R::will_wait();
+    }
+    polled
+}
+
+/// [`poll_completed`] without telling the runtime: for a wait that it was already
+/// told about when the wait began.
+fn poll_completed_quietly<T>(ar: &AsyncResult<T>, cx: &mut Context<'_>) -> Poll<()> {
     if ar.is_completed() {
         return Poll::Ready(());
     }
     driver::drain_if_driven();
-    if ar.poll_completed(cx).is_ready() {
-        return Poll::Ready(());
-    }
-    R::will_wait();
-    Poll::Pending
+    ar.poll_completed(cx)
 }
 
 type EndFn<T> = fn(&Socket, &AsyncResult<T>) -> Result<T, Error>;
@@ -199,9 +205,15 @@ pub fn poll_try<R: Runtime, T>(
     if R::poll_budget(cx).is_pending() {
         return Poll::Pending;
     }
+    // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
+    // be free: tokio's looks the runtime up), not on every poll of it.
+    let mut began = false;
     loop {
         if let Some(ready) = waiting.as_ref() {
-            if poll_completed::<R, ()>(ready, cx).is_pending() {
+            if poll_completed_quietly(ready, cx).is_pending() {
+                if began {
+                    R::will_wait();
+                }
                 return Poll::Pending;
             }
             // Readiness reached, or the wait was cancelled or disposed: the next try
@@ -214,7 +226,10 @@ pub fn poll_try<R: Runtime, T>(
         }
         match attempt() {
             Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
-            Ok(TryIo::WouldBlock(ready)) => *waiting = Some(ready),
+            Ok(TryIo::WouldBlock(ready)) => {
+                *waiting = Some(ready);
+                began = true;
+            }
             Err(e) => return Poll::Ready(Err(e)),
         }
     }
