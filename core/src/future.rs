@@ -41,9 +41,12 @@ pub trait Runtime: 'static {
     /// The runtime's timer future (for the `*_timeout` operations).
     type Sleep: Future + Send;
 
-    /// Called just before a future returns `Pending`: make sure the runtime will
-    /// drain the engine when the engine's descriptor becomes readable (for example, by
-    /// starting its driver the first time). Must be cheap when it already does.
+    /// Called when a future returns `Pending` on a wait it has just begun (readiness
+    /// futures tell it once per wait; operation futures on each `Pending`): make sure
+    /// the runtime will drain the engine when the engine's descriptor becomes readable
+    /// (for example, by starting its driver the first time). Should be cheap when it
+    /// already does; only speed depends on it, as the engine's own workers serve every
+    /// event when no runtime drains.
     fn will_wait();
 
     /// A timer that completes after `duration`.
