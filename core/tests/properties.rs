@@ -197,8 +197,15 @@ fn check(records: &[Vec<Record>], received: &[u8]) {
         assert!(calls <= 1, "callback ran {calls} times");
         by_id.insert(r.id, r);
     }
+    // A close that aborted pending sends resets the connection (as close(2) and .NET
+    // do), and a reset discards whatever the peer had not read yet, including the tail
+    // of sends that had already completed successfully.
+    let reset = records
+        .iter()
+        .flatten()
+        .any(|r| error_name(r.outcome.as_ref().unwrap()) == Some("Disposed"));
     // The peer's stream: whole payloads of successful sends, each thread's in its
-    // begin order; at most the last one may be cut short (a torn cancel or a close).
+    // begin order; at most the last one may be cut short (a torn cancel, or a reset).
     let mut at = 0;
     let mut seen_per_thread: HashMap<usize, Vec<u32>> = HashMap::new();
     while at + 8 <= received.len() {
@@ -217,8 +224,8 @@ fn check(records: &[Vec<Record>], received: &[u8]) {
         if end - at < len {
             assert_eq!(end, received.len(), "a cut payload must be the last");
             assert!(
-                record.outcome.as_ref().unwrap().is_err(),
-                "a successful send was cut"
+                reset || record.outcome.as_ref().unwrap().is_err(),
+                "a successful send was cut without a reset"
             );
         } else if let Some(thread) = records.iter().position(|t| t.iter().any(|r| r.id == id)) {
             seen_per_thread.entry(thread).or_default().push(id);
@@ -234,12 +241,7 @@ fn check(records: &[Vec<Record>], received: &[u8]) {
             last = pos;
         }
     }
-    // Every successful send's bytes arrived (unless the connection was reset by a
-    // close that aborted sends, which discards what the peer had not read yet).
-    let reset = records
-        .iter()
-        .flatten()
-        .any(|r| error_name(r.outcome.as_ref().unwrap()) == Some("Disposed"));
+    // Every successful send's bytes arrived (unless the connection was reset).
     if !reset {
         for r in records.iter().flatten() {
             if r.outcome.as_ref().unwrap().is_ok() {
@@ -322,6 +324,49 @@ proptest! {
         b in proptest::collection::vec(action(), 1..25),
         c in proptest::collection::vec(action(), 1..25),
     ) {
+        bounded(secs(60), move || run_case(vec![a, b, c]));
+    }
+}
+
+/// The case CI shrank to (stop 9): one thread's large send completes, another thread
+/// closes while a third's sends are still pending, so the close resets the connection
+/// and the peer loses the tail of the completed send. Kept as a fixed regression case.
+#[test]
+fn close_with_aborted_sends_may_cut_a_completed_send() {
+    use Action::*;
+    let send = |len, with_callback| Send { len, with_callback };
+    let a = vec![End(1), Cancel(2), Cancel(3), EndForeign(4), End(5)];
+    let b = vec![
+        EndForeign(1),
+        End(2),
+        End(3),
+        send(2_408_710, false),
+        send(3_023_028, true),
+        EndForeign(6),
+        send(55, false),
+        Cancel(7),
+        Cancel(8),
+        Cancel(9),
+    ];
+    let c = vec![
+        End(1),
+        send(2_284_090, true),
+        Close,
+        End(3),
+        End(4),
+        End(5),
+        EndForeign(6),
+        End(7),
+        Close,
+        End(8),
+        send(18, false),
+        send(1661, false),
+        EndWrongKind(9),
+        send(1_525_673, true),
+        send(32, false),
+    ];
+    for _ in 0..8 {
+        let (a, b, c) = (a.clone(), b.clone(), c.clone());
         bounded(secs(60), move || run_case(vec![a, b, c]));
     }
 }
