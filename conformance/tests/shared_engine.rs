@@ -87,8 +87,12 @@ fn a_socket_made_under_tokio_is_handed_to_smol_and_back() {
             let (n, buf) = c.receive(Vec::with_capacity(64)).await.unwrap();
             assert_eq!(&buf[..n], b"from smol");
             let s = asyncresult_tokio::TcpStream::from(server);
-            c.send(b"round trip").await.unwrap();
-            let (n, buf) = s.receive(Vec::with_capacity(64)).await.unwrap();
+            // The receive is polled first and must wait, so this runtime starts its
+            // driver (the exchanges above may all have completed synchronously).
+            let (received, sent) =
+                tokio::join!(s.receive(Vec::with_capacity(64)), c.send(b"round trip"));
+            sent.unwrap();
+            let (n, buf) = received.unwrap();
             assert_eq!(&buf[..n], b"round trip");
         });
         // The callback world sees the same engine: begin/end on a socket of either.
