@@ -564,8 +564,9 @@ fn connect_to_a_closed_port_is_refused_promptly() {
             .unwrap();
         let e = rx.recv_timeout(secs(5)).unwrap().unwrap_err();
         assert_eq!(e.error_code(), Some(libc::ECONNREFUSED), "{e}");
+        // Promptly, not after a connect timeout (minutes); generous for a loaded CI.
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < Duration::from_secs(3),
             "took {:?}",
             t.elapsed()
         );
