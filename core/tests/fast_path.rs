@@ -11,6 +11,9 @@ use asyncresult_core::SocketFlags;
 use common::trace;
 use common::*;
 
+/// Sends in the traced section.
+const SENDS: usize = 100;
+
 /// The traced section of the fast-path test (runs in a child process).
 #[test]
 #[ignore = "child scenario of fast_path_is_one_send_syscall_and_no_poller_work"]
@@ -28,14 +31,14 @@ fn child_fast_path_section() {
     theirs.read_exact(&mut one).unwrap();
     let buf: &'static [u8] = b"0123456789abcdef";
     trace::marker();
-    for _ in 0..10 {
+    for _ in 0..SENDS {
         let ar = ours.begin_send(buf, SocketFlags::NONE, None, None).unwrap();
         assert!(ar.completed_synchronously());
         let n = ours.end_send(&ar).unwrap();
         assert_eq!(n, 16);
     }
     trace::marker();
-    let mut got = [0u8; 160];
+    let mut got = [0u8; 16 * SENDS];
     theirs.read_exact(&mut got).unwrap();
 }
 
@@ -48,21 +51,20 @@ fn fast_path_is_one_send_syscall_and_no_poller_work() {
         let sends = section.count_any(&[libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_write]);
         assert_eq!(
             sends,
-            10,
+            SENDS,
             "one send syscall per send: {:?}",
             section.names()
         );
-        assert_eq!(
-            section.count_any(trace::POLLER_CALLS),
-            0,
-            "no poller work: {:?}",
-            section.names()
-        );
-        // The caller made nothing but the ten sends (other threads may only do
-        // their own bookkeeping, such as the monitor's timer, none of it poller work).
+        // No poller work per operation. A worker that was descheduled before the
+        // section (a loaded CI machine) may still be finishing with the socket's
+        // registration edge and go back to `epoll_wait` inside it: once, not per send.
+        let poller = section.count_any(trace::POLLER_CALLS);
+        assert!(poller <= 2, "poller work per send: {:?}", section.names());
+        // The caller made nothing but the sends (other threads may only do their own
+        // bookkeeping, such as the monitor's timer).
         assert_eq!(
             section.caller_calls(),
-            vec![libc::SYS_sendto; 10],
+            vec![libc::SYS_sendto; SENDS],
             "{:?}",
             section.names()
         );
