@@ -41,8 +41,8 @@ pub trait Runtime: 'static {
     /// The runtime's timer future (for the `*_timeout` operations).
     type Sleep: Future + Send;
 
-    /// Called when a future returns `Pending` on a wait it has just begun (readiness
-    /// futures tell it once per wait; operation futures on each `Pending`): make sure
+    /// Called when a future returns `Pending` on a wait it has just begun (once per
+    /// wait, not on every poll of it): make sure
     /// the runtime will drain the engine when the engine's descriptor becomes readable
     /// (for example, by starting its driver the first time). Should be cheap when it
     /// already does; only speed depends on it, as the engine's own workers serve every
@@ -108,21 +108,28 @@ pub struct OperationFuture<T, R> {
 
 /// Where an [`OperationFuture`] stands.
 enum OpState<T> {
-    /// Waiting in the socket's queue (the socket is needed to end it).
-    Queued(Socket, AsyncResult<T>),
+    /// Waiting in the socket's queue (the socket is needed to end it), and whether the
+    /// runtime was told that this future waits.
+    Queued(Socket, AsyncResult<T>, bool),
     /// Finished when it was begun (the fast path), or failed to begin; taken once.
     Finished(Option<Result<T, Error>>),
 }
 
 impl<T, R> std::fmt::Debug for OperationFuture<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queued = match &self.state {
-            OpState::Queued(_, ar) => Some(ar),
-            OpState::Finished(_) => None,
-        };
         f.debug_struct("OperationFuture")
-            .field("queued", &queued)
+            .field("queued", &self.async_result())
             .finish()
+    }
+}
+
+impl<T, R> OperationFuture<T, R> {
+    /// The operation's result handle, if it waits in the queue.
+    pub fn async_result(&self) -> Option<&AsyncResult<T>> {
+        match &self.state {
+            OpState::Queued(_, ar, _) => Some(ar),
+            OpState::Finished(_) => None,
+        }
     }
 }
 
@@ -135,7 +142,7 @@ impl<T, R: Runtime> OperationFuture<T, R> {
     /// A future for an operation that may have finished inside its start.
     fn started(socket: &Socket, started: Result<Started<T>, Error>, end: EndFn<T>) -> Self {
         let state = match started {
-            Ok(Started::Queued(ar)) => OpState::Queued(socket.clone(), ar),
+            Ok(Started::Queued(ar)) => OpState::Queued(socket.clone(), ar, false),
             Ok(Started::Finished(result)) => OpState::Finished(Some(result)),
             Err(e) => OpState::Finished(Some(Err(e))),
         };
@@ -143,14 +150,6 @@ impl<T, R: Runtime> OperationFuture<T, R> {
             state,
             end,
             _runtime: PhantomData,
-        }
-    }
-
-    /// The operation's result handle, if it waits in the queue.
-    pub fn async_result(&self) -> Option<&AsyncResult<T>> {
-        match &self.state {
-            OpState::Queued(_, ar) => Some(ar),
-            OpState::Finished(_) => None,
         }
     }
 }
@@ -167,8 +166,15 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
             OpState::Finished(result) => {
                 Poll::Ready(result.take().unwrap_or(Err(Error::AlreadyEnded)))
             }
-            OpState::Queued(socket, ar) => match poll_completed::<R, T>(ar, cx) {
-                Poll::Pending => Poll::Pending,
+            OpState::Queued(socket, ar, told) => match poll_completed_quietly(ar, cx) {
+                Poll::Pending => {
+                    // Once per wait, as readiness futures do (see `poll_try`).
+                    if !*told {
+                        *told = true;
+                        R::will_wait();
+                    }
+                    Poll::Pending
+                }
                 Poll::Ready(()) => Poll::Ready((this.end)(socket, ar)),
             },
         }
@@ -177,7 +183,7 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
 
 impl<T, R> Cancel for OperationFuture<T, R> {
     fn cancel(&mut self) {
-        if let OpState::Queued(_, ar) = &self.state {
+        if let OpState::Queued(_, ar, _) = &self.state {
             ar.cancel();
         }
     }
@@ -238,6 +244,26 @@ pub fn poll_try<R: Runtime, T>(
     }
 }
 
+/// The readiness wait a [`poll_try`] loop holds between polls. Dropping it cancels the
+/// wait (it holds no data), so that no stale wait stays in the socket's queue.
+#[derive(Debug, Default)]
+pub(crate) struct ReadyWait(pub(crate) Option<AsyncResult<()>>);
+
+impl ReadyWait {
+    /// Cancels the wait, if any.
+    pub(crate) fn cancel(&mut self) {
+        if let Some(ready) = self.0.take() {
+            ready.cancel();
+        }
+    }
+}
+
+impl Drop for ReadyWait {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
 /// A future that retries a [`TryAttempt`] on readiness.
 ///
 /// # Cancel safety
@@ -248,7 +274,7 @@ pub fn poll_try<R: Runtime, T>(
 #[derive(Debug)]
 pub struct ReadinessFuture<A, R> {
     attempt: A,
-    waiting: Option<AsyncResult<()>>,
+    waiting: ReadyWait,
     cancelled: bool,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -258,7 +284,7 @@ impl<A: TryAttempt, R: Runtime> ReadinessFuture<A, R> {
     pub fn new(attempt: A) -> Self {
         ReadinessFuture {
             attempt,
-            waiting: None,
+            waiting: ReadyWait::default(),
             cancelled: false,
             _runtime: PhantomData,
         }
@@ -274,25 +300,14 @@ impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
             return Poll::Ready(Err(Error::Aborted));
         }
         let attempt = &mut this.attempt;
-        poll_try::<R, _>(&mut this.waiting, cx, || attempt.try_once())
+        poll_try::<R, _>(&mut this.waiting.0, cx, || attempt.try_once())
     }
 }
 
 impl<A, R> Cancel for ReadinessFuture<A, R> {
     fn cancel(&mut self) {
         self.cancelled = true;
-        if let Some(ready) = self.waiting.take() {
-            ready.cancel();
-        }
-    }
-}
-
-impl<A, R> Drop for ReadinessFuture<A, R> {
-    fn drop(&mut self) {
-        // Leave no stale wait in the socket's queue.
-        if let Some(ready) = self.waiting.take() {
-            ready.cancel();
-        }
+        self.waiting.cancel();
     }
 }
 

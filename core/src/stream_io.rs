@@ -20,10 +20,9 @@ use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
 
-use crate::async_result::AsyncResult;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::future::{poll_try, Runtime};
+use crate::future::{poll_try, ReadyWait, Runtime};
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -42,24 +41,8 @@ pub struct WriteHalf<R> {
     _runtime: PhantomData<fn() -> R>,
 }
 
-/// A half's one readiness wait, reused across polls and cancelled when the half goes
-/// (it holds no data), so that no stale wait stays in the socket's queue.
-#[derive(Debug, Default)]
-struct Wait(Mutex<Option<AsyncResult<()>>>);
-
-impl Wait {
-    fn lock(&self) -> parking_lot::MutexGuard<'_, Option<AsyncResult<()>>> {
-        self.0.lock()
-    }
-}
-
-impl Drop for Wait {
-    fn drop(&mut self) {
-        if let Some(ready) = self.0.get_mut().take() {
-            ready.cancel();
-        }
-    }
-}
+/// A half's one readiness wait, reused across polls (cancelled when the half goes).
+type Wait = Mutex<ReadyWait>;
 
 fn ready<T>(poll: Poll<Result<T, Error>>) -> Poll<io::Result<T>> {
     poll.map(|r| r.map_err(io::Error::from))
@@ -86,7 +69,7 @@ impl<R: Runtime> ReadHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting, cx, || {
+        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_read(buf)
         }))
     }
@@ -102,7 +85,7 @@ impl<R: Runtime> ReadHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting, cx, || {
+        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_read_uninit(buf)
         }))
     }
@@ -135,7 +118,7 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting, cx, || {
+        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_send(buf, SocketFlags::NONE)
         }))
     }
@@ -150,7 +133,7 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting, cx, || {
+        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_send_vectored(bufs, SocketFlags::NONE)
         }))
     }
@@ -158,7 +141,7 @@ impl<R: Runtime> WriteHalf<R> {
     /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut waiting = self.waiting.lock();
-        match poll_try::<R, _>(&mut waiting, cx, || self.socket.sends_flushed()) {
+        match poll_try::<R, _>(&mut waiting.0, cx, || self.socket.sends_flushed()) {
             // A closed socket has nothing left to flush.
             Poll::Ready(Err(Error::Disposed)) => Poll::Ready(Ok(())),
             other => ready(other),
