@@ -354,7 +354,7 @@ impl<W: Produces> Op<W> {
 
     /// Makes a completed operation pending again with fresh `work`, so that its
     /// allocation serves another wait. Only for an operation that nothing else holds
-    /// (the caller checked the reference count under its queue's lock) and that is in
+    /// (the caller checked that it holds the only reference) and that is in
     /// no queue; returns `false`, doing nothing, if it is still pending.
     pub(crate) fn rearm(&self, work: W) -> bool {
         if !self.header.is_completed() {

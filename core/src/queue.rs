@@ -192,11 +192,16 @@ impl<C: OpContext> OpQueue<C> {
                 return Ok(TryIo::Done(value));
             }
         }
-        // Reuse the spare readiness operation if it is done with: the only reference
-        // left is the spare slot's (checked under this lock, so nobody can clone it
-        // meanwhile), so it is in no queue and no result handle refers to it.
-        let op = match inner.spare_ready.take() {
-            Some(spare) if Arc::strong_count(&spare) == 1 && spare.rearm(ReadyWork) => spare,
+        // Reuse the spare readiness operation if it is done with: the spare slot holds
+        // the only reference (`Arc::get_mut`, which also orders the last other
+        // holder's drop before this reuse), so it is in no queue and no result handle
+        // refers to it.
+        let mut spare = inner.spare_ready.take();
+        let reusable = spare
+            .as_mut()
+            .is_some_and(|spare| Arc::get_mut(spare).is_some() && spare.rearm(ReadyWork));
+        let op = match spare {
+            Some(spare) if reusable => spare,
             _ => Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None)),
         };
         inner.spare_ready = Some(Arc::clone(&op));
