@@ -65,7 +65,7 @@ impl Driver {
     pub fn drain(&self) -> io::Result<usize> {
         // A drain by the runtime's driver starts a fresh chain of inline hand-offs on
         // this thread (see `set_inline_handoff_limit`).
-        HANDOFFS.with(|h| h.set((0, h.get().1)));
+        update_inline(|inline| inline.handoffs = 0);
         self.engine.drain(0).map(|(events, _)| events)
     }
 }
@@ -102,11 +102,33 @@ pub fn drain_ready() -> usize {
 /// The most would-block waits an inline drain that keeps finding nothing is skipped for.
 const MAX_INLINE_BACKOFF: u32 = 32;
 
+/// This thread's inline drains: their backoff while they find nothing, and their cap
+/// on hand-offs in a row.
+#[derive(Clone, Copy)]
+struct InlineDrains {
+    /// Would-block waits left to skip.
+    skip: u32,
+    /// The current backoff (the skip after the next empty drain is twice it).
+    backoff: u32,
+    /// Inline drains in a row that woke something.
+    handoffs: u32,
+    /// The cap on `handoffs` ([`set_inline_handoff_limit`]).
+    limit: u32,
+}
+
 thread_local! {
-    /// (waits left to skip, current backoff) of this thread's inline drains.
-    static INLINE_BACKOFF: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
-    /// (inline drains in a row that woke something, the cap on them) on this thread.
-    static HANDOFFS: Cell<(u32, u32)> = const { Cell::new((0, u32::MAX)) };
+    static INLINE: Cell<InlineDrains> = const {
+        Cell::new(InlineDrains { skip: 0, backoff: 0, handoffs: 0, limit: u32::MAX })
+    };
+}
+
+/// Changes this thread's inline-drain state.
+fn update_inline(change: impl FnOnce(&mut InlineDrains)) {
+    INLINE.with(|cell| {
+        let mut inline = cell.get();
+        change(&mut inline);
+        cell.set(inline);
+    });
 }
 
 /// Caps, on this thread, how many inline drains in a row ([`drain_if_driven`]) may
@@ -122,10 +144,7 @@ thread_local! {
 /// wakes an idle worker, which steals the task, so a request/response exchange would
 /// hop between threads.
 pub fn set_inline_handoff_limit(limit: Option<u32>) {
-    HANDOFFS.with(|h| {
-        let (count, _) = h.get();
-        h.set((count, limit.unwrap_or(u32::MAX)));
-    });
+    update_inline(|inline| inline.limit = limit.unwrap_or(u32::MAX));
 }
 
 /// [`drain_ready`], but only when a runtime driver is attached (otherwise an engine
@@ -143,28 +162,27 @@ pub fn drain_if_driven() -> usize {
         Some(engine) if engine.driver_count() > 0 => engine,
         _ => return 0,
     };
-    let (handoffs, limit) = HANDOFFS.with(Cell::get);
-    if handoffs >= limit {
+    let inline = INLINE.with(Cell::get);
+    if inline.handoffs >= inline.limit {
         return 0;
     }
-    INLINE_BACKOFF.with(|backoff| {
-        let (skip, current) = backoff.get();
-        if skip > 0 {
-            backoff.set((skip - 1, current));
-            return 0;
-        }
-        let (found, completed) = engine.drain(0).unwrap_or((0, 0));
+    if inline.skip > 0 {
+        update_inline(|inline| inline.skip = inline.skip.saturating_sub(1));
+        return 0;
+    }
+    let (found, completed) = engine.drain(0).unwrap_or((0, 0));
+    update_inline(|inline| {
         if completed > 0 {
-            HANDOFFS.with(|h| h.set((handoffs + 1, limit)));
+            inline.handoffs = inline.handoffs.saturating_add(1);
         }
         if found > 0 {
-            backoff.set((0, 0));
+            (inline.skip, inline.backoff) = (0, 0);
         } else {
-            let next = (current * 2).clamp(1, MAX_INLINE_BACKOFF);
-            backoff.set((next, next));
+            let next = (inline.backoff * 2).clamp(1, MAX_INLINE_BACKOFF);
+            (inline.skip, inline.backoff) = (next, next);
         }
-        found
-    })
+    });
+    found
 }
 
 /// Counters of the process-wide engine, for diagnostics and tests.
