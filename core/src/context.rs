@@ -68,9 +68,7 @@ impl WorkerSlot {
     /// Moves every queued callback of this worker to the pool (the worker is stuck).
     pub(crate) fn hand_over(&self, sink: &dyn TaskSink) {
         let tasks: Vec<_> = self.local.lock().drain(..).collect();
-        for task in tasks {
-            sink.post(task);
-        }
+        sink.post_all(tasks);
     }
 }
 
@@ -106,7 +104,7 @@ pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) {
         };
         if ran == LOCAL_BUDGET {
             // Let the pool share the rest so this worker returns to polling.
-            sink.post(task);
+            slot.local.lock().push_front(task);
             slot.hand_over(sink);
             return;
         }

@@ -82,6 +82,12 @@ pub(crate) enum Attempt<T> {
 pub(crate) trait TaskSink {
     /// Queues `task` for a callback thread.
     fn post(&self, task: Arc<dyn Task>);
+    /// Queues `tasks`, in order, for callback threads.
+    fn post_all(&self, tasks: Vec<Arc<dyn Task>>) {
+        for task in tasks {
+            self.post(task);
+        }
+    }
 }
 
 /// What operations run against: a socket (in tests, a model of one). `C` in

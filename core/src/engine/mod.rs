@@ -56,6 +56,11 @@ impl TaskSink for EngineShared {
     fn post(&self, task: Arc<dyn Task>) {
         self.workers.post(task, &self.wake);
     }
+
+    /// Hands several callbacks to the worker pool at once (one lock, one wake).
+    fn post_all(&self, tasks: Vec<Arc<dyn Task>>) {
+        self.workers.post_all(tasks, &self.wake);
+    }
 }
 
 impl std::fmt::Debug for EngineShared {

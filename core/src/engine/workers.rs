@@ -104,9 +104,20 @@ impl Workers {
     /// leader (through the engine's eventfd) and the monitor, which adds a worker if
     /// the queue does not move.
     pub(crate) fn post(&self, task: Arc<dyn Task>, wake: &EventFd) {
+        self.post_all([task], wake);
+    }
+
+    /// [`post`](Workers::post) for several tasks, in order, under one lock and with one
+    /// wake (a woken follower wakes the next while tasks remain).
+    pub(crate) fn post_all(&self, tasks: impl IntoIterator<Item = Arc<dyn Task>>, wake: &EventFd) {
         let mut state = self.state.lock();
-        state.tasks.push_back(task);
-        self.posted.fetch_add(1, Ordering::SeqCst);
+        let before = state.tasks.len();
+        state.tasks.extend(tasks);
+        let added = state.tasks.len() - before;
+        if added == 0 {
+            return;
+        }
+        self.posted.fetch_add(added, Ordering::SeqCst);
         if state.idle > 0 {
             self.cond.notify_one();
             return;
