@@ -5,7 +5,8 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 
-use crate::payload::Verifier;
+use crate::payload::{Pattern, Verifier};
+use crate::scale::Scale;
 
 /// The only address the bench binds: loopback, any port.
 pub fn any_port() -> SocketAddr {
@@ -49,16 +50,21 @@ pub fn sockets(count: usize) -> io::Result<Vec<TcpStream>> {
         .collect())
 }
 
-/// A thread that accepts one connection on a fresh port and reads `total` bytes of
-/// the pattern for `seed` from it, then returns how many it read. The contender
-/// connects to the returned address.
-pub fn sink(seed: u64, total: u64) -> io::Result<(SocketAddr, JoinHandle<Result<u64, String>>)> {
+/// A [`sink`] thread: it returns how many bytes it read.
+pub type Sink = JoinHandle<Result<u64, String>>;
+
+/// The peer of the overhead workload: a thread that accepts one connection on a fresh
+/// port and reads `sends` small sends of the returned pattern from it, then returns how
+/// many bytes it read. The contender connects to the returned address.
+pub fn sink(sends: u64) -> io::Result<(SocketAddr, Sink, Pattern)> {
+    const SEED: u64 = 3;
+    let total = sends * Scale::SMALL_SEND as u64;
     let (listener, addr) = listener()?;
     let handle = thread::Builder::new()
         .name("bench-sink".into())
         .spawn(move || {
             let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-            let mut verifier = Verifier::new(seed, total);
+            let mut verifier = Verifier::new(SEED, total);
             let mut buf = vec![0u8; 256 * 1024];
             while !verifier.done() {
                 let n = stream
@@ -68,11 +74,11 @@ pub fn sink(seed: u64, total: u64) -> io::Result<(SocketAddr, JoinHandle<Result<
             }
             Ok(verifier.received())
         })?;
-    Ok((addr, handle))
+    Ok((addr, handle, Pattern::new(Scale::SMALL_SEND, SEED)))
 }
 
 /// Waits for a [`sink`] thread and checks it read everything.
-pub fn join_sink(handle: JoinHandle<Result<u64, String>>) -> Result<(), String> {
+pub fn join_sink(handle: Sink) -> Result<(), String> {
     handle
         .join()
         .map_err(|_| "sink thread panicked".to_string())?

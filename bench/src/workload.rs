@@ -211,6 +211,17 @@ pub fn gib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1u64 << 30) as f64 / elapsed.as_secs_f64()
 }
 
+/// The fan-in result: `conns` × `msgs` messages in `elapsed`.
+pub fn fan_in_values(conns: usize, msgs: u64, elapsed: Duration) -> Values {
+    let messages = conns as f64 * msgs as f64;
+    Values::default().with(Metric::MsgsPerSec, messages / elapsed.as_secs_f64())
+}
+
+/// The overhead result: `sends` sends in `elapsed`.
+pub fn overhead_values(sends: u64, elapsed: Duration) -> Values {
+    Values::default().with(Metric::SendsPerSec, sends as f64 / elapsed.as_secs_f64())
+}
+
 /// p50 and p99 values from round-trip times.
 pub fn latency_values(nanos: Vec<u64>) -> Result<Values, String> {
     let (p50, p99) = stats::latency_micros(nanos).ok_or("no round trips measured")?;

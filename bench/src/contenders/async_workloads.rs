@@ -16,7 +16,9 @@ use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{gib_per_sec, latency_values, Metric, Values};
+use crate::workload::{
+    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+};
 
 /// A connected (client, server) pair of stack `S`, with its listener.
 async fn pair<S: Stack>() -> Result<(S::Listener, S::Conn, S::Conn), String> {
@@ -180,11 +182,7 @@ pub fn fan_in<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, Stri
         for sender in senders {
             keep.push(sender.await?);
         }
-        let messages = conns as f64 * msgs as f64;
-        Ok(Values::default().with(
-            Metric::MsgsPerSec,
-            messages / end.duration_since(start).as_secs_f64(),
-        ))
+        Ok(fan_in_values(conns, msgs, end.duration_since(start)))
     })
 }
 
@@ -193,12 +191,10 @@ pub fn fan_in<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, Stri
 /// only appends to the socket's queue, so the stack's own cost per send weighs most.
 pub fn overhead<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, String> {
     let sends = scale.overhead_sends as u64;
-    let (addr, sink) =
-        loopback::sink(3, sends * Scale::SMALL_SEND as u64).map_err(failed("sink"))?;
+    let (addr, sink, pattern) = loopback::sink(sends).map_err(failed("sink"))?;
     let ex = exec.clone();
     let (conn, elapsed) = exec.block_on(async move {
         let mut conn = S::connect(addr).await.map_err(failed("connect"))?;
-        let pattern = Pattern::new(Scale::SMALL_SEND, 3);
         ex.spawn(async move {
             let start = Instant::now();
             for j in 0..sends {
@@ -212,7 +208,7 @@ pub fn overhead<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, St
     })?;
     loopback::join_sink(sink)?;
     drop(conn);
-    Ok(Values::default().with(Metric::SendsPerSec, sends as f64 / elapsed.as_secs_f64()))
+    Ok(overhead_values(sends, elapsed))
 }
 
 /// Polls `future` once with a waker that does nothing.

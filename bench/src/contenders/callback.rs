@@ -19,7 +19,9 @@ use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{gib_per_sec, latency_values, Metric, Values};
+use crate::workload::{
+    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+};
 
 /// What a callback chain reports.
 enum Event {
@@ -348,19 +350,14 @@ pub fn fan_in(scale: &Scale) -> Result<Values, String> {
     }
     drop(report);
     let end = collect(&events, conns, conns)?;
-    Ok(Values::default().with(
-        Metric::MsgsPerSec,
-        (conns as f64 * msgs as f64) / end.duration_since(start).as_secs_f64(),
-    ))
+    Ok(fan_in_values(conns, msgs, end.duration_since(start)))
 }
 
 /// Begin/end overhead: `begin_send` + `end_send` of 16 bytes on this thread.
 pub fn overhead(scale: &Scale) -> Result<Values, String> {
     let sends = scale.overhead_sends as u64;
-    let (addr, sink) =
-        loopback::sink(3, sends * Scale::SMALL_SEND as u64).map_err(failed("sink"))?;
+    let (addr, sink, pattern) = loopback::sink(sends).map_err(failed("sink"))?;
     let socket = Socket::connect_tcp(addr).map_err(failed("connect"))?;
-    let pattern = Pattern::new(Scale::SMALL_SEND, 3);
     let start = Instant::now();
     for j in 0..sends {
         let ar = socket
@@ -373,7 +370,7 @@ pub fn overhead(scale: &Scale) -> Result<Values, String> {
     }
     let elapsed = start.elapsed();
     loopback::join_sink(sink)?;
-    Ok(Values::default().with(Metric::SendsPerSec, sends as f64 / elapsed.as_secs_f64()))
+    Ok(overhead_values(sends, elapsed))
 }
 
 /// Memory: heap bytes per registered socket (`Socket::try_from`) and per pending

@@ -16,7 +16,9 @@ use crate::alloc;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{gib_per_sec, latency_values, Metric, Values};
+use crate::workload::{
+    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+};
 
 /// A non-blocking stream registered with a poller; deleted from it before it closes.
 struct Registered<'p> {
@@ -294,23 +296,18 @@ pub fn fan_in(scale: &Scale) -> Result<Values, String> {
         }
     }
     let elapsed = start.elapsed();
-    Ok(Values::default().with(
-        Metric::MsgsPerSec,
-        (conns as f64 * msgs as f64) / elapsed.as_secs_f64(),
-    ))
+    Ok(fan_in_values(conns, msgs, elapsed))
 }
 
 /// Begin/end overhead's floor: a non-blocking `send` of 16 bytes (waiting on the
 /// poller only if the kernel has no room).
 pub fn overhead(scale: &Scale) -> Result<Values, String> {
     let sends = scale.overhead_sends as u64;
-    let (addr, sink) =
-        loopback::sink(3, sends * Scale::SMALL_SEND as u64).map_err(failed("sink"))?;
+    let (addr, sink, pattern) = loopback::sink(sends).map_err(failed("sink"))?;
     let stream = TcpStream::connect(addr).map_err(failed("connect"))?;
     let poller = Poller::new().map_err(failed("poller"))?;
     let mut events = events();
     let registered = Registered::new(&poller, stream, 0)?;
-    let pattern = Pattern::new(Scale::SMALL_SEND, 3);
     let start = Instant::now();
     for j in 0..sends {
         let chunk = pattern.chunk(j);
@@ -325,7 +322,7 @@ pub fn overhead(scale: &Scale) -> Result<Values, String> {
     }
     let elapsed = start.elapsed();
     loopback::join_sink(sink)?;
-    Ok(Values::default().with(Metric::SendsPerSec, sends as f64 / elapsed.as_secs_f64()))
+    Ok(overhead_values(sends, elapsed))
 }
 
 /// Memory: heap bytes per socket registered with the poller (the kernel's epoll

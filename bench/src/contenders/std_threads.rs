@@ -11,7 +11,9 @@ use super::failed;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{gib_per_sec, latency_values, Metric, Values};
+use crate::workload::{
+    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+};
 
 /// Stack size of the fan-in's threads (thousands of them; they hold little).
 const SMALL_STACK: usize = 128 * 1024;
@@ -147,22 +149,17 @@ pub fn fan_in(scale: &Scale) -> Result<Values, String> {
     for receiver in receivers {
         end = end.max(join(receiver)?.1);
     }
-    Ok(Values::default().with(
-        Metric::MsgsPerSec,
-        (conns as f64 * msgs as f64) / end.duration_since(start).as_secs_f64(),
-    ))
+    Ok(fan_in_values(conns, msgs, end.duration_since(start)))
 }
 
 /// Begin/end overhead's baseline: `write_all` of 16 bytes on a blocking socket.
 pub fn overhead(scale: &Scale) -> Result<Values, String> {
     let sends = scale.overhead_sends as u64;
-    let (addr, sink) =
-        loopback::sink(3, sends * Scale::SMALL_SEND as u64).map_err(failed("sink"))?;
+    let (addr, sink, pattern) = loopback::sink(sends).map_err(failed("sink"))?;
     let mut stream = TcpStream::connect(addr).map_err(failed("connect"))?;
-    let pattern = Pattern::new(Scale::SMALL_SEND, 3);
     let start = Instant::now();
     send_all(&mut stream, pattern, sends)?;
     let elapsed = start.elapsed();
     loopback::join_sink(sink)?;
-    Ok(Values::default().with(Metric::SendsPerSec, sends as f64 / elapsed.as_secs_f64()))
+    Ok(overhead_values(sends, elapsed))
 }
