@@ -5,13 +5,14 @@
 //! it is shut down or dropped.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use futures::channel::oneshot;
 
 use crate::adapters::BoxFuture;
+use crate::lock;
 
 /// How long dropping an [`Exec`] waits for its runtime to stop.
 pub(crate) const DROP_LIMIT: Duration = Duration::from_secs(10);
@@ -90,11 +91,7 @@ impl Exec {
     /// Stops the runtime and joins its thread; `false` if the thread did not finish
     /// within `limit` (a task stuck in a poll): it is then left behind.
     pub(crate) fn shut_down(&self, limit: Duration) -> bool {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let running = lock(&self.running).take();
         let Some((stop, thread, finished)) = running else {
             return true;
         };

@@ -87,8 +87,6 @@ mod run;
 mod tally;
 mod verify;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 pub use config::{Budget, Config, PAIRS, SOAK_MINUTES_ENV};
 pub use probes::{open_fds, rss_bytes};
 pub use report::{AdapterCount, Report, Sample};
@@ -97,7 +95,4 @@ pub use run::run;
 
 const MIB: u64 = 1 << 20;
 
-/// Locks `mutex`, whether or not a thread panicked while holding it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::lock;

@@ -148,7 +148,7 @@ impl Nets {
 
     /// Stops the runtimes; what did not stop.
     pub(super) fn shut_down(&self) -> Vec<String> {
-        let limit = Duration::from_secs(10);
+        let limit = crate::exec::DROP_LIMIT;
         [
             (self.tokio_ct.name, &self.tokio_ct.exec),
             (self.tokio_mt.name, &self.tokio_mt.exec),
@@ -162,10 +162,10 @@ impl Nets {
 
     pub(super) fn tallies(&self) -> Vec<(&'static str, Arc<Tally>)> {
         vec![
-            ("callback", Arc::clone(&self.callback.tally)),
-            ("tokio-ct", Arc::clone(&self.tokio_ct.tally)),
-            ("tokio-mt", Arc::clone(&self.tokio_mt.tally)),
-            ("smol", Arc::clone(&self.smol.tally)),
+            (self.callback.name(), Arc::clone(&self.callback.tally)),
+            (self.tokio_ct.name, Arc::clone(&self.tokio_ct.tally)),
+            (self.tokio_mt.name, Arc::clone(&self.tokio_mt.tally)),
+            (self.smol.name, Arc::clone(&self.smol.tally)),
         ]
     }
 }
