@@ -218,10 +218,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     if std::env::var_os("CARGO_REGISTRY_TOKEN").is_none() {
         return Err("--execute needs CARGO_REGISTRY_TOKEN in the environment".into());
     }
-    let version = meta["packages"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == ORDER[0]))
-        .and_then(|p| p["version"].as_str())
+    let version = version_of(&meta, ORDER[0])
         .ok_or("no version for asyncresult-core")?
         .to_string();
     for name in ORDER {
@@ -251,16 +248,21 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     Ok(true)
 }
 
+/// The version of workspace package `name`, from `cargo metadata`.
+fn version_of<'m>(meta: &'m Value, name: &str) -> Option<&'m str> {
+    meta["packages"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["version"]
+        .as_str()
+}
+
 /// The packaged (compressed) size of each crate's `<name>-<version>.crate`.
 fn package_sizes(meta: &Value) -> Vec<(String, String)> {
     let dir = target_dir(Some(meta)).join("package");
     let mut sizes = Vec::new();
     for name in ORDER {
-        let version = meta["packages"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == *name))
-            .and_then(|p| p["version"].as_str());
-        let Some(version) = version else {
+        let Some(version) = version_of(meta, name) else {
             continue;
         };
         let crate_file = format!("{name}-{version}.crate");
