@@ -32,7 +32,7 @@ use event_listener::{Event, Listener};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
-use crate::sync::{AtomicU8, AtomicWaker, Mutex};
+use crate::sync::{fence, AtomicBool, AtomicU8, AtomicWaker, Mutex};
 
 const PENDING: u8 = 0;
 const COMPLETED: u8 = 1;
@@ -165,7 +165,12 @@ pub(crate) struct OpHeader {
     socket: Weak<dyn OpContext>,
     async_state: Option<AsyncState>,
     waker: AtomicWaker,
+    /// Blocked `wait`ers. Notified only once `listening` is set: event-listener
+    /// allocates its list on an event's first `notify` and locks it on every one, which
+    /// an operation that nobody waits for (nearly all of them) need not pay.
     done: Event,
+    /// Set, for good, by the first thread that listens on `done`.
+    listening: AtomicBool,
 }
 
 impl OpHeader {
@@ -190,6 +195,7 @@ impl OpHeader {
             async_state,
             waker: AtomicWaker::new(),
             done: Event::new(),
+            listening: AtomicBool::new(false),
         }
     }
 
@@ -227,7 +233,7 @@ impl OpHeader {
     /// Blocks until the operation completes (`AsyncWaitHandle.WaitOne()`).
     pub(crate) fn wait(&self) {
         while !self.is_completed() {
-            let listener = self.done.listen();
+            let listener = self.listen();
             if self.is_completed() {
                 return;
             }
@@ -242,7 +248,7 @@ impl OpHeader {
             return true;
         };
         while !self.is_completed() {
-            let listener = self.done.listen();
+            let listener = self.listen();
             if self.is_completed() {
                 return true;
             }
@@ -251,6 +257,18 @@ impl OpHeader {
             }
         }
         true
+    }
+
+    /// Listens on `done`, then tells completers that someone does. Check the state
+    /// after this and before waiting: with the fence in
+    /// [`wake_waiters`](Self::wake_waiters) (store, fence, load on both sides), either
+    /// that check sees the completion or the completer sees `listening` and notifies,
+    /// after this listener was inserted.
+    fn listen(&self) -> event_listener::EventListener {
+        let listener = self.done.listen();
+        self.listening.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        listener
     }
 
     /// Registers `cx`'s waker to be woken at completion.
@@ -278,7 +296,11 @@ impl OpHeader {
 
     /// Wakes blocked waiters and the registered waker. Panics of a waker are contained.
     fn wake_waiters(&self) {
-        self.done.notify(usize::MAX);
+        // Pairs with the fence in `listen` (see there); call after the state is stored.
+        fence(Ordering::SeqCst);
+        if self.listening.load(Ordering::Acquire) {
+            self.done.notify(usize::MAX);
+        }
         if let Some(waker) = self.waker.take() {
             let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
         }

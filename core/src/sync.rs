@@ -10,10 +10,10 @@ pub(crate) use atomic_waker::AtomicWaker;
 #[cfg(not(loom))]
 pub(crate) use parking_lot::Mutex;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::AtomicU8;
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::AtomicU8;
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU8};
 #[cfg(loom)]
 pub(crate) use loom_shim::{AtomicWaker, Mutex};
 
