@@ -154,7 +154,9 @@ fn ratio_table(out: &mut String, report: &Report) {
         "\n## Adapters ÷ native peers\n\n\
          ratio = adapter ÷ peer. **Throughput (↑): a ratio > 1 is better** (the adapter \
          is faster). **Latency and memory (↓): a ratio < 1 is better.** Memory bytes/op \
-         has an absolute target.\n"
+         has an absolute target. A verdict marked *(runs overlap)* compares medians of \
+         runs whose ranges overlap: that difference is within this machine's noise, \
+         and another run may turn it (see Noisy cells).\n"
     );
     let _ = writeln!(
         out,
@@ -173,6 +175,10 @@ fn ratio_table(out: &mut String, report: &Report) {
             Some(false) => "**MISS**",
             None if r.target.is_some() => "n/a",
             None => "",
+        };
+        let verdict = match (r.pass, r.overlap) {
+            (Some(_), Some(true)) => format!("{verdict} *(runs overlap)*"),
+            _ => verdict.to_string(),
         };
         let _ = writeln!(
             out,

@@ -58,11 +58,20 @@ impl Summary {
         summary
     }
 
-    /// max ÷ min of `metric` over the runs, when there are at least two.
-    pub fn spread(&self, metric: Metric) -> Option<f64> {
-        let values = self.samples.get(&metric).filter(|v| v.len() > 1)?;
+    /// The smallest and largest value of `metric` over the runs that measured it.
+    pub fn range(&self, metric: Metric) -> Option<(f64, f64)> {
+        let values = self.samples.get(&metric).filter(|v| !v.is_empty())?;
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((min, max))
+    }
+
+    /// max ÷ min of `metric` over the runs, when there are at least two.
+    pub fn spread(&self, metric: Metric) -> Option<f64> {
+        if self.samples.get(&metric).is_none_or(|v| v.len() < 2) {
+            return None;
+        }
+        let (min, max) = self.range(metric)?;
         (min > 0.0).then(|| max / min)
     }
 
@@ -91,6 +100,11 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Whether two (min, max) ranges share a point.
+fn overlaps((a_min, a_max): (f64, f64), (b_min, b_max): (f64, f64)) -> bool {
+    a_min <= b_max && b_min <= a_max
+}
+
 /// One row of the ratio table.
 #[derive(Debug, Clone)]
 pub struct RatioRow {
@@ -108,6 +122,10 @@ pub struct RatioRow {
     pub target: Option<Target>,
     /// PASS (true) / MISS (false); `None` without a target or without the numbers.
     pub pass: Option<bool>,
+    /// Whether the adapter's runs and the peer's runs overlap (some run of each lies
+    /// within the other's range): then the verdict rests on where the medians fell
+    /// within noise, not on a difference every run shows. `None` without both.
+    pub overlap: Option<bool>,
 }
 
 impl RatioRow {
@@ -191,6 +209,13 @@ impl Report {
                             && a.is_some_and(|s| !s.problems.is_empty()))
                         .then_some(false)
                     });
+                    let overlap = match (
+                        a.and_then(|s| s.range(metric)),
+                        p.and_then(|s| s.range(metric)),
+                    ) {
+                        (Some(a), Some(p)) => Some(overlaps(a, p)),
+                        _ => None,
+                    };
                     ratios.push(RatioRow {
                         adapter,
                         peer,
@@ -199,6 +224,7 @@ impl Report {
                         ratio,
                         target,
                         pass,
+                        overlap,
                     });
                 }
             }
@@ -210,5 +236,20 @@ impl Report {
             seconds,
             load,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn ranges_overlap_only_when_they_share_a_point() {
+        assert!(overlaps((1.0, 3.0), (2.0, 5.0)));
+        assert!(overlaps((2.0, 5.0), (1.0, 3.0)));
+        assert!(overlaps((1.0, 5.0), (2.0, 3.0)));
+        assert!(overlaps((1.0, 2.0), (2.0, 3.0)));
+        assert!(!overlaps((10.6, 10.8), (10.9, 11.1)));
+        assert!(!overlaps((1.06, 1.2), (0.73, 0.96)));
     }
 }
