@@ -46,9 +46,11 @@ static GLOBAL: Counting = Counting;
 
 /// Operations measured after the warm-up.
 const OPS: usize = 2_000;
-/// Allocations allowed over the whole measured run beyond the per-operation budget (a
-/// queue growing once, a worker's first callback): not one per operation.
-const SLACK: usize = 64;
+/// Allocations allowed over the whole measured run beyond the per-operation budget: a
+/// queue growing, the monitor handing a descheduled worker's callbacks to the pool (a
+/// few per hand-over; up to 25 in all seen beside two busy loops). An allocation per
+/// operation would add `OPS`, eight times this.
+const SLACK: usize = OPS / 8;
 
 fn allocations() -> usize {
     ALLOCATIONS.load(Ordering::Relaxed)
