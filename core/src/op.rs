@@ -381,14 +381,14 @@ impl<W: Produces> Op<W> {
     }
 
     /// Makes a completed operation pending again with fresh `work`, so that its
-    /// allocation serves another wait. Only for an operation that nothing else holds
-    /// (the caller checked that it holds the only reference) and that is in
-    /// no queue; returns `false`, doing nothing, if it is still pending.
-    pub(crate) fn rearm(&self, work: W) -> bool {
+    /// allocation serves another wait. Takes `&mut`: only for an operation that
+    /// nothing else holds (`Arc::get_mut`), so it is in no queue and needs no lock;
+    /// returns `false`, doing nothing, if it is still pending.
+    pub(crate) fn rearm(&mut self, work: W) -> bool {
         if !self.header.is_completed() {
             return false;
         }
-        let mut slot = self.slot.lock();
+        let slot = self.slot.get_mut();
         slot.stage = Stage::Pending(work);
         self.header.set_pending();
         true

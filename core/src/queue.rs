@@ -199,7 +199,8 @@ impl<C: OpContext> OpQueue<C> {
         let mut spare = inner.spare_ready.take();
         let reusable = spare
             .as_mut()
-            .is_some_and(|spare| Arc::get_mut(spare).is_some() && spare.rearm(ReadyWork));
+            .and_then(Arc::get_mut)
+            .is_some_and(|spare| spare.rearm(ReadyWork));
         let op = match spare {
             Some(spare) if reusable => spare,
             _ => Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None)),

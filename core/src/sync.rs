@@ -38,6 +38,13 @@ mod loom_shim {
                 Err(poisoned) => poisoned.into_inner(),
             }
         }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            match self.0.get_mut() {
+                Ok(value) => value,
+                Err(poisoned) => poisoned.into_inner(),
+            }
+        }
     }
 
     /// `atomic_waker::AtomicWaker`'s contract, over a loom mutex.
