@@ -83,4 +83,13 @@ impl asyncresult_core::future::Runtime for Smol {
     fn sleep(duration: std::time::Duration) -> Self::Sleep {
         async_io::Timer::after(duration)
     }
+
+    /// async-io and smol's executors keep no budget.
+    type Budget = ();
+
+    fn poll_budget(_cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+
+    fn made_progress(_budget: ()) {}
 }

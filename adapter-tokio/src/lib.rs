@@ -86,7 +86,14 @@ impl asyncresult_core::future::Runtime for Tokio {
         tokio::time::sleep(duration)
     }
 
-    fn poll_budget(cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        tokio::task::coop::poll_proceed(cx).map(|coop| coop.made_progress())
+    /// tokio's `coop` unit: given back when dropped unspent (the poll was `Pending`).
+    type Budget = tokio::task::coop::RestoreOnPending;
+
+    fn poll_budget(cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Budget> {
+        tokio::task::coop::poll_proceed(cx)
+    }
+
+    fn made_progress(budget: Self::Budget) {
+        budget.made_progress();
     }
 }

@@ -318,3 +318,42 @@ fn an_idle_current_thread_runtime_does_not_starve_other_users() {
     assert_eq!(server.end_receive(&pending).unwrap().0, 5);
     drop(rt);
 }
+
+/// A socket future that polls `Pending` gives its unit of tokio's coop budget back, as
+/// tokio's own I/O does; only a poll that makes progress spends one. Otherwise a task
+/// that polls a pending socket future often (a `select!` loop) would be made to yield
+/// for work it never did.
+#[tokio::test(flavor = "current_thread")]
+async fn pending_polls_spend_no_coop_budget() {
+    use std::future::Future as _;
+    bounded(async {
+        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let (mut client, _server) = pair().await;
+        let task = tokio::spawn(async move {
+            let mut receive = std::pin::pin!(client.receive(Vec::with_capacity(8)));
+            let mut accept = std::pin::pin!(listener.accept());
+            let mut buf = [0u8; 8];
+            std::future::poll_fn(|cx| {
+                // More pending polls than the budget holds (128 per task poll).
+                for _ in 0..200 {
+                    assert!(receive.as_mut().poll(cx).is_pending(), "no data was sent");
+                    assert!(accept.as_mut().poll(cx).is_pending(), "nobody connects");
+                    let mut read = tokio::io::ReadBuf::new(&mut buf);
+                    let pending = tokio::io::AsyncRead::poll_read(
+                        std::pin::Pin::new(&mut client),
+                        cx,
+                        &mut read,
+                    );
+                    assert!(pending.is_pending(), "no data was sent");
+                }
+                std::task::Poll::Ready(tokio::task::coop::has_budget_remaining())
+            })
+            .await
+        });
+        assert!(
+            task.await.unwrap(),
+            "600 pending polls used up the task's coop budget"
+        );
+    })
+    .await;
+}

@@ -52,15 +52,38 @@ pub trait Runtime: 'static {
     /// A timer that completes after `duration`.
     fn sleep(duration: Duration) -> Self::Sleep;
 
+    /// One unit of the runtime's cooperative budget, held for the length of one poll
+    /// (`()` for a runtime without a budget).
+    type Budget;
+
     /// Takes one unit of the runtime's cooperative budget for an I/O attempt (tokio's
     /// `coop`), or says the task must yield first (`Pending`, with the waker registered
-    /// to run it again). Without this, a sender whose sends all complete inline would
-    /// never yield, fill every kernel buffer on the way, and starve its peer on the same
-    /// thread. Runtimes without a budget keep the default: always ready.
-    fn poll_budget(cx: &mut Context<'_>) -> Poll<()> {
-        let _ = cx;
-        Poll::Ready(())
+    /// to run it again). The unit is spent only if the poll makes progress
+    /// ([`made_progress`](Runtime::made_progress)); a poll that returns `Pending` drops
+    /// it unspent and it goes back, as with the runtime's own I/O. Without a budget, a
+    /// sender whose sends all complete inline would never yield, fill every kernel
+    /// buffer on the way, and starve its peer on the same thread. A runtime without one
+    /// returns `Ready(())`.
+    fn poll_budget(cx: &mut Context<'_>) -> Poll<Self::Budget>;
+
+    /// The poll that took `budget` made progress (it returns `Ready`): the unit stays
+    /// spent.
+    fn made_progress(budget: Self::Budget);
+}
+
+/// Runs `poll` with one unit of `R`'s budget, spent only if `poll` returns `Ready`.
+fn with_budget<R: Runtime, T>(
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let Poll::Ready(budget) = R::poll_budget(cx) else {
+        return Poll::Pending;
+    };
+    let polled = poll(cx);
+    if polled.is_ready() {
+        R::made_progress(budget);
     }
+    polled
 }
 
 /// Futures that can be cancelled in place (see [`Timeout`]).
@@ -158,16 +181,18 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if R::poll_budget(cx).is_pending() {
+        let Poll::Ready(budget) = R::poll_budget(cx) else {
             return Poll::Pending;
-        }
+        };
         let this = self.get_mut();
         match &mut this.state {
             OpState::Finished(result) => {
+                R::made_progress(budget);
                 Poll::Ready(result.take().unwrap_or(Err(Error::AlreadyEnded)))
             }
             OpState::Queued(socket, ar, told) => match poll_completed_quietly(ar, cx) {
                 Poll::Pending => {
+                    // `budget` is dropped unspent: the unit goes back.
                     // Once per wait, as readiness futures do (see `poll_try`).
                     if !*told {
                         *told = true;
@@ -175,7 +200,10 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
                     }
                     Poll::Pending
                 }
-                Poll::Ready(()) => Poll::Ready((this.end)(socket, ar)),
+                Poll::Ready(()) => {
+                    R::made_progress(budget);
+                    Poll::Ready((this.end)(socket, ar))
+                }
             },
         }
     }
@@ -211,37 +239,36 @@ pub fn poll_try<R: Runtime, T>(
     cx: &mut Context<'_>,
     mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
-    if R::poll_budget(cx).is_pending() {
-        return Poll::Pending;
-    }
-    // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
-    // be free: tokio's looks the runtime up), not on every poll of it.
-    let mut began = false;
-    loop {
-        if let Some(ready) = waiting.as_ref() {
-            if poll_completed_quietly(ready, cx).is_pending() {
-                if began {
-                    R::will_wait();
+    with_budget::<R, _>(cx, |cx| {
+        // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
+        // be free: tokio's looks the runtime up), not on every poll of it.
+        let mut began = false;
+        loop {
+            if let Some(ready) = waiting.as_ref() {
+                if poll_completed_quietly(ready, cx).is_pending() {
+                    if began {
+                        R::will_wait();
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
+                // Readiness reached, or the wait was cancelled or disposed: the next try
+                // reports a closed socket itself.
+                let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
+                *waiting = None;
+                if cancelled {
+                    return Poll::Ready(Err(Error::Aborted));
+                }
             }
-            // Readiness reached, or the wait was cancelled or disposed: the next try
-            // reports a closed socket itself.
-            let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
-            *waiting = None;
-            if cancelled {
-                return Poll::Ready(Err(Error::Aborted));
+            match attempt() {
+                Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
+                Ok(TryIo::WouldBlock(ready)) => {
+                    *waiting = Some(ready);
+                    began = true;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        match attempt() {
-            Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
-            Ok(TryIo::WouldBlock(ready)) => {
-                *waiting = Some(ready);
-                began = true;
-            }
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+    })
 }
 
 /// The readiness wait a [`poll_try`] loop holds between polls. Dropping it cancels the
