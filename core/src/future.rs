@@ -181,18 +181,13 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Poll::Ready(budget) = R::poll_budget(cx) else {
-            return Poll::Pending;
-        };
         let this = self.get_mut();
-        match &mut this.state {
+        with_budget::<R, _>(cx, |cx| match &mut this.state {
             OpState::Finished(result) => {
-                R::made_progress(budget);
                 Poll::Ready(result.take().unwrap_or(Err(Error::AlreadyEnded)))
             }
             OpState::Queued(socket, ar, told) => match poll_completed_quietly(ar, cx) {
                 Poll::Pending => {
-                    // `budget` is dropped unspent: the unit goes back.
                     // Once per wait, as readiness futures do (see `poll_try`).
                     if !*told {
                         *told = true;
@@ -200,12 +195,9 @@ impl<T, R: Runtime> Future for OperationFuture<T, R> {
                     }
                     Poll::Pending
                 }
-                Poll::Ready(()) => {
-                    R::made_progress(budget);
-                    Poll::Ready((this.end)(socket, ar))
-                }
+                Poll::Ready(()) => Poll::Ready((this.end)(socket, ar)),
             },
-        }
+        })
     }
 }
 
