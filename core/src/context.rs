@@ -68,7 +68,9 @@ impl WorkerSlot {
     /// Moves every queued callback of this worker to the pool (the worker is stuck).
     pub(crate) fn hand_over(&self, sink: &dyn TaskSink) {
         let tasks: Vec<_> = self.local.lock().drain(..).collect();
-        sink.post_all(tasks);
+        if !tasks.is_empty() {
+            sink.post_all(tasks);
+        }
     }
 }
 
@@ -97,21 +99,16 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
 
 /// Runs the callbacks queued on worker `slot` (up to a budget). Call with no lock held.
 pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) {
-    let mut ran = 0;
-    loop {
+    for _ in 0..LOCAL_BUDGET {
         let Some(task) = slot.local.lock().pop_front() else {
             return;
         };
-        if ran == LOCAL_BUDGET {
-            // Let the pool share the rest so this worker returns to polling.
-            slot.local.lock().push_front(task);
-            slot.hand_over(sink);
-            return;
-        }
         run_task(task);
         slot.tick();
-        ran += 1;
     }
+    // Budget spent: let the pool share the rest (if any) so this worker returns to
+    // polling.
+    slot.hand_over(sink);
 }
 
 /// Runs one task; a panic (in the callback or in a destructor it triggers) is contained.
