@@ -3,16 +3,14 @@
 //! `AsyncRead`/`AsyncWrite` and `into_split`.
 
 use std::io::{self, IoSlice};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt};
-use asyncresult_core::{
-    net, stream_io, AsyncCallback, Error, IoBuf, IoBufMut, Socket, SocketFlags, TryIo,
-};
+use asyncresult_core::{net, stream_io, Error, IoBuf, IoBufMut, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Tokio;
@@ -222,25 +220,7 @@ impl OwnedWriteHalf {
 
 impl Drop for OwnedWriteHalf {
     fn drop(&mut self) {
-        let socket = self.write.socket();
-        match socket.sends_flushed() {
-            // Nothing queued: shut down now.
-            Ok(TryIo::Done(())) => {
-                let _ = socket.shutdown(Shutdown::Write);
-            }
-            // Sends still queued: shut down behind them, from the callback of an empty
-            // send that completes after every one of them (the queue is FIFO).
-            Ok(TryIo::WouldBlock(wait)) => {
-                wait.cancel();
-                let behind = socket.clone();
-                let shut: AsyncCallback<usize> = Box::new(move |_| {
-                    let _ = behind.shutdown(Shutdown::Write);
-                });
-                let _ = socket.begin_send(&[][..], SocketFlags::NONE, Some(shut), None);
-            }
-            // Closed: the write side is down already.
-            Err(_) => {}
-        }
+        self.write.shutdown_behind_sends();
     }
 }
 

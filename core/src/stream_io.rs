@@ -20,9 +20,11 @@ use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
 
+use crate::async_result::AsyncCallback;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::future::{poll_try, ReadyWait, Runtime};
+use crate::ops::try_io::TryIo;
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -162,6 +164,31 @@ impl<R: Runtime> WriteHalf<R> {
             Err(Error::Disposed) => Poll::Ready(Ok(())),
             Err(e) if e.error_code() == Some(libc::ENOTCONN) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// Shuts the write side down behind every send still queued, without waiting:
+    /// their bytes go out whole first (a dropped `send` future's too), then the peer
+    /// reads end of stream. What dropping a write half does, as tokio's own halves do.
+    /// A closed socket's write side is down already.
+    pub fn shutdown_behind_sends(&self) {
+        let socket = &self.socket;
+        match socket.sends_flushed() {
+            // Nothing queued: shut down now.
+            Ok(TryIo::Done(())) => {
+                let _ = socket.shutdown(Shutdown::Write);
+            }
+            // Sends still queued: shut down from the callback of an empty send that
+            // completes after every one of them (the queue is FIFO).
+            Ok(TryIo::WouldBlock(wait)) => {
+                wait.cancel();
+                let behind = socket.clone();
+                let shut: AsyncCallback<usize> = Box::new(move |_| {
+                    let _ = behind.shutdown(Shutdown::Write);
+                });
+                let _ = socket.begin_send(&[][..], SocketFlags::NONE, Some(shut), None);
+            }
+            Err(_) => {}
         }
     }
 
