@@ -206,9 +206,10 @@ impl Values {
     }
 }
 
-/// GiB/s for `bytes` in `elapsed`.
-pub fn gib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64 / elapsed.as_secs_f64()
+/// The bulk result: `bytes` in `elapsed`, as GiB/s.
+pub fn bulk_values(bytes: u64, elapsed: Duration) -> Values {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    Values::default().with(Metric::GibPerSec, gib / elapsed.as_secs_f64())
 }
 
 /// The fan-in result: `conns` × `msgs` messages in `elapsed`.

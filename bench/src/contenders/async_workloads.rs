@@ -17,7 +17,7 @@ use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
 use crate::workload::{
-    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+    bulk_values, fan_in_values, latency_values, overhead_values, Metric, Values,
 };
 
 /// A connected (client, server) pair of stack `S`, with its listener.
@@ -69,10 +69,7 @@ pub fn bulk<S: Stack, E: Exec>(exec: &E, scale: &Scale, chunk: usize) -> Result<
         let (received, sent) = zip(receiver, sender).await;
         let _client = sent?;
         let (_server, end) = received?;
-        Ok(Values::default().with(
-            Metric::GibPerSec,
-            gib_per_sec(total, end.duration_since(start)),
-        ))
+        Ok(bulk_values(total, end.duration_since(start)))
     })
 }
 

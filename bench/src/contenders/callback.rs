@@ -20,7 +20,7 @@ use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
 use crate::workload::{
-    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+    bulk_values, fan_in_values, latency_values, overhead_values, Metric, Values,
 };
 
 /// What a callback chain reports.
@@ -175,10 +175,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
         report,
     });
     let end = collect(&events, 1, 1)?;
-    Ok(Values::default().with(
-        Metric::GibPerSec,
-        gib_per_sec(total, end.duration_since(start)),
-    ))
+    Ok(bulk_values(total, end.duration_since(start)))
 }
 
 /// Begins a send of `msg` and ends it at once (it completes synchronously when the

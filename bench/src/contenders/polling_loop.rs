@@ -17,7 +17,7 @@ use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
 use crate::workload::{
-    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
+    bulk_values, fan_in_values, latency_values, overhead_values, Metric, Values,
 };
 
 /// A non-blocking stream registered with a poller; deleted from it before it closes.
@@ -146,7 +146,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
         }
     }
     let elapsed = start.elapsed();
-    Ok(Values::default().with(Metric::GibPerSec, gib_per_sec(total, elapsed)))
+    Ok(bulk_values(total, elapsed))
 }
 
 /// One end of the ping-pong: an outbox for what the kernel did not take yet, and

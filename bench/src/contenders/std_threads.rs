@@ -11,9 +11,7 @@ use super::failed;
 use crate::loopback;
 use crate::payload::{self, Pattern, Verifier};
 use crate::scale::Scale;
-use crate::workload::{
-    fan_in_values, gib_per_sec, latency_values, overhead_values, Metric, Values,
-};
+use crate::workload::{bulk_values, fan_in_values, latency_values, overhead_values, Values};
 
 /// Stack size of the fan-in's threads (thousands of them; they hold little).
 const SMALL_STACK: usize = 128 * 1024;
@@ -69,7 +67,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
     receive_all(&mut server, &mut Verifier::new(1, total), &mut buf)?;
     let elapsed = start.elapsed();
     join(sender)?;
-    Ok(Values::default().with(Metric::GibPerSec, gib_per_sec(total, elapsed)))
+    Ok(bulk_values(total, elapsed))
 }
 
 /// Ping-pong: an echo thread, the pinging end on this thread.
