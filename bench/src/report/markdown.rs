@@ -170,15 +170,14 @@ fn ratio_table(out: &mut String, report: &Report) {
         let target = r
             .target
             .map_or_else(|| "—".to_string(), |t| t.describe(r.metric));
-        let verdict = match r.pass {
-            Some(true) => "PASS",
-            Some(false) => "**MISS**",
-            None if r.target.is_some() => "n/a",
-            None => "",
-        };
-        let verdict = match (r.pass, r.overlap) {
-            (Some(_), Some(true)) => format!("{verdict} *(runs overlap)*"),
-            _ => verdict.to_string(),
+        let verdict = match r.verdict() {
+            Some((word, overlap)) => {
+                let word = if word == "MISS" { "**MISS**" } else { word };
+                let overlap = if overlap { " *(runs overlap)*" } else { "" };
+                format!("{word}{overlap}")
+            }
+            None if r.target.is_some() => "n/a".into(),
+            None => String::new(),
         };
         let _ = writeln!(
             out,

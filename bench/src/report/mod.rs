@@ -129,6 +129,13 @@ pub struct RatioRow {
 }
 
 impl RatioRow {
+    /// `PASS` or `MISS` where there is a verdict, and whether it rests on overlapping
+    /// runs (see [`overlap`](RatioRow::overlap)).
+    pub fn verdict(&self) -> Option<(&'static str, bool)> {
+        let word = if self.pass? { "PASS" } else { "MISS" };
+        Some((word, self.overlap == Some(true)))
+    }
+
     /// The ratio as "higher is better" (latency and memory ratios inverted), for the
     /// chart.
     pub fn score(&self) -> Option<f64> {

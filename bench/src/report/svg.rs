@@ -136,12 +136,10 @@ pub fn render(report: &Report) -> String {
                 y + ROW - 1.0
             );
         }
-        let verdict = match (row.pass, row.overlap) {
-            (Some(true), Some(true)) => " PASS (runs overlap)",
-            (Some(false), Some(true)) => " MISS (runs overlap)",
-            (Some(true), _) => " PASS",
-            (Some(false), _) => " MISS",
-            (None, _) => "",
+        let verdict = match row.verdict() {
+            Some((word, true)) => format!(" {word} (runs overlap)"),
+            Some((word, false)) => format!(" {word}"),
+            None => String::new(),
         };
         let ratio = row.ratio.map_or_else(String::new, |r| format!("{r:.2}×"));
         let better = if row.metric.higher_is_better() {
