@@ -221,7 +221,7 @@ pub fn memory<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, Stri
     let mut streams = loopback::sockets(scale.memory_pairs).map_err(failed("pairs"))?;
     let (warm_client, _warm_server) = loopback::pair().map_err(failed("pair"))?;
     let count = streams.len();
-    exec.block_on_unconstrained(async move {
+    exec.block_on(async move {
         // One pending receive before measuring: starts drivers and lazy statics.
         let mut warm = S::adopt(warm_client).map_err(failed("adopt"))?;
         let mut warm_buf = vec![0u8; Scale::MEMORY_READ];

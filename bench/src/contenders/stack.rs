@@ -15,13 +15,6 @@ pub trait Exec: Clone + Send + Sync + 'static {
     /// Runs `future` to completion on this thread (the executor runs meanwhile).
     fn block_on<F: Future>(&self, future: F) -> F::Output;
 
-    /// [`block_on`](Exec::block_on) without the executor's cooperative budget, for
-    /// measurements that poll many futures in one task poll: tokio's budget would
-    /// otherwise make all but the first 128 return `Pending` before doing anything.
-    fn block_on_unconstrained<F: Future>(&self, future: F) -> F::Output {
-        self.block_on(future)
-    }
-
     /// Spawns `future` as a task; the returned future resolves to its output (a
     /// panicking task panics the awaiting one).
     fn spawn<F>(&self, future: F) -> impl Future<Output = F::Output> + Send + 'static

@@ -45,11 +45,6 @@ impl Exec for TokioExec {
         self.runtime.block_on(future)
     }
 
-    fn block_on_unconstrained<F: Future>(&self, future: F) -> F::Output {
-        self.runtime
-            .block_on(tokio::task::coop::unconstrained(future))
-    }
-
     fn spawn<F>(&self, future: F) -> impl Future<Output = F::Output> + Send + 'static
     where
         F: Future + Send + 'static,
