@@ -45,7 +45,8 @@ const JUNK: &[&str] = &[
 /// Files cargo itself adds to every package (never junk).
 const CARGO_GENERATED: &[&str] = &["Cargo.toml.orig", ".cargo_vcs_info.json", "Cargo.lock"];
 
-/// Files every package must carry: the licence texts its `license` field names.
+/// Files every package must carry: the licence texts its `license` field names, and
+/// the README its `readme` field names.
 const REQUIRED_FILES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE", "README.md"];
 
 fn field_missing(package: &Value, field: &str) -> bool {
