@@ -329,7 +329,7 @@ proptest! {
     }
 }
 
-/// The shape of the case CI shrank to in stop 9 (its huge `End`/`Cancel` indices, which
+/// The shape of a case that a CI run shrank to (its huge `End`/`Cancel` indices, which
 /// are taken modulo the number of sends, written small): one thread's large send
 /// completes, another thread closes while a third's sends are still pending, so the
 /// close resets the connection and the peer loses the tail of the completed send.
