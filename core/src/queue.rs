@@ -43,7 +43,8 @@ pub(crate) enum Started<T> {
     Queued(AsyncResult<T>),
 }
 
-/// What travels with an operation besides its work.
+/// What travels with an operation besides its work: moved into the operation only if
+/// it is queued (a fast-path finish hands them back untouched).
 struct Extras<T> {
     callback: Option<AsyncCallback<T>>,
     state: Option<AsyncState>,
@@ -51,7 +52,7 @@ struct Extras<T> {
 
 /// How [`OpQueue::begin`] went.
 enum Begun<W: Produces> {
-    Inline(Result<W::Output, Error>, Extras<W::Output>),
+    Inline(Result<W::Output, Error>),
     Queued(Arc<Op<W>>),
 }
 
@@ -111,9 +112,10 @@ impl<C: OpContext> OpQueue<C> {
         callback: Option<AsyncCallback<W::Output>>,
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<W::Output>, Error> {
-        let extras = Extras { callback, state };
-        match self.begin(socket, kind, work, extras)? {
-            Begun::Inline(result, Extras { callback, state }) => {
+        let mut extras = Extras { callback, state };
+        match self.begin(socket, kind, work, &mut extras)? {
+            Begun::Inline(result) => {
+                let Extras { callback, state } = extras;
                 let op = Arc::new(Op::<W>::completed(kind, socket, result, callback, state));
                 if op.has_callback() {
                     context::deliver(op.clone(), socket.sink());
@@ -132,12 +134,12 @@ impl<C: OpContext> OpQueue<C> {
         kind: OpKind,
         work: W,
     ) -> Result<Started<W::Output>, Error> {
-        let extras = Extras {
+        let mut extras = Extras {
             callback: None,
             state: None,
         };
-        Ok(match self.begin(socket, kind, work, extras)? {
-            Begun::Inline(result, _) => Started::Finished(result),
+        Ok(match self.begin(socket, kind, work, &mut extras)? {
+            Begun::Inline(result) => Started::Finished(result),
             Begun::Queued(op) => Started::Queued(AsyncResult::from_op(op)),
         })
     }
@@ -148,7 +150,7 @@ impl<C: OpContext> OpQueue<C> {
         socket: &Arc<C>,
         kind: OpKind,
         mut work: W,
-        extras: Extras<W::Output>,
+        extras: &mut Extras<W::Output>,
     ) -> Result<Begun<W>, Error> {
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
@@ -158,15 +160,15 @@ impl<C: OpContext> OpQueue<C> {
             if let Attempt::Done(result) = work.attempt(socket) {
                 drop(inner);
                 drop(work);
-                return Ok(Begun::Inline(result, extras));
+                return Ok(Begun::Inline(result));
             }
         }
         let op = Arc::new(Op::pending(
             kind,
             socket,
             work,
-            extras.callback,
-            extras.state,
+            extras.callback.take(),
+            extras.state.take(),
         ));
         inner.ops.push_back(op.clone());
         Ok(Begun::Queued(op))
