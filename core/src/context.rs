@@ -57,8 +57,11 @@ impl WorkerSlot {
         self.busy.load(Ordering::SeqCst)
     }
 
+    /// Counts progress. Only the slot's own worker calls it, so a load and a store do
+    /// (no read-modify-write on every callback); the monitor only reads.
     pub(crate) fn tick(&self) {
-        self.progress.fetch_add(1, Ordering::Relaxed);
+        let now = self.progress.load(Ordering::Relaxed);
+        self.progress.store(now.wrapping_add(1), Ordering::Relaxed);
     }
 
     pub(crate) fn progress(&self) -> u64 {
