@@ -16,7 +16,9 @@ use crate::socket::{Socket, SocketCore};
 
 /// A connect in progress.
 pub(crate) struct ConnectWork {
-    to: SockAddr,
+    /// A `SocketAddr` (32 bytes), turned into a `sockaddr` at each syscall: a stored
+    /// `SockAddr` (a 128-byte `sockaddr_storage`) made a pending connect 264 bytes.
+    to: SocketAddr,
     issued: bool,
 }
 
@@ -30,7 +32,7 @@ impl ConnectWork {
             Ok(Some(e)) | Err(e) => return failed(Error::Socket(e)),
             Ok(None) => {}
         }
-        match fd.connect(&self.to) {
+        match fd.connect(&SockAddr::from(self.to)) {
             Ok(()) => Attempt::Done(Ok(())),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EISCONN) => Attempt::Done(Ok(())),
@@ -54,7 +56,7 @@ impl Work<SocketCore> for ConnectWork {
             return self.outcome(socket);
         }
         self.issued = true;
-        match socket.fd().connect(&self.to) {
+        match socket.fd().connect(&SockAddr::from(self.to)) {
             Ok(()) => Attempt::Done(Ok(())),
             Err(e) => match e.raw_os_error() {
                 // In progress (EINTR: the connect goes on asynchronously, as POSIX says).
@@ -96,10 +98,7 @@ impl Socket {
         callback: Option<AsyncCallback<()>>,
         state: Option<AsyncState>,
     ) -> Result<AsyncResult<()>, Error> {
-        let work = ConnectWork {
-            to: to.into(),
-            issued: false,
-        };
+        let work = ConnectWork { to, issued: false };
         self.core().start(OpKind::Connect, work, callback, state)
     }
 

@@ -28,7 +28,10 @@ pub(crate) struct SendWork<B> {
     buf: B,
     sent: usize,
     flags: libc::c_int,
-    to: Option<SockAddr>,
+    /// A `SocketAddr` (32 bytes), turned into a `sockaddr` at each syscall: a stored
+    /// `SockAddr` (a 128-byte `sockaddr_storage`) would be copied with every send
+    /// operation, datagram or not.
+    to: Option<SocketAddr>,
     stream: bool,
 }
 
@@ -45,8 +48,8 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
                 return Attempt::Done(Ok(bytes.len()));
             }
             let rest = &bytes[self.sent.min(bytes.len())..];
-            let sent = nonblocking(|| match &self.to {
-                Some(to) => fd.send_to_with_flags(rest, to, self.flags),
+            let sent = nonblocking(|| match self.to {
+                Some(to) => fd.send_to_with_flags(rest, &SockAddr::from(to), self.flags),
                 None => fd.send_with_flags(rest, self.flags),
             });
             match sent {
@@ -162,7 +165,7 @@ impl<B> SendWork<B> {
             buf,
             sent: 0,
             flags: send_flags(flags),
-            to: to.map(SockAddr::from),
+            to,
             stream: core.is_stream(),
         }
     }
