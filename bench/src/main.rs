@@ -135,6 +135,9 @@ fn parse(args: Vec<String>) -> Result<Mode, String> {
     })
 }
 
+/// How long the bench watches the CPUs before it starts (see `report::busy_share`).
+const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn bench(plan: &Plan, out: &std::path::Path) -> Result<(), String> {
     let started = Instant::now();
     eprintln!(
@@ -145,10 +148,9 @@ fn bench(plan: &Plan, out: &std::path::Path) -> Result<(), String> {
         if plan.scale.quick { "quick" } else { "full" },
         out.display()
     );
-    let load_before = report::load_average();
+    let busy_before = report::busy_share(BUSY_WINDOW);
     let results = runner::run(plan);
-    let load = (load_before, report::load_average());
-    let report = Report::new(plan, &results, started.elapsed().as_secs_f64(), load);
+    let report = Report::new(plan, &results, started.elapsed().as_secs_f64(), busy_before);
     let markdown = report::markdown::render(&report);
     print!("{markdown}");
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;

@@ -8,6 +8,9 @@ use crate::contenders::Contender;
 use crate::workload::{Metric, Workload};
 
 /// One column of the results table.
+/// The share of busy CPU time before the run from which the report warns of noise.
+const BUSY_WARNING: f64 = 0.2;
+
 const COLUMNS: [(Workload, Metric); 9] = [
     (Workload::Bulk64K, Metric::GibPerSec),
     (Workload::Bulk1K, Metric::GibPerSec),
@@ -57,13 +60,14 @@ pub fn render(report: &Report) -> String {
         report.seconds
     );
 
-    if let (Some(before), after) = report.load {
-        let after = after.map_or_else(|| "?".to_string(), |a| format!("{a:.2}"));
+    if let Some(busy) = report.busy_before {
         let _ = writeln!(
             out,
-            "Load average (1 min) before the run {before:.2}, after {after}.{}\n",
-            if before >= 0.5 {
-                " **The machine was busy before the bench started: other processes \
+            "Other processes kept {:.0}% of the CPU time busy in the half second before \
+             the run.{}\n",
+            busy * 100.0,
+            if busy >= BUSY_WARNING {
+                " **The machine was busy when the bench started: other processes \
                  competed for the CPUs, so expect noise (see Noisy cells).**"
             } else {
                 ""

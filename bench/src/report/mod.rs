@@ -90,14 +90,30 @@ impl Summary {
     }
 }
 
-/// The 1-minute load average (`/proc/loadavg`), if readable.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
+/// The share of the machine's CPU time (0 to 1) that was busy during `window`, from
+/// `/proc/stat`; `None` if it cannot be read. Taken while the bench itself sleeps, it
+/// tells how much other processes compete for the CPUs right now (a load average
+/// would still carry the last minute's build or bench).
+pub fn busy_share(window: std::time::Duration) -> Option<f64> {
+    let first = cpu_times()?;
+    std::thread::sleep(window);
+    let second = cpu_times()?;
+    let total = second.0.checked_sub(first.0)?;
+    let idle = second.1.checked_sub(first.1)?;
+    (total > 0).then(|| (total - idle.min(total)) as f64 / total as f64)
+}
+
+/// (all, idle + iowait) jiffies of the aggregate `cpu` line of `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
         .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((fields.iter().sum(), idle))
 }
 
 /// Whether two (min, max) ranges share a point.
@@ -161,8 +177,9 @@ pub struct Report {
     pub ratios: Vec<RatioRow>,
     /// Wall time of the whole run, in seconds.
     pub seconds: f64,
-    /// The 1-minute load average before and after the run.
-    pub load: (Option<f64>, Option<f64>),
+    /// The share of CPU time other processes kept busy just before the run (see
+    /// [`busy_share`]).
+    pub busy_before: Option<f64>,
 }
 
 impl Report {
@@ -174,12 +191,7 @@ impl Report {
     }
 
     /// Summarises `results` of `plan`.
-    pub fn new(
-        plan: &Plan,
-        results: &Results,
-        seconds: f64,
-        load: (Option<f64>, Option<f64>),
-    ) -> Report {
+    pub fn new(plan: &Plan, results: &Results, seconds: f64, busy_before: Option<f64>) -> Report {
         let summaries: BTreeMap<_, _> = results
             .cells
             .iter()
@@ -241,7 +253,7 @@ impl Report {
             summaries,
             ratios,
             seconds,
-            load,
+            busy_before,
         }
     }
 }
