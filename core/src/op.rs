@@ -261,7 +261,7 @@ impl OpHeader {
 
     /// Listens on `done`, then tells completers that someone does. Check the state
     /// after this and before waiting: with the fence in
-    /// [`wake_waiters`](Self::wake_waiters) (store, fence, load on both sides), either
+    /// [`release_waiters`](Self::release_waiters) (store, fence, load on both sides), either
     /// that check sees the completion or the completer sees `listening` and notifies,
     /// after this listener was inserted.
     fn listen(&self) -> event_listener::EventListener {
@@ -294,16 +294,15 @@ impl OpHeader {
         self.state.store(PENDING, Ordering::Release);
     }
 
-    /// Wakes blocked waiters and the registered waker. Panics of a waker are contained.
-    fn wake_waiters(&self) {
+    /// Wakes blocked waiters and hands back the registered waker, for the caller to
+    /// wake once it no longer needs the operation (see `QueuedOp::notify`).
+    fn release_waiters(&self) -> Option<std::task::Waker> {
         // Pairs with the fence in `listen` (see there); call after the state is stored.
         fence(Ordering::SeqCst);
         if self.listening.load(Ordering::Acquire) {
             self.done.notify(usize::MAX);
         }
-        if let Some(waker) = self.waker.take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
-        }
+        self.waker.take()
     }
 }
 
@@ -437,9 +436,18 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
     }
 
     fn notify(self: Arc<Self>, sink: &dyn TaskSink) {
-        self.header.wake_waiters();
+        let waker = self.header.release_waiters();
         if self.header.has_callback {
             context::deliver(self, sink);
+        } else {
+            // Let go of the operation before the wake: the woken task may run at once on
+            // another thread and begin its next wait, which reuses this operation's
+            // allocation only if nothing else holds it (`OpQueue::try_now`).
+            drop(self);
+        }
+        if let Some(waker) = waker {
+            // A panicking waker must not take the notifying thread down.
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
         }
     }
 
