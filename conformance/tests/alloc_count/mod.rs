@@ -1,0 +1,120 @@
+//! What the allocation tests of the tokio and smol adapters share: a counting global
+//! allocator (each test binary installs it, so that each counts in a process of its
+//! own: the smol adapter's driver stays registered with async-io's reactor for the
+//! rest of a process, and async-io's thread allocates per reactor turn) and the
+//! ping-pong they measure.
+//!
+//! A round trip is two sends that finish at once and two receives that wait and are
+//! woken, between two tasks. A fast-path send is no operation at all, and a receive's
+//! wait reuses its direction's readiness operation, so none of it allocates; one
+//! allocation per operation would add four per round trip.
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use asyncresult_conformance::adapters::Flavor;
+use asyncresult_conformance::loopback;
+use asyncresult_core::future::Runtime;
+use asyncresult_core::net;
+
+/// `System`, counting every allocation and reallocation, in all and per thread.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Allocations by this thread (no destructor, so readable at any time).
+    static THREAD_ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract;
+// the counters have no effect on the memory returned.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's layout (see the impl).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout (see the impl).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` came from `System` with this layout (see the impl).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations by every thread so far.
+pub fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Allocations by this thread so far.
+pub fn thread_allocations() -> usize {
+    THREAD_ALLOCATIONS.with(Cell::get)
+}
+
+pub const ROUND_TRIPS: usize = 2_000;
+pub const WARM_UP: usize = 200;
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A connected (client, server) pair of `F`'s streams.
+pub async fn pair<F: Flavor>() -> (F::Stream, F::Stream) {
+    let listener = Arc::new(F::bind(loopback()).await.unwrap());
+    let addr = F::listener_socket(&listener).local_addr().unwrap();
+    let client = F::connect(addr).await.unwrap();
+    let server = F::accept(listener).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    (client, server)
+}
+
+/// Receives one 64-byte message into `buf` (taken and given back).
+pub async fn receive_message<R: Runtime>(stream: &net::TcpStream<R>, buf: &mut Vec<u8>) {
+    let mut got = 0;
+    while got < 64 {
+        let (n, back) = stream.receive(std::mem::take(buf)).await.unwrap();
+        assert!(n > 0, "the peer closed");
+        *buf = back;
+        buf.resize(64, 0);
+        got += n;
+    }
+}
+
+/// The echo end: answers `rounds` messages.
+pub async fn echo<R: Runtime>(server: &net::TcpStream<R>, rounds: usize) {
+    let mut buf = vec![0u8; 64];
+    let msg: &'static [u8] = &[7u8; 64];
+    for _ in 0..rounds {
+        receive_message(server, &mut buf).await;
+        assert_eq!(server.send(msg).await.unwrap(), 64);
+    }
+}
+
+/// The ping end: `rounds` requests, each waiting for its answer (so that every
+/// receive of both ends waits for readiness and is woken).
+pub async fn ping<R: Runtime>(client: &net::TcpStream<R>, rounds: usize) {
+    let mut buf = vec![0u8; 64];
+    let msg: &'static [u8] = &[9u8; 64];
+    for _ in 0..rounds {
+        assert_eq!(client.send(msg).await.unwrap(), 64);
+        receive_message(client, &mut buf).await;
+    }
+}
