@@ -358,16 +358,18 @@ impl Worker {
                         .compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
                 return;
             }
-            let mut result = Ok(0);
-            if found_last && spin {
-                match self.spin(events) {
-                    Some(found) => result = found,
-                    // Nothing came within the spin: block from now on, until events
-                    // come close together again.
-                    None => spin = false,
-                }
-            }
-            if matches!(result, Ok(0)) {
+            let spun = if found_last && spin {
+                let spun = self.spin(events);
+                // Nothing came within the spin: block from now on, until events come
+                // close together again.
+                spin = spun.is_some();
+                spun
+            } else {
+                None
+            };
+            // What the spin found (events, or a posted callback to run) is this
+            // round's; otherwise block.
+            let result = spun.unwrap_or_else(|| {
                 workers.leader_waiting.store(true, Ordering::SeqCst);
                 let timeout = if workers.posted.load(Ordering::SeqCst) > 0 {
                     0
@@ -375,13 +377,14 @@ impl Worker {
                     -1
                 };
                 let blocked = Instant::now();
-                result = events.wait(engine.epoll_fd(), timeout);
+                let result = events.wait(engine.epoll_fd(), timeout);
                 workers.leader_waiting.store(false, Ordering::SeqCst);
                 if matches!(result, Ok(n) if n > 0) && blocked.elapsed() < SPIN {
                     // Spinning would have caught this one: spin after the next round.
                     spin = true;
                 }
-            }
+                result
+            });
             found_last = matches!(result, Ok(n) if n > 0);
             slot.set_busy(true);
             workers.wake_monitor();
