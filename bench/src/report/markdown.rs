@@ -7,10 +7,10 @@ use super::Report;
 use crate::contenders::Contender;
 use crate::workload::{Metric, Workload};
 
-/// One column of the results table.
 /// The share of busy CPU time before the run from which the report warns of noise.
 const BUSY_WARNING: f64 = 0.2;
 
+/// The columns of the results table.
 const COLUMNS: [(Workload, Metric); 9] = [
     (Workload::Bulk64K, Metric::GibPerSec),
     (Workload::Bulk1K, Metric::GibPerSec),
