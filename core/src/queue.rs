@@ -174,6 +174,16 @@ impl<C: OpContext> OpQueue<C> {
         Ok(Begun::Queued(op))
     }
 
+    /// Whether operations wait in this direction (`Disposed` once it is stopped or its
+    /// socket closed), without queueing anything.
+    pub(crate) fn has_queued(&self, socket: &C) -> Result<bool, Error> {
+        let inner = self.inner.lock();
+        if inner.stopped || socket.is_closed() {
+            return Err(Error::Disposed);
+        }
+        Ok(!inner.ops.is_empty())
+    }
+
     /// Runs `now` right here if nothing is queued (with the lock held, like a fast
     /// path); if it would block, or if operations are queued, queues a readiness
     /// operation of `ready_kind` instead, which completes when this direction is worth

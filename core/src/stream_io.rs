@@ -24,7 +24,7 @@ use crate::async_result::AsyncCallback;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::future::{poll_try, ReadyWait, Runtime};
-use crate::ops::try_io::TryIo;
+use crate::op::OpKind;
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -173,15 +173,15 @@ impl<R: Runtime> WriteHalf<R> {
     /// A closed socket's write side is down already.
     pub fn shutdown_behind_sends(&self) {
         let socket = &self.socket;
-        match socket.sends_flushed() {
+        let core = socket.core();
+        match core.queue(OpKind::Send).has_queued(core) {
             // Nothing queued: shut down now.
-            Ok(TryIo::Done(())) => {
+            Ok(false) => {
                 let _ = socket.shutdown(Shutdown::Write);
             }
             // Sends still queued: shut down from the callback of an empty send that
             // completes after every one of them (the queue is FIFO).
-            Ok(TryIo::WouldBlock(wait)) => {
-                wait.cancel();
+            Ok(true) => {
                 let behind = socket.clone();
                 let shut: AsyncCallback<usize> = Box::new(move |_| {
                     let _ = behind.shutdown(Shutdown::Write);
