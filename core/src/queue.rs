@@ -43,11 +43,32 @@ pub(crate) enum Started<T> {
     Queued(AsyncResult<T>),
 }
 
-/// What travels with an operation besides its work: moved into the operation only if
-/// it is queued (a fast-path finish hands them back untouched).
+/// What travels with a `begin_*` operation besides its work: moved into the operation
+/// only if it is queued (a fast-path finish hands them back untouched).
 struct Extras<T> {
     callback: Option<AsyncCallback<T>>,
     state: Option<AsyncState>,
+}
+
+/// Where [`OpQueue::begin`] finds the callback and state of an operation it queues.
+trait TakeExtras<T> {
+    /// Moves them out (into the operation being queued).
+    fn take(&mut self) -> (Option<AsyncCallback<T>>, Option<AsyncState>);
+}
+
+impl<T> TakeExtras<T> for Extras<T> {
+    fn take(&mut self) -> (Option<AsyncCallback<T>>, Option<AsyncState>) {
+        (self.callback.take(), self.state.take())
+    }
+}
+
+/// A future's operation has neither: nothing to build, move or drop on its fast path.
+struct NoExtras;
+
+impl<T> TakeExtras<T> for NoExtras {
+    fn take(&mut self) -> (Option<AsyncCallback<T>>, Option<AsyncState>) {
+        (None, None)
+    }
 }
 
 /// How [`OpQueue::begin`] went.
@@ -134,11 +155,7 @@ impl<C: OpContext> OpQueue<C> {
         kind: OpKind,
         work: W,
     ) -> Result<Started<W::Output>, Error> {
-        let mut extras = Extras {
-            callback: None,
-            state: None,
-        };
-        Ok(match self.begin(socket, kind, work, &mut extras)? {
+        Ok(match self.begin(socket, kind, work, &mut NoExtras)? {
             Begun::Inline(result) => Started::Finished(result),
             Begun::Queued(op) => Started::Queued(AsyncResult::from_op(op)),
         })
@@ -150,7 +167,7 @@ impl<C: OpContext> OpQueue<C> {
         socket: &Arc<C>,
         kind: OpKind,
         mut work: W,
-        extras: &mut Extras<W::Output>,
+        extras: &mut impl TakeExtras<W::Output>,
     ) -> Result<Begun<W>, Error> {
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
@@ -163,13 +180,8 @@ impl<C: OpContext> OpQueue<C> {
                 return Ok(Begun::Inline(result));
             }
         }
-        let op = Arc::new(Op::pending(
-            kind,
-            socket,
-            work,
-            extras.callback.take(),
-            extras.state.take(),
-        ));
+        let (callback, state) = extras.take();
+        let op = Arc::new(Op::pending(kind, socket, work, callback, state));
         inner.ops.push_back(op.clone());
         Ok(Begun::Queued(op))
     }
