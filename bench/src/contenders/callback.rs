@@ -37,9 +37,47 @@ enum Event {
 
 type Report = mpsc::Sender<Result<Event, String>>;
 
-fn report_error(report: &Report, message: String) {
-    // The measuring thread may have given up already; nothing else to tell.
-    let _ = report.send(Err(message));
+/// A chain's line to the measuring thread: it reports once. A chain dropped before it
+/// reported (its callback dropped unrun, as when `begin_*` fails) reports that itself,
+/// so a chain needs no copy of the channel per operation to report a failed begin
+/// (those copies cost a contended read-modify-write per operation on a shared counter
+/// that the other contenders' harnesses do not pay).
+struct Reporter {
+    report: Report,
+    reported: bool,
+}
+
+impl Reporter {
+    fn new(report: Report) -> Self {
+        Reporter {
+            report,
+            reported: false,
+        }
+    }
+
+    fn send(&mut self, event: Result<Event, String>) {
+        if !self.reported {
+            self.reported = true;
+            // The measuring thread may have given up already; nothing else to tell.
+            let _ = self.report.send(event);
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        self.send(Err(message));
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.fail("a callback chain was dropped before it finished (a begin failed)".into());
+    }
+}
+
+/// Reports a failed `begin_*`: its callback, and the chain's reporter with it, was
+/// dropped, which already told the measuring thread; this adds the reason.
+fn begin_failed(what: &str, e: Error) {
+    eprintln!("callback contender: {what}: {e}");
 }
 
 /// A listening socket on a fresh loopback port.
@@ -65,32 +103,32 @@ struct SendChain {
     pattern: Pattern,
     next: u64,
     count: u64,
-    report: Report,
+    report: Reporter,
 }
 
 fn send_next(mut chain: SendChain) {
     if chain.next == chain.count {
-        let _ = chain.report.send(Ok(Event::Sent));
+        chain.report.send(Ok(Event::Sent));
         return;
     }
     let chunk = chain.pattern.chunk(chain.next);
     chain.next += 1;
     let socket = chain.socket.clone();
-    let report = chain.report.clone();
     let begun = socket.begin_send(
         chunk,
         SocketFlags::NONE,
-        callback(
-            move |ar: AsyncResult<usize>| match chain.socket.end_send(&ar) {
+        callback(move |ar: AsyncResult<usize>| {
+            let mut chain = chain;
+            match chain.socket.end_send(&ar) {
                 Ok(n) if n == chunk.len() => send_next(chain),
-                Ok(n) => report_error(&chain.report, format!("short send: {n} bytes")),
-                Err(e) => report_error(&chain.report, format!("end_send: {e}")),
-            },
-        ),
+                Ok(n) => chain.report.fail(format!("short send: {n} bytes")),
+                Err(e) => chain.report.fail(format!("end_send: {e}")),
+            }
+        }),
         None,
     );
     if let Err(e) = begun {
-        report_error(&report, format!("begin_send: {e}"));
+        begin_failed("begin_send", e);
     }
 }
 
@@ -98,12 +136,11 @@ fn send_next(mut chain: SendChain) {
 struct ReceiveChain {
     socket: Socket,
     verifier: Verifier,
-    report: Report,
+    report: Reporter,
 }
 
 fn receive_next(chain: ReceiveChain, buf: Vec<u8>) {
     let socket = chain.socket.clone();
-    let report = chain.report.clone();
     let begun = socket.begin_receive(
         buf,
         SocketFlags::NONE,
@@ -111,19 +148,19 @@ fn receive_next(chain: ReceiveChain, buf: Vec<u8>) {
             let mut chain = chain;
             match chain.socket.end_receive(&ar) {
                 Ok((n, buf)) => match chain.verifier.take(&buf[..n]) {
-                    Err(e) => report_error(&chain.report, e),
+                    Err(e) => chain.report.fail(e),
                     Ok(()) if chain.verifier.done() => {
-                        let _ = chain.report.send(Ok(Event::Received(Instant::now())));
+                        chain.report.send(Ok(Event::Received(Instant::now())));
                     }
                     Ok(()) => receive_next(chain, buf),
                 },
-                Err(e) => report_error(&chain.report, format!("end_receive: {e}")),
+                Err(e) => chain.report.fail(format!("end_receive: {e}")),
             }
         }),
         None,
     );
     if let Err(e) = begun {
-        report_error(&report, format!("begin_receive: {e}"));
+        begin_failed("begin_receive", e);
     }
 }
 
@@ -163,7 +200,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
         ReceiveChain {
             socket: server.clone(),
             verifier: Verifier::new(1, total),
-            report: report.clone(),
+            report: Reporter::new(report.clone()),
         },
         Vec::with_capacity(Scale::BULK_READ),
     );
@@ -172,7 +209,7 @@ pub fn bulk(scale: &Scale, chunk: usize) -> Result<Values, String> {
         pattern,
         next: 0,
         count: total / chunk as u64,
-        report,
+        report: Reporter::new(report),
     });
     let end = collect(&events, 1, 1)?;
     Ok(bulk_values(total, end.duration_since(start)))
@@ -203,19 +240,19 @@ struct PingPongEnd {
     started: Instant,
     nanos: Vec<u64>,
     is_ping: bool,
-    report: Report,
+    report: Reporter,
 }
 
 /// Sends request number `end.done` (ping side) and waits for its echo.
 fn ping_next(mut end: PingPongEnd, buf: Vec<u8>) {
     if end.done == end.total {
         let nanos = std::mem::take(&mut end.nanos);
-        let _ = end.report.send(Ok(Event::Latencies(nanos)));
+        end.report.send(Ok(Event::Latencies(nanos)));
         return;
     }
     end.started = Instant::now();
     if let Err(e) = send_now(&end.socket, payload::ping(end.done)) {
-        return report_error(&end.report, e);
+        return end.report.fail(e);
     }
     receive_message(end, buf);
 }
@@ -223,20 +260,19 @@ fn ping_next(mut end: PingPongEnd, buf: Vec<u8>) {
 /// Receives until a whole 64-byte message is in, then handles it.
 fn receive_message(end: PingPongEnd, buf: Vec<u8>) {
     let socket = end.socket.clone();
-    let report = end.report.clone();
     let begun = socket.begin_receive(
         buf,
         SocketFlags::NONE,
         callback(move |ar: AsyncResult<(usize, Vec<u8>)>| {
             let mut end = end;
             let (n, buf) = match end.socket.end_receive(&ar) {
-                Ok((0, _)) => return report_error(&end.report, "the peer closed".into()),
+                Ok((0, _)) => return end.report.fail("the peer closed".into()),
                 Ok(received) => received,
-                Err(e) => return report_error(&end.report, format!("end_receive: {e}")),
+                Err(e) => return end.report.fail(format!("end_receive: {e}")),
             };
             let filled = end.filled + n;
             if filled > Scale::PING {
-                return report_error(&end.report, format!("{filled} bytes for one message"));
+                return end.report.fail(format!("{filled} bytes for one message"));
             }
             end.message[end.filled..filled].copy_from_slice(&buf[..n]);
             end.filled = filled;
@@ -247,7 +283,7 @@ fn receive_message(end: PingPongEnd, buf: Vec<u8>) {
             if end.is_ping {
                 let round_trip = end.started.elapsed();
                 if let Err(e) = payload::check_echo(end.done, &end.message) {
-                    return report_error(&end.report, e);
+                    return end.report.fail(e);
                 }
                 if end.done >= end.warm {
                     end.nanos.push(round_trip.as_nanos() as u64);
@@ -256,11 +292,11 @@ fn receive_message(end: PingPongEnd, buf: Vec<u8>) {
                 ping_next(end, buf);
             } else {
                 if let Err(e) = send_now(&end.socket, end.message) {
-                    return report_error(&end.report, e);
+                    return end.report.fail(e);
                 }
                 end.done += 1;
                 if end.done == end.total {
-                    let _ = end.report.send(Ok(Event::Echoed));
+                    end.report.send(Ok(Event::Echoed));
                 } else {
                     receive_message(end, buf);
                 }
@@ -269,7 +305,7 @@ fn receive_message(end: PingPongEnd, buf: Vec<u8>) {
         None,
     );
     if let Err(e) = begun {
-        report_error(&report, format!("begin_receive: {e}"));
+        begin_failed("begin_receive", e);
     }
 }
 
@@ -292,7 +328,7 @@ pub fn ping_pong(scale: &Scale) -> Result<Values, String> {
         started: Instant::now(),
         nanos: Vec::with_capacity(if is_ping { scale.round_trips } else { 0 }),
         is_ping,
-        report,
+        report: Reporter::new(report),
     };
     receive_message(
         end(&server, false, report.clone()),
@@ -333,7 +369,7 @@ pub fn fan_in(scale: &Scale) -> Result<Values, String> {
             ReceiveChain {
                 socket: server.clone(),
                 verifier: Verifier::new(i as u64, per_conn),
-                report: report.clone(),
+                report: Reporter::new(report.clone()),
             },
             Vec::with_capacity(Scale::FANIN_READ),
         );
@@ -342,7 +378,7 @@ pub fn fan_in(scale: &Scale) -> Result<Values, String> {
             pattern: *pattern,
             next: 0,
             count: msgs,
-            report: report.clone(),
+            report: Reporter::new(report.clone()),
         });
     }
     drop(report);
