@@ -10,12 +10,34 @@
 //! the worker pool.
 //!
 //! Callbacks queued on a worker run in a loop, not recursively, so a chain of
-//! synchronous completions cannot grow the stack; after a budget the rest go to the
-//! pool so that polling keeps its turn. The queue is shared with the monitor, which
-//! moves it to the pool if its worker is stuck in a callback (say, one that waits for
-//! another callback queued behind it).
+//! synchronous completions cannot grow the stack. The queue is shared with the
+//! monitor, which moves it to the pool if its worker is stuck in a callback (say, one
+//! that waits for another callback queued behind it).
+//!
+//! # Order: chains run depth-first, a budget at a time
+//!
+//! A completion that a running callback causes (typically its own next `begin_*`,
+//! finished by the fast path) is its *continuation*: it runs next, ahead of older
+//! queued callbacks, and a callback's continuations keep the order in which they were
+//! begun. After [`CHAIN_BUDGET`] continuations in a row, the next one goes to the back
+//! of the queue, so that chains sharing a worker take turns. A send chain thus hands
+//! the kernel a burst of sends before the receiving chain drains them in large reads,
+//! as tokio's per-task budget does for a task. (Measured with both ends of a 1 KiB
+//! bulk transfer on one worker: taking turns one callback at a time, the receiver
+//! read each send on its own and the kernel acknowledged each one, 0.2 GiB/s; with
+//! this order, 1.2 GiB/s.)
+//!
+//! # Where callbacks run
+//!
+//! The worker that polls (the leader) runs the callbacks of the events it finds, and
+//! after [`LOCAL_BUDGET`] of them polls again (without blocking while callbacks wait).
+//! It keeps the first [`KEEP_LOCAL`] waiting callbacks and hands the rest to the pool
+//! for the other workers: a few chains that talk to each other (the two ends of a
+//! stream) stay on one thread, where their data stays in its cache and no lock or
+//! socket structure bounces between CPUs, while a real backlog (many connections) is
+//! shared. Any other worker hands all that is left after its budget to the pool.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,8 +47,16 @@ use parking_lot::Mutex;
 
 use crate::op::{Task, TaskSink};
 
-/// How many queued callbacks a worker runs in a row before handing the rest to the pool.
+/// How many queued callbacks a worker runs in a row before it polls again (the
+/// leader) or hands the rest to the pool (any other worker).
 const LOCAL_BUDGET: usize = 256;
+
+/// How many continuations in a row run ahead of older callbacks (see the module docs).
+const CHAIN_BUDGET: u32 = 64;
+
+/// How many waiting callbacks the leader keeps when its budget runs out (see the
+/// module docs).
+pub(crate) const KEEP_LOCAL: usize = 4;
 
 /// One worker's view shared with the monitor: its callback queue and its pulse.
 #[derive(Default)]
@@ -68,17 +98,47 @@ impl WorkerSlot {
         self.progress.load(Ordering::Relaxed)
     }
 
-    /// Moves every queued callback of this worker to the pool (the worker is stuck).
+    /// Moves every queued callback of this worker to the pool (the worker is stuck, or
+    /// stops polling).
     pub(crate) fn hand_over(&self, sink: &dyn TaskSink) {
-        let tasks: Vec<_> = self.local.lock().drain(..).collect();
-        if !tasks.is_empty() {
-            sink.post_all(tasks);
-        }
+        self.hand_over_after(0, sink);
     }
+
+    /// Moves the queued callbacks of this worker past the first `keep` to the pool.
+    fn hand_over_after(&self, keep: usize, sink: &dyn TaskSink) {
+        let tasks: Vec<_> = {
+            let mut local = self.local.lock();
+            if local.len() <= keep {
+                return;
+            }
+            local.drain(keep..).collect()
+        };
+        sink.post_all(tasks);
+    }
+
+    /// Whether callbacks wait in this worker's queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.local.lock().is_empty()
+    }
+}
+
+/// What the current worker thread is running, for [`deliver`].
+#[derive(Clone, Copy, Default)]
+struct Running {
+    /// A callback runs (so a completion now is its continuation).
+    in_callback: bool,
+    /// Continuations the running callback queued so far (they go to the front of the
+    /// queue, in this order).
+    continuations: usize,
+    /// Callbacks run in a row as continuations.
+    chain: u32,
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<WorkerSlot>>> = const { RefCell::new(None) };
+    static RUNNING: Cell<Running> = const {
+        Cell::new(Running { in_callback: false, continuations: 0, chain: 0 })
+    };
 }
 
 /// Makes the current thread an engine worker (a callback thread) with `slot`.
@@ -86,11 +146,25 @@ pub(crate) fn enter_worker(slot: Arc<WorkerSlot>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(slot));
 }
 
-/// Arranges for `task` (a completed operation's callback) to run on a callback thread.
+/// Arranges for `task` (a completed operation's callback) to run on a callback thread:
+/// on this one if it is a worker (next, if a callback running here caused it; see the
+/// module docs), else on the pool.
 pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     let not_a_worker = CURRENT.with(|current| match &*current.borrow() {
         Some(slot) => {
-            slot.local.lock().push_back(task);
+            let mut running = RUNNING.get();
+            let mut local = slot.local.lock();
+            if running.in_callback && running.chain < CHAIN_BUDGET {
+                // `continuations` never exceeds the length: the queue only shrinks
+                // from the front, and only between callbacks (or by a hand-over, which
+                // leaves a prefix).
+                let at = running.continuations.min(local.len());
+                local.insert(at, task);
+                running.continuations = at + 1;
+                RUNNING.set(running);
+            } else {
+                local.push_back(task);
+            }
             None
         }
         None => Some(task),
@@ -100,8 +174,10 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     }
 }
 
-/// Runs the callbacks queued on worker `slot` (up to a budget). Call with no lock held.
-pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) {
+/// Runs the callbacks queued on worker `slot`, up to a budget; if it runs out, keeps
+/// the first `keep` still waiting and hands the rest to the pool (see the module
+/// docs). Call with no lock held.
+pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, keep: usize) {
     for _ in 0..LOCAL_BUDGET {
         let Some(task) = slot.local.lock().pop_front() else {
             return;
@@ -109,12 +185,29 @@ pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink) {
         run_task(task);
         slot.tick();
     }
-    // Budget spent: let the pool share the rest (if any) so this worker returns to
-    // polling.
-    slot.hand_over(sink);
+    slot.hand_over_after(keep, sink);
 }
 
 /// Runs one task; a panic (in the callback or in a destructor it triggers) is contained.
+/// Completions it causes on a worker are its continuations (see [`deliver`]).
 pub(crate) fn run_task(task: Arc<dyn Task>) {
+    let chain = RUNNING.get().chain;
+    RUNNING.set(Running {
+        in_callback: true,
+        continuations: 0,
+        chain,
+    });
     let _ = catch_unwind(AssertUnwindSafe(move || task.run()));
+    let ran = RUNNING.get();
+    // The next callback to run is a continuation of this one if it queued any.
+    let chain = if ran.continuations > 0 {
+        ran.chain.saturating_add(1)
+    } else {
+        0
+    };
+    RUNNING.set(Running {
+        in_callback: false,
+        continuations: 0,
+        chain,
+    });
 }

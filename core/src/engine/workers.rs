@@ -9,7 +9,13 @@
 //! handed across threads. The other workers (*followers*) sleep on a condition
 //! variable and run callbacks posted from outside the pool (a `begin_*` that completed
 //! synchronously on a user thread, completions found by a runtime driver, `close`,
-//! `cancel`).
+//! `cancel`) and those the leader hands over.
+//!
+//! The leader runs a budget of callbacks per round, then polls again, without blocking
+//! while callbacks wait; it keeps a few of those for its next round (so that the two
+//! ends of a stream keep sharing one thread) and hands the rest to the followers (see
+//! [`context`] for the order and the numbers). When it stops leading, whatever it kept
+//! goes to the pool.
 //!
 //! While events come close together, the leader polls without blocking for a moment
 //! ([`SPIN`]) before it blocks: a stream of events (a bulk transfer, say) is then
@@ -285,7 +291,7 @@ impl Worker {
                 drop(state);
                 self.slot.set_busy(true);
                 workers.wake_monitor();
-                self.run_posted(task);
+                self.run_posted(task, 0);
                 self.slot.set_busy(false);
                 state = workers.state.lock();
                 continue;
@@ -298,6 +304,8 @@ impl Worker {
             {
                 drop(state);
                 self.lead(&mut events, &mut completed);
+                // No longer polling: callbacks kept for the next round go to the pool.
+                self.slot.hand_over(&**engine);
                 state = workers.state.lock();
                 continue;
             }
@@ -317,11 +325,12 @@ impl Worker {
         }
     }
 
-    /// Runs a task taken from the pool, then the callbacks it queued on this worker.
-    fn run_posted(&self, task: Arc<dyn Task>) {
+    /// Runs a task taken from the pool, then the callbacks it queued on this worker (up
+    /// to a budget, keeping `keep` of those left; see `context::run_local`).
+    fn run_posted(&self, task: Arc<dyn Task>, keep: usize) {
         context::run_task(task);
         self.slot.tick();
-        context::run_local(&self.slot, &*self.engine);
+        context::run_local(&self.slot, &*self.engine, keep);
     }
 
     /// Polls without blocking for up to [`SPIN`]: what a poll found once it found
@@ -358,7 +367,10 @@ impl Worker {
                         .compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
                 return;
             }
-            let spun = if found_last && spin {
+            let spun = if slot.has_queued() {
+                // Callbacks kept from the last round wait: look, but do not wait.
+                Some(events.wait(engine.epoll_fd(), 0))
+            } else if found_last && spin {
                 let spun = self.spin(events);
                 // Nothing came within the spin: block from now on, until events come
                 // close together again.
@@ -393,10 +405,10 @@ impl Worker {
                 std::thread::yield_now();
             }
             engine.dispatch(events, completed, &tick);
-            context::run_local(slot, &**engine);
+            context::run_local(slot, &**engine, context::KEEP_LOCAL);
             // One posted callback per round, so steady I/O cannot starve the queue.
             if let Some(task) = workers.pop_task() {
-                self.run_posted(task);
+                self.run_posted(task, context::KEEP_LOCAL);
             }
             slot.set_busy(false);
             tick();
