@@ -155,9 +155,9 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
             let mut running = RUNNING.get();
             let mut local = slot.local.lock();
             if running.in_callback && running.chain < CHAIN_BUDGET {
-                // `continuations` never exceeds the length: the queue only shrinks
-                // from the front, and only between callbacks (or by a hand-over, which
-                // leaves a prefix).
+                // Behind this callback's earlier continuations. They are all still
+                // there unless the monitor moved the queue to the pool meanwhile; then
+                // this one goes first.
                 let at = running.continuations.min(local.len());
                 local.insert(at, task);
                 running.continuations = at + 1;
