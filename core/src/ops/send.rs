@@ -49,10 +49,12 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
                 return Attempt::Done(Ok(bytes.len()));
             }
             let rest = &bytes[self.sent.min(bytes.len())..];
-            let sent = nonblocking(|| match self.to {
-                Some(to) => fd.send_to_with_flags(rest, &SockAddr::from(to), self.flags),
+            let sent = match self.to {
+                Some(to) => {
+                    nonblocking(|| fd.send_to_with_flags(rest, &SockAddr::from(to), self.flags))
+                }
                 None => sys::send(fd, rest, self.flags),
-            });
+            };
             match sent {
                 Ok(Some(n)) if !self.stream => return Attempt::Done(Ok(n)),
                 // A stream that takes nothing has no room: wait for the next edge.

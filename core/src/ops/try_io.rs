@@ -84,7 +84,7 @@ impl Socket {
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_send(&self, buf: &[u8], flags: SocketFlags) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| nonblocking(|| sys::send(core.fd(), buf, flags)))
+        self.try_send_side(|core| sys::send(core.fd(), buf, flags))
     }
 
     /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
