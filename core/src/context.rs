@@ -35,13 +35,16 @@
 //! for the other workers: a few chains that talk to each other (the two ends of a
 //! stream) stay on one thread, where their data stays in its cache and no lock or
 //! socket structure bounces between CPUs, while a real backlog (many connections) is
-//! shared. Any other worker hands all that is left after its budget to the pool.
+//! shared. It keeps none if the budget took longer than [`LONG_ROUND`]: callbacks that
+//! do that much work run in parallel on the other workers instead. Any other worker
+//! hands all that is left after its budget to the pool.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -57,6 +60,10 @@ const CHAIN_BUDGET: u32 = 64;
 /// How many waiting callbacks the leader keeps when its budget runs out (see the
 /// module docs).
 pub(crate) const KEEP_LOCAL: usize = 4;
+
+/// A budget of callbacks that took longer than this is CPU work, better spread over
+/// the workers than kept on one (see the module docs).
+const LONG_ROUND: Duration = Duration::from_millis(5);
 
 /// One worker's view shared with the monitor: its callback queue and its pulse.
 #[derive(Default)]
@@ -178,14 +185,20 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
 /// the first `keep` still waiting and hands the rest to the pool (see the module
 /// docs). Call with no lock held.
 pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, keep: usize) {
-    for _ in 0..LOCAL_BUDGET {
+    // When the second callback starts (a round of one, the usual case, reads no clock).
+    let mut started = None;
+    for run in 0..LOCAL_BUDGET {
         let Some(task) = slot.local.lock().pop_front() else {
             return;
         };
+        if run == 1 {
+            started = Some(Instant::now());
+        }
         run_task(task);
         slot.tick();
     }
-    slot.hand_over_after(keep, sink);
+    let cheap = started.is_some_and(|at| at.elapsed() < LONG_ROUND);
+    slot.hand_over_after(if cheap { keep } else { 0 }, sink);
 }
 
 /// Runs one task; a panic (in the callback or in a destructor it triggers) is contained.

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -69,8 +70,14 @@ fn a_callbacks_continuations_run_in_the_order_they_were_begun() {
     });
 }
 
-/// A send chain that begins its next send from each callback until told to stop.
-fn send_chain(socket: Socket, steps: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+/// A send chain that begins its next send from each callback until told to stop
+/// (or 10,000 steps), and then says so on `stopped`.
+fn send_chain(
+    socket: Socket,
+    steps: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    stopped: mpsc::Sender<()>,
+) {
     let next = socket.clone();
     socket
         .begin_send(
@@ -80,7 +87,9 @@ fn send_chain(socket: Socket, steps: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
                 next.end_send(&ar).unwrap();
                 let step = steps.fetch_add(1, Ordering::SeqCst) + 1;
                 if !stop.load(Ordering::SeqCst) && step < 10_000 {
-                    send_chain(next, steps, stop);
+                    send_chain(next, steps, stop, stopped);
+                } else {
+                    stopped.send(()).unwrap();
                 }
             })),
             None,
@@ -100,10 +109,11 @@ fn steps_before_the_other_callback_ran() -> usize {
     let steps = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (seen_tx, seen_rx) = mpsc::channel();
+    let (stopped_tx, stopped_rx) = mpsc::channel();
     let (a2, b2) = (a.clone(), b.clone());
     let (steps2, stop2) = (steps.clone(), stop.clone());
     in_callback(&a, move || {
-        send_chain(a2, steps2.clone(), stop2.clone());
+        send_chain(a2, steps2.clone(), stop2.clone(), stopped_tx);
         let b3 = b2.clone();
         b2.begin_receive(
             Vec::with_capacity(16),
@@ -121,6 +131,8 @@ fn steps_before_the_other_callback_ran() -> usize {
     let seen = seen_rx
         .recv_timeout(secs(10))
         .expect("the receive's callback runs");
+    // Every send the chain began has run its callback once it stops.
+    stopped_rx.recv_timeout(secs(10)).expect("the chain stops");
     a.close();
     b.close();
     let sent = reader.join().unwrap().len();
@@ -147,5 +159,76 @@ fn a_chain_of_synchronous_completions_runs_ahead_then_takes_turns() {
             seen.iter().any(|&s| s >= 2),
             "the chain never ran ahead: {seen:?} chain steps"
         );
+    });
+}
+
+/// A chain of sends whose callbacks each do `work` of CPU work, recording the thread
+/// that ran each one, for `steps` steps.
+fn busy_chain(
+    socket: Socket,
+    work: std::time::Duration,
+    steps: usize,
+    threads: Arc<Mutex<HashSet<std::thread::ThreadId>>>,
+    done: mpsc::Sender<()>,
+) {
+    let next = socket.clone();
+    socket
+        .begin_send(
+            &b"busy"[..],
+            SocketFlags::NONE,
+            Some(Box::new(move |ar: AsyncResult<usize>| {
+                next.end_send(&ar).unwrap();
+                threads.lock().unwrap().insert(std::thread::current().id());
+                let until = std::time::Instant::now() + work;
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                if steps > 1 {
+                    busy_chain(next, work, steps - 1, threads, done);
+                } else {
+                    done.send(()).unwrap();
+                }
+            })),
+            None,
+        )
+        .unwrap();
+}
+
+#[test]
+fn chains_that_keep_the_cpu_busy_spread_over_the_workers() {
+    bounded(secs(60), || {
+        let (a, theirs_a) = tcp_to_std();
+        let reader_a = read_all_in_background(theirs_a);
+        let (b, theirs_b) = tcp_to_std();
+        let reader_b = read_all_in_background(theirs_b);
+        let (c, mut theirs_c) = tcp_to_std();
+        // Two chains of callbacks with 50 µs of CPU work each, started from the
+        // callback of a receive that an event completes: that callback, and so both
+        // chains, begin on the worker that polls.
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let (done_tx, done_rx) = mpsc::channel();
+        let (threads2, c2) = (threads.clone(), c.clone());
+        c.begin_receive(
+            Vec::with_capacity(16),
+            SocketFlags::NONE,
+            Some(Box::new(move |ar| {
+                c2.end_receive(&ar).unwrap();
+                let work = std::time::Duration::from_micros(50);
+                busy_chain(a, work, 600, threads2.clone(), done_tx.clone());
+                busy_chain(b, work, 600, threads2, done_tx);
+            })),
+            None,
+        )
+        .unwrap();
+        theirs_c.write_all(b"go").unwrap();
+        for _ in 0..2 {
+            done_rx.recv_timeout(secs(30)).expect("both chains finish");
+        }
+        // Each budget of 256 callbacks takes over 12 ms here: the worker that polls does
+        // not keep such chains to itself.
+        let used = threads.lock().unwrap().len();
+        assert!(used >= 2, "CPU-heavy chains ran on {used} thread(s)");
+        c.close();
+        drop((reader_a, reader_b));
     });
 }
