@@ -28,9 +28,14 @@
 //! hands polling to a follower (starting one if none is idle), and moves the callbacks
 //! queued behind a stuck worker to the pool. The stuck leader, back from user code,
 //! finds it is no longer the leader and becomes a follower. The pool starts
-//! [`BASE_WORKERS`] threads and grows only when callbacks block, up to
+//! [`BASE_WORKERS`] threads and grows only when a worker looks stuck, up to
 //! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness. Sockets
-//! never add threads.
+//! never add threads. "Looks stuck" is all the monitor can see: a callback that
+//! blocks, but also, on a machine with more runnable threads than cores, a worker that
+//! got no CPU for a whole period or waited that long for a lock whose holder got none.
+//! So a load that saturates the cores (a thousand connections' callbacks on two, say)
+//! can grow the pool well past the base until the load ends (tens of threads in the
+//! bench's callback fan-in).
 
 use std::collections::VecDeque;
 use std::io;
