@@ -55,11 +55,18 @@ fn fast_path_is_one_send_syscall_and_no_poller_work() {
             "one send syscall per send: {:?}",
             section.names()
         );
-        // No poller work per operation. A worker that was descheduled before the
-        // section (a loaded CI machine) may still be finishing with the socket's
-        // registration edge and go back to `epoll_wait` inside it: once, not per send.
+        // No poller work per operation. On a loaded machine other threads may still
+        // touch the poller inside the section: a worker descheduled before it goes back
+        // to `epoll_wait` after finishing with the socket's registration edge, or the
+        // monitor, seeing a descheduled worker as stuck, starts one more (measured
+        // beside two busy loops: up to 5 `epoll_wait` calls). A handful, never one per
+        // send.
         let poller = section.count_any(trace::POLLER_CALLS);
-        assert!(poller <= 2, "poller work per send: {:?}", section.names());
+        assert!(
+            poller < SENDS / 10,
+            "poller work per send: {:?}",
+            section.names()
+        );
         // The caller made nothing but the sends (other threads may only do their own
         // bookkeeping, such as the monitor's timer).
         assert_eq!(
