@@ -18,6 +18,11 @@ pub type AsyncState = Arc<dyn Any + Send + Sync>;
 ///
 /// It runs exactly once, on a callback thread, never inside the `begin_*` call that
 /// started the operation, and receives that operation's [`AsyncResult`].
+///
+/// Callbacks make no promise of order between operations, but a chain runs as you
+/// would hope: when a callback begins operations that complete at once (its next send,
+/// say), their callbacks run next on the same thread, in the order begun, ahead of
+/// other waiting callbacks, which get their turn after a few dozen such steps.
 pub type AsyncCallback<T> = Box<dyn FnOnce(AsyncResult<T>) + Send + 'static>;
 
 /// The status of one asynchronous operation (.NET's `IAsyncResult`).
