@@ -123,6 +123,11 @@ impl WorkerSlot {
         sink.post_all(tasks);
     }
 
+    /// Queues `tasks` on this worker, behind those already there.
+    pub(crate) fn queue_all(&self, tasks: Vec<Arc<dyn Task>>) {
+        self.local.lock().extend(tasks);
+    }
+
     /// Whether callbacks wait in this worker's queue.
     pub(crate) fn has_queued(&self) -> bool {
         !self.local.lock().is_empty()
@@ -184,7 +189,7 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
 /// Runs the callbacks queued on worker `slot`, up to a budget; if it runs out, keeps
 /// the first `keep` still waiting and hands the rest to the pool (see the module
 /// docs). Call with no lock held.
-pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, keep: usize) {
+pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftover) {
     // When the second callback starts (a round of one, the usual case, reads no clock).
     let mut started = None;
     for run in 0..LOCAL_BUDGET {
@@ -198,7 +203,33 @@ pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, keep: usize) {
         slot.tick();
     }
     let cheap = started.is_some_and(|at| at.elapsed() < LONG_ROUND);
-    slot.hand_over_after(if cheap { keep } else { 0 }, sink);
+    match leftover {
+        Leftover::Keep if cheap => slot.hand_over_after(KEEP_LOCAL, sink),
+        Leftover::ToLeader if cheap => {
+            let few = {
+                let mut local = slot.local.lock();
+                (local.len() <= KEEP_LOCAL).then(|| local.drain(..).collect::<Vec<_>>())
+            };
+            match few {
+                Some(tasks) if !tasks.is_empty() => sink.give_to_leader(tasks),
+                Some(_) => {}
+                None => slot.hand_over(sink),
+            }
+        }
+        _ => slot.hand_over(sink),
+    }
+}
+
+/// What a worker does with the callbacks left when its budget runs out (see the module
+/// docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Leftover {
+    /// The leader: keeps the first [`KEEP_LOCAL`] if the budget was cheap, hands the
+    /// rest to the pool.
+    Keep,
+    /// Any other worker: gives them to the leader if they are few and the budget was
+    /// cheap, else hands them to the pool.
+    ToLeader,
 }
 
 /// Runs one task; a panic (in the callback or in a destructor it triggers) is contained.

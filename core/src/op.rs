@@ -88,6 +88,11 @@ pub(crate) trait TaskSink {
             self.post(task);
         }
     }
+    /// Queues `tasks`, in order, for the thread that polls, if one does (else as
+    /// [`post_all`](TaskSink::post_all)).
+    fn give_to_leader(&self, tasks: Vec<Arc<dyn Task>>) {
+        self.post_all(tasks);
+    }
 }
 
 /// What operations run against: a socket (in tests, a model of one). `C` in

@@ -61,6 +61,13 @@ impl TaskSink for EngineShared {
     fn post_all(&self, tasks: Vec<Arc<dyn Task>>) {
         self.workers.post_all(tasks, &self.wake);
     }
+
+    /// Hands callbacks to the leader (the pool if there is none).
+    fn give_to_leader(&self, tasks: Vec<Arc<dyn Task>>) {
+        if let Some(tasks) = self.workers.give_to_leader(tasks, &self.wake) {
+            self.workers.post_all(tasks, &self.wake);
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineShared {

@@ -69,6 +69,10 @@ pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 struct PoolState {
     tasks: VecDeque<Arc<dyn Task>>,
+    /// Callbacks given to the leader (cheap chains gather on its thread; see
+    /// `context`), taken by it at its next round, or moved to `tasks` when it stops
+    /// leading.
+    for_leader: Vec<Arc<dyn Task>>,
     idle: usize,
     workers: usize,
     next_id: u64,
@@ -82,6 +86,8 @@ pub(crate) struct Workers {
     posted: AtomicUsize,
     /// Tasks taken from the queue so far (the monitor's sign of life of the pool).
     taken: AtomicU64,
+    /// Tasks in `state.for_leader` (readable without the lock).
+    for_leader: AtomicUsize,
     /// The id of the leader, 0 if none.
     leader: AtomicU64,
     /// Set while the leader is (about to be) blocked in `epoll_wait`.
@@ -109,6 +115,7 @@ impl Workers {
         Workers {
             state: Mutex::new(PoolState {
                 tasks: VecDeque::new(),
+                for_leader: Vec::new(),
                 idle: 0,
                 workers: 0,
                 next_id: 1,
@@ -116,6 +123,7 @@ impl Workers {
             cond: Condvar::new(),
             posted: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
+            for_leader: AtomicUsize::new(0),
             leader: AtomicU64::new(0),
             leader_waiting: AtomicBool::new(false),
             slots: Mutex::new(Vec::new()),
@@ -151,6 +159,57 @@ impl Workers {
             wake.notify();
         }
         self.wake_monitor();
+    }
+
+    /// Gives `tasks` to the leader, waking it if it sleeps in `epoll_wait`; hands them
+    /// back if no worker leads (a runtime driver polls, or the leader was replaced).
+    /// Checked under the pool's lock, which a leader also takes when it stops leading
+    /// (after giving up the role) to move what it was given to the pool: nothing given
+    /// is stranded.
+    pub(crate) fn give_to_leader(
+        &self,
+        tasks: Vec<Arc<dyn Task>>,
+        wake: &EventFd,
+    ) -> Option<Vec<Arc<dyn Task>>> {
+        let mut state = self.state.lock();
+        if self.leader.load(Ordering::SeqCst) == 0 {
+            return Some(tasks);
+        }
+        state.for_leader.extend(tasks);
+        self.for_leader
+            .store(state.for_leader.len(), Ordering::SeqCst);
+        drop(state);
+        if self.leader_waiting.load(Ordering::SeqCst) {
+            wake.notify();
+        }
+        None
+    }
+
+    /// The leader's turn to take what it was given (nothing to lock when empty).
+    fn take_for_leader(&self) -> Vec<Arc<dyn Task>> {
+        if self.for_leader.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
+        let mut state = self.state.lock();
+        self.for_leader.store(0, Ordering::SeqCst);
+        std::mem::take(&mut state.for_leader)
+    }
+
+    /// A worker that stopped leading moves what was given to the leader to the pool
+    /// (a new leader finds nothing of it; any worker may run it).
+    fn release_for_leader(&self) {
+        let mut state = self.state.lock();
+        let given = std::mem::take(&mut state.for_leader);
+        self.for_leader.store(0, Ordering::SeqCst);
+        if given.is_empty() {
+            return;
+        }
+        let added = given.len();
+        state.tasks.extend(given);
+        self.posted.fetch_add(added, Ordering::SeqCst);
+        if state.idle > 0 {
+            self.cond.notify_one();
+        }
     }
 
     /// Takes one posted task, if any.
@@ -296,7 +355,7 @@ impl Worker {
                 drop(state);
                 self.slot.set_busy(true);
                 workers.wake_monitor();
-                self.run_posted(task, 0);
+                self.run_posted(task, context::Leftover::ToLeader);
                 self.slot.set_busy(false);
                 state = workers.state.lock();
                 continue;
@@ -309,8 +368,10 @@ impl Worker {
             {
                 drop(state);
                 self.lead(&mut events, &mut completed);
-                // No longer polling: callbacks kept for the next round go to the pool.
+                // No longer polling: callbacks kept for the next round, or given to the
+                // leader, go to the pool.
                 self.slot.hand_over(&**engine);
+                workers.release_for_leader();
                 state = workers.state.lock();
                 continue;
             }
@@ -332,10 +393,10 @@ impl Worker {
 
     /// Runs a task taken from the pool, then the callbacks it queued on this worker (up
     /// to a budget, keeping `keep` of those left; see `context::run_local`).
-    fn run_posted(&self, task: Arc<dyn Task>, keep: usize) {
+    fn run_posted(&self, task: Arc<dyn Task>, leftover: context::Leftover) {
         context::run_task(task);
         self.slot.tick();
-        context::run_local(&self.slot, &*self.engine, keep);
+        context::run_local(&self.slot, &*self.engine, leftover);
     }
 
     /// Polls without blocking for up to [`SPIN`]: what a poll found once it found
@@ -372,6 +433,10 @@ impl Worker {
                         .compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
                 return;
             }
+            let given = workers.take_for_leader();
+            if !given.is_empty() {
+                slot.queue_all(given);
+            }
             let spun = if slot.has_queued() {
                 // Callbacks kept from the last round wait: look, but do not wait.
                 Some(events.wait(engine.epoll_fd(), 0))
@@ -388,7 +453,9 @@ impl Worker {
             // round's; otherwise block.
             let result = spun.unwrap_or_else(|| {
                 workers.leader_waiting.store(true, Ordering::SeqCst);
-                let timeout = if workers.posted.load(Ordering::SeqCst) > 0 {
+                let timeout = if workers.posted.load(Ordering::SeqCst) > 0
+                    || workers.for_leader.load(Ordering::SeqCst) > 0
+                {
                     0
                 } else {
                     -1
@@ -410,10 +477,10 @@ impl Worker {
                 std::thread::yield_now();
             }
             engine.dispatch(events, completed, &tick);
-            context::run_local(slot, &**engine, context::KEEP_LOCAL);
+            context::run_local(slot, &**engine, context::Leftover::Keep);
             // One posted callback per round, so steady I/O cannot starve the queue.
             if let Some(task) = workers.pop_task() {
-                self.run_posted(task, context::KEEP_LOCAL);
+                self.run_posted(task, context::Leftover::Keep);
             }
             slot.set_busy(false);
             tick();
