@@ -37,7 +37,10 @@
 //! socket structure bounces between CPUs, while a real backlog (many connections) is
 //! shared. It keeps none if the budget took longer than [`LONG_ROUND`]: callbacks that
 //! do that much work run in parallel on the other workers instead. Any other worker
-//! hands all that is left after its budget to the pool.
+//! whose budget runs out gives what is left to the leader if that is at most
+//! [`KEEP_LOCAL`] callbacks and the budget was cheap (so a chain begun from a user
+//! thread, which starts on a follower, joins the other end of its stream on the
+//! leader), and otherwise hands it to the pool.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

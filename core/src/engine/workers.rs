@@ -9,7 +9,8 @@
 //! handed across threads. The other workers (*followers*) sleep on a condition
 //! variable and run callbacks posted from outside the pool (a `begin_*` that completed
 //! synchronously on a user thread, completions found by a runtime driver, `close`,
-//! `cancel`) and those the leader hands over.
+//! `cancel`) and those the leader hands over. A follower gives the few cheap callbacks
+//! left after its budget to the leader (see [`context`]).
 //!
 //! The leader runs a budget of callbacks per round, then polls again, without blocking
 //! while callbacks wait; it keeps a few of those for its next round (so that the two
