@@ -229,7 +229,7 @@ impl Drop for Handle {
 /// `Socket` is a cheap handle, like a .NET reference: clones are the same socket, and
 /// it is `Send + Sync`. Dropping the last handle disposes the socket exactly as
 /// [`close`](Socket::close) does; a `Socket` kept in an operation's
-/// [`AsyncState`](crate::AsyncState) is a handle too, so the seed's pattern keeps the
+/// [`AsyncState`] is a handle too, so the seed's pattern keeps the
 /// socket alive until that operation's result is dropped.
 ///
 /// Operations come in `begin_*`/`end_*` pairs (see the crate docs); the socket is
