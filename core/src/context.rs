@@ -35,8 +35,8 @@
 //! for the other workers: a few chains that talk to each other (the two ends of a
 //! stream) stay on one thread, where their data stays in its cache and no lock or
 //! socket structure bounces between CPUs, while a real backlog (many connections) is
-//! shared. It keeps none if the budget took longer than [`LONG_ROUND`]: callbacks that
-//! do that much work run in parallel on the other workers instead. Any other worker
+//! shared. It keeps none if the budget took more CPU time than [`LONG_ROUND`]:
+//! callbacks that do that much work run in parallel on the other workers instead. Any other worker
 //! whose budget runs out gives what is left to the leader if that is at most
 //! [`KEEP_LOCAL`] callbacks and the budget was cheap (so a chain begun from a user
 //! thread, which starts on a follower, joins the other end of its stream on the
@@ -47,11 +47,12 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::op::{Task, TaskSink};
+use crate::sys;
 
 /// How many queued callbacks a worker runs in a row before it polls again (the
 /// leader) or hands the rest to the pool (any other worker).
@@ -64,8 +65,8 @@ const CHAIN_BUDGET: u32 = 64;
 /// module docs).
 pub(crate) const KEEP_LOCAL: usize = 4;
 
-/// A budget of callbacks that took longer than this is CPU work, better spread over
-/// the workers than kept on one (see the module docs).
+/// A budget of callbacks that took more CPU time than this is CPU work, better spread
+/// over the workers than kept on one (see the module docs).
 const LONG_ROUND: Duration = Duration::from_millis(5);
 
 /// One worker's view shared with the monitor: its callback queue and its pulse.
@@ -193,19 +194,24 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
 /// the first `keep` still waiting and hands the rest to the pool (see the module
 /// docs). Call with no lock held.
 pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftover) {
-    // When the second callback starts (a round of one, the usual case, reads no clock).
+    // This thread's CPU time when the second callback starts (a round of one, the usual
+    // case, reads no clock). CPU time, not wall time: a round that was merely
+    // descheduled on a busy machine is still cheap.
     let mut started = None;
     for run in 0..LOCAL_BUDGET {
         let Some(task) = slot.local.lock().pop_front() else {
             return;
         };
         if run == 1 {
-            started = Some(Instant::now());
+            started = sys::thread_cpu_time();
         }
         run_task(task);
         slot.tick();
     }
-    let cheap = started.is_some_and(|at| at.elapsed() < LONG_ROUND);
+    let cheap = match (started, sys::thread_cpu_time()) {
+        (Some(start), Some(end)) => end.saturating_sub(start) < LONG_ROUND,
+        _ => false,
+    };
     match leftover {
         Leftover::Keep if cheap => slot.hand_over_after(KEEP_LOCAL, sink),
         Leftover::ToLeader if cheap => {

@@ -116,6 +116,23 @@ pub(crate) fn has_ready_events(epfd: RawFd) -> bool {
     n > 0 && pfd.revents & libc::POLLIN != 0
 }
 
+/// CPU time the calling thread has used so far (user and system), or `None` if the
+/// clock is unavailable. A system call, not a vDSO read: for occasional use.
+pub(crate) fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if rc != 0 {
+        return None;
+    }
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(std::time::Duration::new(secs, nanos))
+}
+
 /// An eventfd used to wake a thread blocked in `epoll_wait` on the engine's set.
 #[derive(Debug)]
 pub(crate) struct EventFd {
