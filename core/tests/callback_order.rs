@@ -162,6 +162,27 @@ fn a_chain_of_synchronous_completions_runs_ahead_then_takes_turns() {
     });
 }
 
+/// This thread's CPU time.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "thread CPU clock");
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Spins until this thread has used `work` more CPU time (wall time would count time
+/// spent descheduled on a busy machine).
+fn burn_cpu(work: std::time::Duration) {
+    let until = thread_cpu_time() + work;
+    while thread_cpu_time() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// A chain of sends whose callbacks each do `work` of CPU work, recording the thread
 /// that ran each one, for `steps` steps.
 fn busy_chain(
@@ -179,10 +200,7 @@ fn busy_chain(
             Some(Box::new(move |ar: AsyncResult<usize>| {
                 next.end_send(&ar).unwrap();
                 threads.lock().unwrap().insert(std::thread::current().id());
-                let until = std::time::Instant::now() + work;
-                while std::time::Instant::now() < until {
-                    std::hint::spin_loop();
-                }
+                burn_cpu(work);
                 if steps > 1 {
                     busy_chain(next, work, steps - 1, threads, done);
                 } else {
@@ -202,7 +220,7 @@ fn chains_that_keep_the_cpu_busy_spread_over_the_workers() {
         let (b, theirs_b) = tcp_to_std();
         let reader_b = read_all_in_background(theirs_b);
         let (c, mut theirs_c) = tcp_to_std();
-        // Two chains of callbacks with 50 µs of CPU work each, started from the
+        // Two chains of callbacks with 150 µs of CPU work each, started from the
         // callback of a receive that an event completes: that callback, and so both
         // chains, begin on the worker that polls.
         let threads = Arc::new(Mutex::new(HashSet::new()));
@@ -213,7 +231,7 @@ fn chains_that_keep_the_cpu_busy_spread_over_the_workers() {
             SocketFlags::NONE,
             Some(Box::new(move |ar| {
                 c2.end_receive(&ar).unwrap();
-                let work = std::time::Duration::from_micros(50);
+                let work = std::time::Duration::from_micros(150);
                 busy_chain(a, work, 600, threads2.clone(), done_tx.clone());
                 busy_chain(b, work, 600, threads2, done_tx);
             })),
@@ -224,8 +242,8 @@ fn chains_that_keep_the_cpu_busy_spread_over_the_workers() {
         for _ in 0..2 {
             done_rx.recv_timeout(secs(30)).expect("both chains finish");
         }
-        // Each budget of 256 callbacks takes over 12 ms here: the worker that polls does
-        // not keep such chains to itself.
+        // Each budget of 256 callbacks takes over 38 ms of CPU here: the worker that
+        // polls does not keep such chains to itself.
         let used = threads.lock().unwrap().len();
         assert!(used >= 2, "CPU-heavy chains ran on {used} thread(s)");
         c.close();
