@@ -36,10 +36,10 @@
 //! stream) stay on one thread, where their data stays in its cache and no lock or
 //! socket structure bounces between CPUs, while a real backlog (many connections) is
 //! shared. It keeps none if the budget took more CPU time than [`LONG_ROUND`]:
-//! callbacks that do that much work run in parallel on the other workers instead. Any other worker
-//! whose budget runs out gives what is left to the leader if that is at most
-//! [`KEEP_LOCAL`] callbacks and the budget was cheap (so a chain begun from a user
-//! thread, which starts on a follower, joins the other end of its stream on the
+//! callbacks that do that much work run in parallel on the other workers instead. Any
+//! other worker whose budget runs out gives what is left to the leader if that is at
+//! most [`KEEP_LOCAL`] callbacks and the budget was cheap (so a chain begun from a
+//! user thread, which starts on a follower, joins the other end of its stream on the
 //! leader), and otherwise hands it to the pool.
 
 use std::cell::{Cell, RefCell};
@@ -112,34 +112,37 @@ impl WorkerSlot {
     /// Moves every queued callback of this worker to the pool (the worker is stuck, or
     /// stops polling).
     pub(crate) fn hand_over(&self, sink: &dyn TaskSink) {
-        self.hand_over_after(0, sink);
+        let _ = self.hand_over_after(0, sink);
     }
 
-    /// Moves the queued callbacks of this worker past the first `keep` to the pool.
-    fn hand_over_after(&self, keep: usize, sink: &dyn TaskSink) {
+    /// Moves the queued callbacks of this worker past the first `keep` to the pool;
+    /// whether any remain here.
+    fn hand_over_after(&self, keep: usize, sink: &dyn TaskSink) -> bool {
         let tasks: Vec<_> = {
             let mut local = self.local.lock();
             if local.len() <= keep {
-                return;
+                return !local.is_empty();
             }
             local.drain(keep..).collect()
         };
         sink.post_all(tasks);
+        keep > 0
+    }
+
+    /// Takes every queued callback of this worker if there are at most `most`.
+    fn take_if_few(&self, most: usize) -> Option<Vec<Arc<dyn Task>>> {
+        let mut local = self.local.lock();
+        (local.len() <= most).then(|| local.drain(..).collect())
     }
 
     /// Queues `tasks` on this worker, behind those already there.
     pub(crate) fn queue_all(&self, tasks: Vec<Arc<dyn Task>>) {
         self.local.lock().extend(tasks);
     }
-
-    /// Whether callbacks wait in this worker's queue.
-    pub(crate) fn has_queued(&self) -> bool {
-        !self.local.lock().is_empty()
-    }
 }
 
 /// What the current worker thread is running, for [`deliver`].
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Running {
     /// A callback runs (so a completion now is its continuation).
     in_callback: bool,
@@ -190,17 +193,17 @@ pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     }
 }
 
-/// Runs the callbacks queued on worker `slot`, up to a budget; if it runs out, keeps
-/// the first `keep` still waiting and hands the rest to the pool (see the module
-/// docs). Call with no lock held.
-pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftover) {
+/// Runs the callbacks queued on worker `slot`, up to a budget; if it runs out, deals
+/// with those left as `leftover` says (see the module docs). Returns whether callbacks
+/// remain on this worker. Call with no lock held.
+pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftover) -> bool {
     // This thread's CPU time when the second callback starts (a round of one, the usual
     // case, reads no clock). CPU time, not wall time: a round that was merely
     // descheduled on a busy machine is still cheap.
     let mut started = None;
     for run in 0..LOCAL_BUDGET {
         let Some(task) = slot.local.lock().pop_front() else {
-            return;
+            return false;
         };
         if run == 1 {
             started = sys::thread_cpu_time();
@@ -213,20 +216,15 @@ pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftov
         _ => false,
     };
     match leftover {
-        Leftover::Keep if cheap => slot.hand_over_after(KEEP_LOCAL, sink),
-        Leftover::ToLeader if cheap => {
-            let few = {
-                let mut local = slot.local.lock();
-                (local.len() <= KEEP_LOCAL).then(|| local.drain(..).collect::<Vec<_>>())
-            };
-            match few {
-                Some(tasks) if !tasks.is_empty() => sink.give_to_leader(tasks),
-                Some(_) => {}
-                None => slot.hand_over(sink),
-            }
-        }
+        Leftover::Keep if cheap => return slot.hand_over_after(KEEP_LOCAL, sink),
+        Leftover::ToLeader if cheap => match slot.take_if_few(KEEP_LOCAL) {
+            Some(tasks) if !tasks.is_empty() => sink.give_to_leader(tasks),
+            Some(_) => {}
+            None => slot.hand_over(sink),
+        },
         _ => slot.hand_over(sink),
     }
+    false
 }
 
 /// What a worker does with the callbacks left when its budget runs out (see the module

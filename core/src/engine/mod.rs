@@ -64,9 +64,7 @@ impl TaskSink for EngineShared {
 
     /// Hands callbacks to the leader (the pool if there is none).
     fn give_to_leader(&self, tasks: Vec<Arc<dyn Task>>) {
-        if let Some(tasks) = self.workers.give_to_leader(tasks, &self.wake) {
-            self.workers.post_all(tasks, &self.wake);
-        }
+        self.workers.give_to_leader(tasks, &self.wake);
     }
 }
 

@@ -162,19 +162,17 @@ impl Workers {
         self.wake_monitor();
     }
 
-    /// Gives `tasks` to the leader, waking it if it sleeps in `epoll_wait`; hands them
-    /// back if no worker leads (a runtime driver polls, or the leader was replaced).
-    /// Checked under the pool's lock, which a leader also takes when it stops leading
-    /// (after giving up the role) to move what it was given to the pool: nothing given
-    /// is stranded.
-    pub(crate) fn give_to_leader(
-        &self,
-        tasks: Vec<Arc<dyn Task>>,
-        wake: &EventFd,
-    ) -> Option<Vec<Arc<dyn Task>>> {
+    /// Gives `tasks` to the leader, waking it if it sleeps in `epoll_wait`; posts them
+    /// to the pool if no worker leads (a runtime driver polls, or the leader was
+    /// replaced). Checked under the pool's lock, which a leader also takes when it
+    /// stops leading (after giving up the role) to move what it was given to the pool:
+    /// nothing given is stranded.
+    pub(crate) fn give_to_leader(&self, tasks: Vec<Arc<dyn Task>>, wake: &EventFd) {
         let mut state = self.state.lock();
         if self.leader.load(Ordering::SeqCst) == 0 {
-            return Some(tasks);
+            drop(state);
+            self.post_all(tasks, wake);
+            return;
         }
         state.for_leader.extend(tasks);
         self.for_leader
@@ -183,7 +181,12 @@ impl Workers {
         if self.leader_waiting.load(Ordering::SeqCst) {
             wake.notify();
         }
-        None
+    }
+
+    /// Whether callbacks wait for the leader: posted to the pool (it takes one per
+    /// round) or given to it.
+    fn work_for_leader(&self) -> bool {
+        self.posted.load(Ordering::SeqCst) > 0 || self.for_leader.load(Ordering::SeqCst) > 0
     }
 
     /// The leader's turn to take what it was given (nothing to lock when empty).
@@ -196,21 +199,15 @@ impl Workers {
         std::mem::take(&mut state.for_leader)
     }
 
-    /// A worker that stopped leading moves what was given to the leader to the pool
+    /// A worker that stopped leading posts what was given to the leader to the pool
     /// (a new leader finds nothing of it; any worker may run it).
-    fn release_for_leader(&self) {
-        let mut state = self.state.lock();
-        let given = std::mem::take(&mut state.for_leader);
-        self.for_leader.store(0, Ordering::SeqCst);
-        if given.is_empty() {
-            return;
-        }
-        let added = given.len();
-        state.tasks.extend(given);
-        self.posted.fetch_add(added, Ordering::SeqCst);
-        if state.idle > 0 {
-            self.cond.notify_one();
-        }
+    fn release_for_leader(&self, wake: &EventFd) {
+        let given = {
+            let mut state = self.state.lock();
+            self.for_leader.store(0, Ordering::SeqCst);
+            std::mem::take(&mut state.for_leader)
+        };
+        self.post_all(given, wake);
     }
 
     /// Takes one posted task, if any.
@@ -372,7 +369,7 @@ impl Worker {
                 // No longer polling: callbacks kept for the next round, or given to the
                 // leader, go to the pool.
                 self.slot.hand_over(&**engine);
-                workers.release_for_leader();
+                workers.release_for_leader(&engine.wake);
                 state = workers.state.lock();
                 continue;
             }
@@ -393,21 +390,22 @@ impl Worker {
     }
 
     /// Runs a task taken from the pool, then the callbacks it queued on this worker (up
-    /// to a budget, keeping `keep` of those left; see `context::run_local`).
-    fn run_posted(&self, task: Arc<dyn Task>, leftover: context::Leftover) {
+    /// to a budget; see `context::run_local`); whether callbacks remain on this worker.
+    fn run_posted(&self, task: Arc<dyn Task>, leftover: context::Leftover) -> bool {
         context::run_task(task);
         self.slot.tick();
-        context::run_local(&self.slot, &*self.engine, leftover);
+        context::run_local(&self.slot, &*self.engine, leftover)
     }
 
     /// Polls without blocking for up to [`SPIN`]: what a poll found once it found
-    /// events (or failed) or a callback was posted; `None` if the time ran out first.
+    /// events (or failed) or a callback waits for the leader; `None` if the time ran
+    /// out first.
     fn spin(&self, events: &mut EventBuffer) -> Option<io::Result<usize>> {
         let workers = &self.engine.workers;
         let until = Instant::now() + SPIN;
         loop {
             let found = events.wait(self.engine.epoll_fd(), 0);
-            if !matches!(found, Ok(0)) || workers.posted.load(Ordering::SeqCst) > 0 {
+            if !matches!(found, Ok(0)) || workers.work_for_leader() {
                 return Some(found);
             }
             if Instant::now() >= until {
@@ -425,6 +423,10 @@ impl Worker {
         // Whether the last round found events, and whether recent events came closer
         // together than [`SPIN`] (see there).
         let (mut found_last, mut spin) = (false, false);
+        // Whether callbacks wait in this worker's own queue (kept from the last round,
+        // or given to it). Only this thread adds to that queue, so this is exact; the
+        // monitor may empty it, which costs one needless non-blocking poll.
+        let mut kept = false;
         loop {
             if engine.driver_count() > 0 {
                 // A runtime drains the poller now; step aside.
@@ -437,8 +439,9 @@ impl Worker {
             let given = workers.take_for_leader();
             if !given.is_empty() {
                 slot.queue_all(given);
+                kept = true;
             }
-            let spun = if slot.has_queued() {
+            let spun = if kept {
                 // Callbacks kept from the last round wait: look, but do not wait.
                 Some(events.wait(engine.epoll_fd(), 0))
             } else if found_last && spin {
@@ -454,13 +457,7 @@ impl Worker {
             // round's; otherwise block.
             let result = spun.unwrap_or_else(|| {
                 workers.leader_waiting.store(true, Ordering::SeqCst);
-                let timeout = if workers.posted.load(Ordering::SeqCst) > 0
-                    || workers.for_leader.load(Ordering::SeqCst) > 0
-                {
-                    0
-                } else {
-                    -1
-                };
+                let timeout = if workers.work_for_leader() { 0 } else { -1 };
                 let blocked = Instant::now();
                 let result = events.wait(engine.epoll_fd(), timeout);
                 workers.leader_waiting.store(false, Ordering::SeqCst);
@@ -478,10 +475,10 @@ impl Worker {
                 std::thread::yield_now();
             }
             engine.dispatch(events, completed, &tick);
-            context::run_local(slot, &**engine, context::Leftover::Keep);
+            kept = context::run_local(slot, &**engine, context::Leftover::Keep);
             // One posted callback per round, so steady I/O cannot starve the queue.
             if let Some(task) = workers.pop_task() {
-                self.run_posted(task, context::Leftover::Keep);
+                kept = self.run_posted(task, context::Leftover::Keep);
             }
             slot.set_busy(false);
             tick();
