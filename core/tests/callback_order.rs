@@ -14,17 +14,38 @@ use std::sync::{mpsc, Arc, Mutex};
 use asyncresult_core::{AsyncResult, Socket, SocketFlags};
 use common::*;
 
-/// Runs `body` inside a callback on an engine worker (the callback of a send that
-/// completes at once).
-fn in_callback(socket: &Socket, body: impl FnOnce() + Send + 'static) {
+/// A chain of sends of `payload` on `socket`: each send's callback ends it, then calls
+/// `step`, and begins the next send while `step` returns `true`.
+fn send_chain<F>(socket: Socket, payload: &'static [u8], mut step: F)
+where
+    F: FnMut() -> bool + Send + 'static,
+{
+    let next = socket.clone();
     socket
         .begin_send(
-            b"x",
+            payload,
             SocketFlags::NONE,
-            Some(Box::new(move |_: AsyncResult<usize>| body())),
+            Some(Box::new(move |ar: AsyncResult<usize>| {
+                next.end_send(&ar).unwrap();
+                if step() {
+                    send_chain(next, payload, step);
+                }
+            })),
             None,
         )
         .unwrap();
+}
+
+/// Runs `body` inside a callback on an engine worker (the callback of a one-byte send
+/// that completes at once).
+fn in_callback(socket: &Socket, body: impl FnOnce() + Send + 'static) {
+    let mut body = Some(body);
+    send_chain(socket.clone(), b"x", move || {
+        if let Some(body) = body.take() {
+            body();
+        }
+        false
+    });
 }
 
 #[test]
@@ -70,31 +91,22 @@ fn a_callbacks_continuations_run_in_the_order_they_were_begun() {
     });
 }
 
-/// A send chain that begins its next send from each callback until told to stop
-/// (or 10,000 steps), and then says so on `stopped`.
-fn send_chain(
+/// A chain of 5-byte sends that goes on until told to stop (or 10,000 steps), counting
+/// its steps, and then says so on `stopped`.
+fn stoppable_chain(
     socket: Socket,
     steps: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     stopped: mpsc::Sender<()>,
 ) {
-    let next = socket.clone();
-    socket
-        .begin_send(
-            &b"chain"[..],
-            SocketFlags::NONE,
-            Some(Box::new(move |ar: AsyncResult<usize>| {
-                next.end_send(&ar).unwrap();
-                let step = steps.fetch_add(1, Ordering::SeqCst) + 1;
-                if !stop.load(Ordering::SeqCst) && step < 10_000 {
-                    send_chain(next, steps, stop, stopped);
-                } else {
-                    stopped.send(()).unwrap();
-                }
-            })),
-            None,
-        )
-        .unwrap();
+    send_chain(socket, b"chain", move || {
+        let step = steps.fetch_add(1, Ordering::SeqCst) + 1;
+        let go_on = !stop.load(Ordering::SeqCst) && step < 10_000;
+        if !go_on {
+            stopped.send(()).unwrap();
+        }
+        go_on
+    });
 }
 
 /// One run of the scenario below: how many steps a send chain had taken when an older
@@ -113,7 +125,7 @@ fn steps_before_the_other_callback_ran() -> usize {
     let (a2, b2) = (a.clone(), b.clone());
     let (steps2, stop2) = (steps.clone(), stop.clone());
     in_callback(&a, move || {
-        send_chain(a2, steps2.clone(), stop2.clone(), stopped_tx);
+        stoppable_chain(a2, steps2.clone(), stop2.clone(), stopped_tx);
         let b3 = b2.clone();
         b2.begin_receive(
             Vec::with_capacity(16),
@@ -183,33 +195,24 @@ fn burn_cpu(work: std::time::Duration) {
     }
 }
 
-/// A chain of sends whose callbacks each do `work` of CPU work, recording the thread
-/// that ran each one, for `steps` steps.
+/// A chain of `steps` sends whose callbacks each do `work` of CPU work, recording the
+/// thread that ran each one, and then say so on `done`.
 fn busy_chain(
     socket: Socket,
     work: std::time::Duration,
-    steps: usize,
+    mut steps: usize,
     threads: Arc<Mutex<HashSet<std::thread::ThreadId>>>,
     done: mpsc::Sender<()>,
 ) {
-    let next = socket.clone();
-    socket
-        .begin_send(
-            &b"busy"[..],
-            SocketFlags::NONE,
-            Some(Box::new(move |ar: AsyncResult<usize>| {
-                next.end_send(&ar).unwrap();
-                threads.lock().unwrap().insert(std::thread::current().id());
-                burn_cpu(work);
-                if steps > 1 {
-                    busy_chain(next, work, steps - 1, threads, done);
-                } else {
-                    done.send(()).unwrap();
-                }
-            })),
-            None,
-        )
-        .unwrap();
+    send_chain(socket, b"busy", move || {
+        threads.lock().unwrap().insert(std::thread::current().id());
+        burn_cpu(work);
+        steps -= 1;
+        if steps == 0 {
+            done.send(()).unwrap();
+        }
+        steps > 0
+    });
 }
 
 #[test]
