@@ -72,6 +72,7 @@ pub trait Runtime: 'static {
 }
 
 /// Runs `poll` with one unit of `R`'s budget, spent only if `poll` returns `Ready`.
+#[inline]
 fn with_budget<R: Runtime, T>(
     cx: &mut Context<'_>,
     poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
@@ -163,6 +164,7 @@ impl<T, R: Runtime> OperationFuture<T, R> {
     }
 
     /// A future for an operation that may have finished inside its start.
+    #[inline]
     fn started(socket: &Socket, started: Result<Started<T>, Error>, end: EndFn<T>) -> Self {
         let state = match started {
             Ok(Started::Queued(ar)) => OpState::Queued(socket.clone(), ar, false),
@@ -180,6 +182,7 @@ impl<T, R: Runtime> OperationFuture<T, R> {
 impl<T, R: Runtime> Future for OperationFuture<T, R> {
     type Output = Result<T, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         with_budget::<R, _>(cx, |cx| match &mut this.state {
@@ -377,6 +380,7 @@ where
 
 /// A whole send of `buf` (`begin_send`), as a future. When the fast path finishes it
 /// at once, no operation is allocated.
+#[inline]
 pub fn send<R: Runtime, B: IoBuf>(socket: &Socket, buf: B) -> OperationFuture<usize, R> {
     OperationFuture::started(socket, socket.start_send(buf), Socket::end_send)
 }
