@@ -8,15 +8,32 @@
 //! which an edge-triggered poller never repeats.
 //!
 //! .NET's engine closes it with a per-queue sequence number that every event bumps and
-//! that an enqueuer re-checks. This queue uses a simpler invariant of the same
-//! strength: **every syscall of a direction runs with that direction's lock held**, the
-//! inline fast path in `begin_*` included, and an event handler takes the same lock
-//! before it looks at the queue. So an edge that arrives after an `EAGAIN` is handled
-//! by a thread that blocks on the lock until the operation is queued, then finds it
-//! and retries; an edge that arrives while the queue is empty finds nothing to do, and
-//! the next `begin_*` tries the syscall itself before it ever waits. The lock also
-//! serializes the bytes: two sends never interleave, whichever threads started them,
-//! because the fast path runs only when the queue is empty and under the lock.
+//! that an enqueuer re-checks. This queue does the same with a lock and a state word:
+//!
+//! - **Every syscall of a direction runs with that direction's lock held**, the inline
+//!   fast path in `begin_*` included. The lock also serializes the bytes: two sends
+//!   never interleave, whichever threads started them, because the fast path runs only
+//!   when the queue is empty and under the lock.
+//! - A thread that holds the lock to attempt operations (a `begin_*`, fast path
+//!   included; a future's `try_now`; an edge being served) *announces* it: it sets
+//!   `HELD` in the queue's state word.
+//! - **An edge does not wait behind an announced holder** ([`OpQueue::edge`]). If the
+//!   lock is taken, the edge sets `MISSED` in the same word, in one read-modify-write
+//!   that also tells it whether `HELD` was set. If it was, the edge is left to the
+//!   holder and the edge's thread moves on: a poller is never stuck behind a receive in
+//!   progress, nor made to sleep on its lock. If not (a short section that does not
+//!   announce itself: one that only looks at the queue, or cancels, or is just taking
+//!   or letting go of the lock), the edge waits for the lock, as any other thread, and
+//!   serves the queue itself.
+//! - **An announced holder ends its hold with a read-modify-write of the same word**:
+//!   if `MISSED` is set and operations wait, it serves the queue again before it lets
+//!   go. Both sides change one word, so one of them always sees the other: either the
+//!   edge finds `HELD` gone (and waits for the lock), or the holder finds `MISSED`.
+//!
+//! So an edge that arrives after an `EAGAIN` is served once the operation is queued,
+//! by the thread that queued it or by the edge's own; an edge that arrives while the
+//! queue is empty finds nothing to do, and the next `begin_*` tries the syscall itself
+//! before it ever waits. The loom models at the bottom of this file check it.
 //!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
@@ -29,7 +46,14 @@ use crate::error::Error;
 use crate::fifo::InlineFifo;
 use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
-use crate::sync::Mutex;
+use crate::sync::{AtomicU8, Mutex};
+use std::sync::atomic::Ordering;
+
+/// [`OpQueue::state`]: a thread holds the lock to attempt operations and will look at
+/// [`MISSED`] before it lets go.
+const HELD: u8 = 1;
+/// [`OpQueue::state`]: an edge came while the lock was held.
+const MISSED: u8 = 2;
 
 /// Operations completed under a lock, to be notified once it is released.
 pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
@@ -97,6 +121,9 @@ struct Inner<C> {
 /// The FIFO of one direction of one socket (of context `C`).
 pub(crate) struct OpQueue<C> {
     inner: Mutex<Inner<C>>,
+    /// [`HELD`] and [`MISSED`]: how an edge and the lock's holder hand over (see the
+    /// module docs).
+    state: AtomicU8,
 }
 
 impl<C> Default for OpQueue<C> {
@@ -107,13 +134,16 @@ impl<C> Default for OpQueue<C> {
                 stopped: false,
                 spare_ready: None,
             }),
+            state: AtomicU8::new(0),
         }
     }
 }
 
 impl<C> std::fmt::Debug for OpQueue<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.inner.lock();
+        let Some(inner) = self.inner.try_lock() else {
+            return f.write_str("OpQueue { <in use> }");
+        };
         f.debug_struct("OpQueue")
             .field("pending", &inner.ops.len())
             .field("stopped", &inner.stopped)
@@ -173,8 +203,11 @@ impl<C: OpContext> OpQueue<C> {
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
+        self.announce();
         if inner.ops.is_empty() {
             if let Attempt::Done(result) = work.attempt(socket) {
+                // The queue is still empty: the hold ends with a plain store.
+                self.state.store(0, Ordering::Relaxed);
                 drop(inner);
                 drop(work);
                 return Ok(Begun::Inline(result));
@@ -183,6 +216,12 @@ impl<C: OpContext> OpQueue<C> {
         let (callback, state) = extras.take();
         let op = Arc::new(Op::pending(kind, socket, work, callback, state));
         inner.ops.push_back(op.clone());
+        let mut completed = Completed::new();
+        self.end_hold(&mut inner, socket, &mut completed);
+        drop(inner);
+        for done in completed {
+            done.notify(socket.sink());
+        }
         Ok(Begun::Queued(op))
     }
 
@@ -211,6 +250,25 @@ impl<C: OpContext> OpQueue<C> {
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
+        self.announce();
+        let outcome = self.try_held(&mut inner, socket, ready_kind, now);
+        let mut completed = Completed::new();
+        self.end_hold(&mut inner, socket, &mut completed);
+        drop(inner);
+        for op in completed {
+            op.notify(socket.sink());
+        }
+        outcome
+    }
+
+    /// [`try_now`](OpQueue::try_now)'s work, with the lock held and announced.
+    fn try_held<T>(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
         if inner.ops.is_empty() {
             if let Some(value) = now(socket)? {
                 return Ok(TryIo::Done(value));
@@ -238,12 +296,66 @@ impl<C: OpContext> OpQueue<C> {
     /// `completed` for notification after the lock is released.
     pub(crate) fn process(&self, socket: &C, completed: &mut Completed<C>) {
         let mut inner = self.inner.lock();
-        while let Some(head) = inner.ops.front() {
-            if !head.attempt(socket) {
-                break;
+        self.serve_held(&mut inner, socket, completed);
+    }
+
+    /// A readiness edge of this direction (from a poller): [`process`](OpQueue::process),
+    /// except that it does not wait behind a thread that holds the queue to attempt
+    /// operations: that thread serves the queue again for this edge before it lets go
+    /// (see the module docs).
+    pub(crate) fn edge(&self, socket: &C, completed: &mut Completed<C>) {
+        let mut inner = match self.inner.try_lock() {
+            Some(inner) => inner,
+            None => {
+                if self.state.fetch_or(MISSED, Ordering::AcqRel) & HELD != 0 {
+                    return;
+                }
+                self.inner.lock()
             }
-            if let Some(op) = inner.ops.pop_front() {
-                completed.push(op);
+        };
+        self.serve_held(&mut inner, socket, completed);
+    }
+
+    /// Serves the queue (whose lock the caller holds) as an announced holder.
+    fn serve_held(&self, inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
+        self.announce();
+        serve(inner, socket, completed);
+        self.end_hold(inner, socket, completed);
+    }
+
+    /// Announces that the caller, which holds the lock, attempts operations: edges
+    /// that come from now on are left to it.
+    ///
+    /// A plain store, which also drops a `MISSED` left from before: the previous
+    /// announced holder served the edges that found it announced before it let go,
+    /// and an edge that found no announcement waits for the lock and serves the
+    /// queue itself.
+    fn announce(&self) {
+        self.state.store(HELD, Ordering::Relaxed);
+    }
+
+    /// Ends an announced hold (the caller still holds the lock): while edges came
+    /// meanwhile and operations wait, serves the queue again.
+    fn end_hold(&self, inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
+        loop {
+            if inner.ops.is_empty() {
+                // Nothing waits for an edge: the next operation tries its syscall
+                // before it waits.
+                self.state.store(0, Ordering::Relaxed);
+                return;
+            }
+            match self
+                .state
+                .compare_exchange(HELD, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                // MISSED: keep HELD, clear MISSED (a swap, which takes any edge's
+                // MISSED that came since, and with it what the edge saw), and serve
+                // for those edges.
+                Err(_) => {
+                    self.state.swap(HELD, Ordering::Acquire);
+                    serve(inner, socket, completed);
+                }
             }
         }
     }
@@ -296,14 +408,25 @@ impl<C: OpContext> OpQueue<C> {
     }
 }
 
+/// Runs the queue's operations from the head while they complete (moving them to
+/// `completed` for notification after the lock is released).
+fn serve<C>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
+    while let Some(head) = inner.ops.front() {
+        if !head.attempt(socket) {
+            break;
+        }
+        if let Some(op) = inner.ops.pop_front() {
+            completed.push(op);
+        }
+    }
+}
+
 /// Model checks of the lifecycle with loom: every interleaving of readiness edges,
 /// `begin_*`, cancel, close and `end_*` on one queue. Run by `cargo xtask test`
 /// (`RUSTFLAGS="--cfg loom" cargo test -p asyncresult-core --lib model`).
 #[cfg(all(test, loom))]
 mod model {
     use std::sync::Arc;
-
-    use loom::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::op::{OpContext, Produces, Task, TaskSink};
@@ -319,7 +442,9 @@ mod model {
     /// rule that a readiness edge (a `process` call) follows every arrival.
     struct Model {
         queue: OpQueue<Model>,
-        data: AtomicUsize,
+        /// The kernel's receive queue: under a lock, as in the kernel, so a syscall
+        /// never reads a stale count.
+        data: loom::sync::Mutex<usize>,
         sink: Sink,
     }
 
@@ -339,6 +464,8 @@ mod model {
             &self.sink
         }
         fn is_closed(&self) -> bool {
+            // A point where another thread may run while this one holds the queue.
+            loom::thread::yield_now();
             false
         }
         fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
@@ -355,21 +482,23 @@ mod model {
         fn new() -> Arc<Model> {
             Arc::new(Model {
                 queue: OpQueue::default(),
-                data: AtomicUsize::new(0),
+                data: loom::sync::Mutex::new(0),
                 sink: Sink,
             })
         }
 
         /// The kernel delivers one unit of data, then the poller reports the edge.
         fn deliver(self: &Arc<Self>) {
-            self.data.fetch_add(1, Ordering::SeqCst);
+            *self.data.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             self.edge();
         }
 
-        /// A readiness edge: the queue runs its operations.
+        /// A readiness edge, as a poller serves it: the queue runs its operations
+        /// unless another thread holds it for an attempt (which then serves it for
+        /// the edge).
         fn edge(self: &Arc<Self>) {
             let mut completed = Completed::new();
-            self.queue.process(self, &mut completed);
+            self.queue.edge(self, &mut completed);
             for op in completed {
                 op.notify(&self.sink);
             }
@@ -381,6 +510,27 @@ mod model {
             self.queue.stop(&mut completed);
             for op in completed {
                 op.notify(&self.sink);
+            }
+        }
+
+        /// Takes one unit if the kernel has one (a receive syscall).
+        fn take(&self) -> bool {
+            let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            let had = *data > 0;
+            if had {
+                *data -= 1;
+            }
+            had
+        }
+
+        /// A future's receive attempt (`try_now`): the unit now, or a readiness wait.
+        fn try_receive(self: &Arc<Self>) -> TryIo<()> {
+            let attempt = self
+                .queue
+                .try_now(self, OpKind::Receive, |m| Ok(m.take().then_some(())));
+            match attempt {
+                Ok(attempt) => attempt,
+                Err(e) => panic!("try_now failed: {e}"),
             }
         }
 
@@ -401,12 +551,10 @@ mod model {
 
     impl Work<Model> for Take {
         fn attempt(&mut self, m: &Model) -> Attempt<()> {
-            let taken = m
-                .data
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            match taken {
-                Ok(_) => Attempt::Done(Ok(())),
-                Err(_) => Attempt::WouldBlock,
+            if m.take() {
+                Attempt::Done(Ok(()))
+            } else {
+                Attempt::WouldBlock
             }
         }
     }
@@ -427,6 +575,52 @@ mod model {
                 ar.is_completed(),
                 "data arrived but the receive still waits"
             );
+        });
+    }
+
+    /// A future's receive attempt races a delivery and its edge: the edge that finds
+    /// the queue held for the attempt is served by the attempt's thread, so either the
+    /// attempt takes the unit or its readiness wait completes.
+    #[test]
+    fn an_edge_during_an_attempt_is_served_by_the_attempt() {
+        loom::model(|| {
+            let m = Model::new();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let attempt = m.try_receive();
+            join(kernel);
+            if let TryIo::WouldBlock(ready) = attempt {
+                assert!(ready.is_completed(), "data arrived but the attempt waits");
+            }
+        });
+    }
+
+    /// A second poller's edge (with no data) races a delivery and a `begin`: whichever
+    /// threads hold the queue when the edges come, the delivered unit is never left
+    /// unclaimed while the first receive waits.
+    #[test]
+    fn an_edge_that_finds_the_queue_held_is_not_lost() {
+        loom::model(|| {
+            let m = Model::new();
+            let first = m.receive();
+            let kernel = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.deliver())
+            };
+            let poller = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.edge())
+            };
+            let second = m.receive();
+            join(kernel);
+            join(poller);
+            assert!(
+                first.is_completed(),
+                "data arrived but the first receive waits"
+            );
+            assert!(!second.is_completed(), "only one unit arrived");
         });
     }
 

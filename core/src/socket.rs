@@ -124,10 +124,10 @@ impl SocketCore {
         completed: &mut Completed<SocketCore>,
     ) {
         if readable {
-            self.recv.process(self, completed);
+            self.recv.edge(self, completed);
         }
         if writable {
-            self.send.process(self, completed);
+            self.send.edge(self, completed);
         }
     }
 

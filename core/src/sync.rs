@@ -39,6 +39,14 @@ mod loom_shim {
             }
         }
 
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+
         pub(crate) fn get_mut(&mut self) -> &mut T {
             match self.0.get_mut() {
                 Ok(value) => value,
