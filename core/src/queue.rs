@@ -46,7 +46,7 @@ use crate::error::Error;
 use crate::fifo::InlineFifo;
 use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
-use crate::sync::{AtomicU8, Mutex};
+use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
 
 /// [`OpQueue::state`]: a thread holds the lock to attempt operations and will look at
@@ -206,7 +206,8 @@ impl<C: OpContext> OpQueue<C> {
         self.announce();
         if inner.ops.is_empty() {
             if let Attempt::Done(result) = work.attempt(socket) {
-                // The queue is still empty: the hold ends with a plain store.
+                // The queue is still empty, so the hold ends with a plain store (what
+                // `end_hold` would do; this is the hot path, which skips its loop).
                 self.state.store(0, Ordering::Relaxed);
                 drop(inner);
                 drop(work);
@@ -216,12 +217,7 @@ impl<C: OpContext> OpQueue<C> {
         let (callback, state) = extras.take();
         let op = Arc::new(Op::pending(kind, socket, work, callback, state));
         inner.ops.push_back(op.clone());
-        let mut completed = Completed::new();
-        self.end_hold(&mut inner, socket, &mut completed);
-        drop(inner);
-        for done in completed {
-            done.notify(socket.sink());
-        }
+        self.let_go(inner, socket);
         Ok(Begun::Queued(op))
     }
 
@@ -252,13 +248,22 @@ impl<C: OpContext> OpQueue<C> {
         }
         self.announce();
         let outcome = self.try_held(&mut inner, socket, ready_kind, now);
+        self.let_go(inner, socket);
+        outcome
+    }
+
+    /// Ends an announced hold and lets go of the lock, for a thread that is not a
+    /// poller: what serving a missed edge completes is notified right here.
+    fn let_go(&self, mut inner: MutexGuard<'_, Inner<C>>, socket: &C) {
         let mut completed = Completed::new();
         self.end_hold(&mut inner, socket, &mut completed);
         drop(inner);
+        if completed.is_empty() {
+            return;
+        }
         for op in completed {
             op.notify(socket.sink());
         }
-        outcome
     }
 
     /// [`try_now`](OpQueue::try_now)'s work, with the lock held and announced.
@@ -431,6 +436,15 @@ mod model {
     use super::*;
     use crate::op::{OpContext, Produces, Task, TaskSink};
 
+    /// Runs `f` on the model `m` in a new model thread.
+    fn spawn_on<T: 'static>(
+        m: &Arc<Model>,
+        f: fn(&Arc<Model>) -> T,
+    ) -> loom::thread::JoinHandle<T> {
+        let m = Arc::clone(m);
+        loom::thread::spawn(move || f(&m))
+    }
+
     /// Joins a model thread, re-raising its panic (with its own message) if it had one.
     fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
         handle
@@ -565,10 +579,7 @@ mod model {
     fn no_lost_wake_up() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
             let ar = m.receive();
             join(kernel);
             assert!(
@@ -585,10 +596,7 @@ mod model {
     fn an_edge_during_an_attempt_is_served_by_the_attempt() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
             let attempt = m.try_receive();
             join(kernel);
             if let TryIo::WouldBlock(ready) = attempt {
@@ -605,14 +613,8 @@ mod model {
         loom::model(|| {
             let m = Model::new();
             let first = m.receive();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
-            let poller = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.edge())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
+            let poller = spawn_on(&m, Model::edge);
             let second = m.receive();
             join(kernel);
             join(poller);
@@ -629,10 +631,7 @@ mod model {
     fn fifo_under_concurrent_edges() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
             let first = m.receive();
             let second = m.receive();
             join(kernel);
@@ -653,10 +652,7 @@ mod model {
         loom::model(|| {
             let m = Model::new();
             let ar = m.receive();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
             let canceller = {
                 let ar = ar.clone();
                 loom::thread::spawn(move || ar.cancel())
@@ -683,10 +679,7 @@ mod model {
         loom::model(|| {
             let m = Model::new();
             let ar = m.receive();
-            let kernel = {
-                let m = m.clone();
-                loom::thread::spawn(move || m.deliver())
-            };
+            let kernel = spawn_on(&m, Model::deliver);
             let other = {
                 let ar = ar.clone();
                 loom::thread::spawn(move || ar.finish())

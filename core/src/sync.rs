@@ -8,14 +8,14 @@
 #[cfg(not(loom))]
 pub(crate) use atomic_waker::AtomicWaker;
 #[cfg(not(loom))]
-pub(crate) use parking_lot::Mutex;
+pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU8};
 #[cfg(loom)]
-pub(crate) use loom_shim::{AtomicWaker, Mutex};
+pub(crate) use loom_shim::{AtomicWaker, Mutex, MutexGuard};
 
 #[cfg(loom)]
 mod loom_shim {

@@ -194,7 +194,11 @@ impl Workers {
         if self.for_leader.load(Ordering::SeqCst) == 0 {
             return Vec::new();
         }
-        let mut state = self.state.lock();
+        self.drain_for_leader(&mut self.state.lock())
+    }
+
+    /// Empties what was given to the leader (the caller holds the pool's lock).
+    fn drain_for_leader(&self, state: &mut PoolState) -> Vec<Arc<dyn Task>> {
         self.for_leader.store(0, Ordering::SeqCst);
         std::mem::take(&mut state.for_leader)
     }
@@ -202,11 +206,8 @@ impl Workers {
     /// A worker that stopped leading posts what was given to the leader to the pool
     /// (a new leader finds nothing of it; any worker may run it).
     fn release_for_leader(&self, wake: &EventFd) {
-        let given = {
-            let mut state = self.state.lock();
-            self.for_leader.store(0, Ordering::SeqCst);
-            std::mem::take(&mut state.for_leader)
-        };
+        // Under the lock, even when nothing seems given: see `give_to_leader`.
+        let given = self.drain_for_leader(&mut self.state.lock());
         self.post_all(given, wake);
     }
 
