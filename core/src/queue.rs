@@ -445,6 +445,15 @@ mod model {
         loom::thread::spawn(move || f(&m))
     }
 
+    /// Runs `f` on this model thread while a delivery (a unit of data, then its edge)
+    /// races it on another; returns what `f` returned once the delivery is over.
+    fn racing_a_delivery<T>(m: &Arc<Model>, f: impl FnOnce(&Arc<Model>) -> T) -> T {
+        let kernel = spawn_on(m, Model::deliver);
+        let out = f(m);
+        join(kernel);
+        out
+    }
+
     /// Joins a model thread, re-raising its panic (with its own message) if it had one.
     fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
         handle
@@ -579,9 +588,7 @@ mod model {
     fn no_lost_wake_up() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = spawn_on(&m, Model::deliver);
-            let ar = m.receive();
-            join(kernel);
+            let ar = racing_a_delivery(&m, Model::receive);
             assert!(
                 ar.is_completed(),
                 "data arrived but the receive still waits"
@@ -596,9 +603,7 @@ mod model {
     fn an_edge_during_an_attempt_is_served_by_the_attempt() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = spawn_on(&m, Model::deliver);
-            let attempt = m.try_receive();
-            join(kernel);
+            let attempt = racing_a_delivery(&m, Model::try_receive);
             if let TryIo::WouldBlock(ready) = attempt {
                 assert!(ready.is_completed(), "data arrived but the attempt waits");
             }
@@ -631,10 +636,7 @@ mod model {
     fn fifo_under_concurrent_edges() {
         loom::model(|| {
             let m = Model::new();
-            let kernel = spawn_on(&m, Model::deliver);
-            let first = m.receive();
-            let second = m.receive();
-            join(kernel);
+            let (first, second) = racing_a_delivery(&m, |m| (m.receive(), m.receive()));
             assert!(
                 first.is_completed(),
                 "the first receive gets the first unit"
