@@ -90,6 +90,7 @@ mod socket;
 pub mod stream_io;
 mod sync;
 mod sys;
+mod transport;
 
 pub use async_result::{AsyncCallback, AsyncResult, AsyncState};
 pub use buf::{IoBuf, IoBufMut};

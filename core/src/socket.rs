@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::op::{OpContext, OpKind, TaskSink, Work};
 use crate::queue::{Completed, OpQueue, Started};
 use crate::sys;
+use crate::transport::Transport;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -34,10 +35,15 @@ pub(crate) struct SocketCore {
     key: usize,
     fd: socket2::Socket,
     engine: Arc<EngineShared>,
-    stream: bool,
+    transport: Transport,
     send: OpQueue<SocketCore>,
     recv: OpQueue<SocketCore>,
     closed: AtomicBool,
+    /// The poller reported the peer's FIN (or another end of the receive side), an
+    /// error or urgent data: from then on no short read proves the receive queue empty
+    /// (one may have passed the FIN, after which no edge comes, or stopped at the
+    /// urgent mark).
+    short_reads_prove_nothing: AtomicBool,
 }
 
 impl SocketCore {
@@ -45,17 +51,18 @@ impl SocketCore {
         key: usize,
         fd: socket2::Socket,
         engine: Arc<EngineShared>,
-        stream: bool,
+        transport: Transport,
     ) -> SocketCore {
         SocketCore {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             key,
             fd,
             engine,
-            stream,
+            transport,
             send: OpQueue::default(),
             recv: OpQueue::default(),
             closed: AtomicBool::new(false),
+            short_reads_prove_nothing: AtomicBool::new(false),
         }
     }
 
@@ -79,7 +86,28 @@ impl SocketCore {
 
     /// Whether this is a byte-stream socket (sends must go out whole).
     pub(crate) fn is_stream(&self) -> bool {
-        self.stream
+        self.transport.is_stream()
+    }
+
+    /// The socket's kind (accepted sockets take their listener's).
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Called by a receive syscall of this socket (with the receive queue held for the
+    /// attempt) that returned `count` bytes into room for `capacity` with `flags`: a
+    /// short TCP read that consumed what it read proves the kernel's receive queue
+    /// empty, so the next receive waits for an edge instead of trying a syscall that
+    /// would say `EAGAIN` (see [`OpQueue::note_drained`]).
+    pub(crate) fn note_received(&self, count: usize, capacity: usize, flags: libc::c_int) {
+        if self.transport == Transport::Tcp
+            && !self.short_reads_prove_nothing.load(Ordering::Acquire)
+            && count > 0
+            && count < capacity
+            && flags & (libc::MSG_PEEK | libc::MSG_OOB) == 0
+        {
+            self.recv.note_drained();
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -117,12 +145,16 @@ impl SocketCore {
     }
 
     /// Serves the directions that the poller reported ready.
-    pub(crate) fn on_ready(
-        &self,
-        readable: bool,
-        writable: bool,
-        completed: &mut Completed<SocketCore>,
-    ) {
+    pub(crate) fn on_ready(&self, ready: sys::Readiness, completed: &mut Completed<SocketCore>) {
+        let sys::Readiness {
+            readable, writable, ..
+        } = ready;
+        if ready.exceptional {
+            // Before the edge: a hold that starts after it sees the flag (see
+            // `note_received`), and one already running finds the edge missed.
+            self.short_reads_prove_nothing
+                .store(true, Ordering::Release);
+        }
         if readable {
             self.recv.edge(self, completed);
         }
@@ -165,7 +197,7 @@ impl SocketCore {
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
-        if self.stream {
+        if self.transport.is_stream() {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
             // bytes were never read (a FIN would leave the peer's sends stuck behind a
             // full window until the last handle goes), or when SO_LINGER asks for it.
@@ -205,7 +237,7 @@ impl fmt::Debug for SocketCore {
         f.debug_struct("Socket")
             .field("id", &self.id)
             .field("fd", &self.fd.as_raw_fd())
-            .field("kind", &if self.stream { "stream" } else { "datagram" })
+            .field("kind", &self.transport)
             .field("closed", &self.is_closed())
             .field("send", &self.send)
             .field("receive", &self.recv)
@@ -257,10 +289,6 @@ pub struct Socket {
     handle: Arc<Handle>,
 }
 
-fn is_stream_type(ty: Type) -> bool {
-    (libc::c_int::from(ty) & 0xf) == libc::SOCK_STREAM
-}
-
 fn to_socket_addr(addr: SockAddr) -> Result<SocketAddr, Error> {
     addr.as_socket()
         .ok_or_else(|| Error::os(libc::EAFNOSUPPORT))
@@ -275,13 +303,13 @@ impl Socket {
     /// [`Error::Socket`] if the OS refuses the socket or the engine cannot take it.
     pub fn new(domain: Domain, ty: Type, protocol: Option<Protocol>) -> Result<Socket, Error> {
         let fd = socket2::Socket::new(domain, ty, protocol)?;
-        Socket::adopt(fd, is_stream_type(ty))
+        Socket::adopt(fd, Transport::for_new(domain, ty, protocol))
     }
 
     /// Takes ownership of `fd` and registers it with the engine.
-    pub(crate) fn adopt(fd: socket2::Socket, stream: bool) -> Result<Socket, Error> {
+    pub(crate) fn adopt(fd: socket2::Socket, transport: Transport) -> Result<Socket, Error> {
         let engine = EngineShared::global()?;
-        Ok(Socket::from_core(engine.register(fd, stream)?))
+        Ok(Socket::from_core(engine.register(fd, transport)?))
     }
 
     pub(crate) fn from_core(core: Arc<SocketCore>) -> Socket {
@@ -474,28 +502,28 @@ impl TryFrom<socket2::Socket> for Socket {
     type Error = Error;
     /// Adopts a socket2 socket (any kind the OS reports).
     fn try_from(fd: socket2::Socket) -> Result<Socket, Error> {
-        let stream = is_stream_type(fd.r#type()?);
-        Socket::adopt(fd, stream)
+        let transport = Transport::of(&fd)?;
+        Socket::adopt(fd, transport)
     }
 }
 
 impl TryFrom<std::net::TcpStream> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpStream) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), true)
+        Socket::adopt(socket2::Socket::from(s), Transport::Tcp)
     }
 }
 
 impl TryFrom<std::net::TcpListener> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpListener) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), true)
+        Socket::adopt(socket2::Socket::from(s), Transport::Tcp)
     }
 }
 
 impl TryFrom<std::net::UdpSocket> for Socket {
     type Error = Error;
     fn try_from(s: std::net::UdpSocket) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), false)
+        Socket::adopt(socket2::Socket::from(s), Transport::Datagram)
     }
 }

@@ -35,6 +35,20 @@ const READ_FLAGS: u32 = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLHUP | libc:
     | libc::EPOLLRDHUP as u32;
 /// Readiness flags that mean "try the send side".
 const WRITE_FLAGS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Readiness flags after which a short read proves nothing (see `crate::transport`):
+/// the peer's FIN or any other end of the receive side (`EPOLLRDHUP`) and errors
+/// (reads never block again), or urgent data (`EPOLLPRI`: a read stops short at the
+/// urgent mark). Not `EPOLLHUP` alone: a TCP socket not connected yet reports it.
+const EXCEPTIONAL_FLAGS: u32 = (libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32;
+/// What a TCP socket is registered for: polling's edge-triggered interest in both
+/// directions, plus `EPOLLRDHUP` (see [`watch_read_hang_up`]).
+const TCP_INTEREST: u32 = (libc::EPOLLIN
+    | libc::EPOLLPRI
+    | libc::EPOLLOUT
+    | libc::EPOLLHUP
+    | libc::EPOLLERR
+    | libc::EPOLLRDHUP
+    | libc::EPOLLET) as u32;
 
 /// One readiness report taken off the epoll set.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +60,8 @@ pub(crate) struct Readiness {
     pub(crate) readable: bool,
     /// The send side may make progress (room, error or hang-up).
     pub(crate) writable: bool,
+    /// The end of the receive side (the peer's FIN, a reset), an error or urgent data.
+    pub(crate) exceptional: bool,
 }
 
 /// A reusable buffer of raw epoll events.
@@ -99,9 +115,29 @@ impl EventBuffer {
                 key: ev.u64 as usize,
                 readable: flags & READ_FLAGS != 0,
                 writable: flags & WRITE_FLAGS != 0,
+                exceptional: flags & EXCEPTIONAL_FLAGS != 0,
             }
         })
     }
+}
+
+/// Re-arms the registration of the TCP socket `fd` (added by polling with `key`,
+/// edge-triggered, for both directions) in the epoll set `epfd` with `EPOLLRDHUP`
+/// added. polling's read interest lacks it, so a peer's FIN would be reported as plain
+/// `EPOLLIN`, like data; the engine needs to tell them apart (a short read may have
+/// passed the FIN, see `crate::transport`).
+pub(crate) fn watch_read_hang_up(epfd: RawFd, fd: RawFd, key: usize) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: TCP_INTEREST,
+        u64: key as u64,
+    };
+    // SAFETY: `event` is a valid epoll_event for the duration of the call; the kernel
+    // only reads it. A bad descriptor is reported as an error, not undefined behaviour.
+    let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut event) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether the epoll set `epfd` has ready events, without taking them.
@@ -278,6 +314,47 @@ mod tests {
         assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
         assert!(buf.iter().all(|ev| ev.readable && ev.key == key));
         poller.delete(&a).expect("delete");
+    }
+
+    /// Pins the FIN report: with polling's own interest a peer's FIN is plain
+    /// `EPOLLIN`; once `watch_read_hang_up` re-arms the registration it is reported as
+    /// exceptional, and data is not.
+    #[test]
+    fn a_peers_fin_is_reported_exceptional_once_watched() {
+        use std::io::Write;
+        let poller = Poller::new().expect("poller");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let wait_one = |buf: &mut EventBuffer| {
+            assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
+            buf.iter().next().expect("event")
+        };
+        let mut buf = EventBuffer::new(8);
+        for watched in [false, true] {
+            let mut peer = std::net::TcpStream::connect(addr).expect("connect");
+            let (ours, _) = listener.accept().expect("accept");
+            ours.set_nonblocking(true).expect("nonblocking");
+            let key = 7;
+            // SAFETY: `ours` is deleted from the poller before it is dropped, below.
+            unsafe {
+                poller
+                    .add_with_mode(&ours, Event::all(key), PollMode::Edge)
+                    .expect("add");
+            }
+            if watched {
+                watch_read_hang_up(poller.as_raw_fd(), ours.as_raw_fd(), key).expect("watch");
+            }
+            let first = wait_one(&mut buf);
+            assert!(first.writable && !first.exceptional);
+            peer.write_all(b"x").expect("write");
+            let data = wait_one(&mut buf);
+            assert!(data.readable && !data.exceptional);
+            peer.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let fin = wait_one(&mut buf);
+            assert!(fin.readable);
+            assert_eq!(fin.exceptional, watched, "watched: {watched}");
+            poller.delete(&ours).expect("delete");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::op::{Task, TaskSink};
 use crate::queue::Completed;
 use crate::socket::SocketCore;
 use crate::sys::{self, EventBuffer, EventFd};
+use crate::transport::Transport;
 
 use registry::{Registry, WAKE_KEY};
 use workers::Workers;
@@ -144,12 +145,12 @@ impl EngineShared {
     pub(crate) fn register(
         self: &Arc<Self>,
         socket: socket2::Socket,
-        stream: bool,
+        transport: Transport,
     ) -> Result<Arc<SocketCore>, Error> {
         socket.set_nonblocking(true)?;
         let core = self
             .registry
-            .insert(|key| Arc::new(SocketCore::new(key, socket, Arc::clone(self), stream)))?;
+            .insert(|key| Arc::new(SocketCore::new(key, socket, Arc::clone(self), transport)))?;
         // SAFETY: the descriptor is owned by `core` and stays open as long as `core`
         // lives; `SocketCore::close` deletes it from the poller (and the error path
         // below never added it), and `core` cannot be dropped while it is in the
@@ -161,6 +162,14 @@ impl EngineShared {
         if let Err(e) = added {
             self.registry.remove(core.key());
             return Err(e.into());
+        }
+        if transport == Transport::Tcp {
+            let watched =
+                sys::watch_read_hang_up(self.epoll_fd(), core.fd().as_raw_fd(), core.key());
+            if let Err(e) = watched {
+                self.deregister(&core);
+                return Err(e.into());
+            }
         }
         Ok(core)
     }
@@ -252,7 +261,7 @@ impl EngineShared {
             let Some(socket) = self.registry.get(ready.key) else {
                 continue;
             };
-            socket.on_ready(ready.readable, ready.writable, completed);
+            socket.on_ready(ready, completed);
             notified += completed.len();
             for op in completed.drain(..) {
                 op.notify(self);

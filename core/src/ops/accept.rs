@@ -18,7 +18,7 @@ pub(crate) fn accept_one(socket: &SocketCore) -> Result<Option<(Socket, SocketAd
         match nonblocking(|| socket.fd().accept()) {
             Ok(Some((accepted, addr))) => {
                 let peer = addr.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
-                let core = socket.engine_arc().register(accepted, true)?;
+                let core = socket.engine_arc().register(accepted, socket.transport())?;
                 return Ok(Some((Socket::from_core(core), peer)));
             }
             Ok(None) => return Ok(None),

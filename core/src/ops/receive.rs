@@ -24,11 +24,11 @@ use crate::socket::{Socket, SocketCore};
 /// Receives into `buf` from index 0; returns the count to report (for a datagram, its
 /// full length), `None` if nothing is there yet.
 pub(crate) fn receive_into<B: IoBufMut>(
-    fd: &socket2::Socket,
+    socket: &SocketCore,
     buf: &mut B,
     flags: libc::c_int,
-    stream: bool,
 ) -> Result<Option<usize>, Error> {
+    let fd = socket.fd();
     let capacity = buf.recv_capacity();
     if capacity == 0 {
         // Readiness probe: look at one byte without taking it.
@@ -36,7 +36,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         return nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
             .map(|ready| ready.map(|_| 0));
     }
-    let flags = if stream {
+    let flags = if socket.is_stream() {
         flags
     } else {
         flags | libc::MSG_TRUNC
@@ -48,6 +48,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it
         // when a datagram was truncated (then `n` exceeds the capacity).
         unsafe { buf.set_received(n.min(capacity)) };
+        socket.note_received(n, capacity, flags);
     }
     Ok(received)
 }
@@ -67,7 +68,7 @@ impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
         let Some(buf) = self.buf.as_mut() else {
             return failed(Error::AlreadyEnded);
         };
-        match receive_into(socket.fd(), buf, self.flags, socket.is_stream()) {
+        match receive_into(socket, buf, self.flags) {
             Ok(Some(n)) => Attempt::Done(take_filled(&mut self.buf).map(|buf| (n, buf))),
             Ok(None) => Attempt::WouldBlock,
             Err(e) => failed(e),
@@ -85,7 +86,7 @@ pub(crate) fn receive_from_into<B: IoBufMut>(
     let fd = socket.fd();
     if socket.is_stream() {
         // A stream has one peer; the kernel reports no address for it.
-        let Some(n) = receive_into(fd, buf, flags, true)? else {
+        let Some(n) = receive_into(socket, buf, flags)? else {
             return Ok(None);
         };
         let peer = fd

@@ -49,6 +49,20 @@ impl<C> Work<C> for ReadyWork {
     }
 }
 
+/// A plain read of up to `capacity` bytes, noted on the socket (after a short TCP
+/// read, the next receive waits for an edge rather than meet `EAGAIN`).
+fn read_noted(
+    core: &SocketCore,
+    capacity: usize,
+    mut read: impl FnMut(&socket2::Socket) -> std::io::Result<usize>,
+) -> Result<Option<usize>, Error> {
+    let read = nonblocking(|| read(core.fd()))?;
+    if let Some(n) = read {
+        core.note_received(n, capacity, 0);
+    }
+    Ok(read)
+}
+
 impl Socket {
     /// Runs `now` on the direction of readiness kind `ready_kind` (`SendReady` or
     /// `ReceiveReady`), or queues a readiness operation of that kind.
@@ -129,7 +143,7 @@ impl Socket {
         flags: SocketFlags,
     ) -> Result<TryIo<usize>, Error> {
         let flags = flags.to_msg_flags();
-        self.try_receive_side(|core| receive_into(core.fd(), buf, flags, core.is_stream()))
+        self.try_receive_side(|core| receive_into(core, buf, flags))
     }
 
     /// Reads into `buf` now (as `read(2)`), if data is there and no receive is queued.
@@ -138,7 +152,8 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read(&self, buf: &mut [u8]) -> Result<TryIo<usize>, Error> {
-        self.try_receive_side(|core| nonblocking(|| core.fd().read(buf)))
+        let capacity = buf.len();
+        self.try_receive_side(|core| read_noted(core, capacity, |mut fd| fd.read(buf)))
     }
 
     /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only
@@ -148,7 +163,8 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> Result<TryIo<usize>, Error> {
-        self.try_receive_side(|core| nonblocking(|| core.fd().recv(buf)))
+        let capacity = buf.len();
+        self.try_receive_side(|core| read_noted(core, capacity, |fd| fd.recv(buf)))
     }
 
     /// Receives one datagram and its sender now, if one is there and no receive is

@@ -1,0 +1,93 @@
+//! What kind of socket a core drives, as far as its operations care: datagrams, a
+//! byte stream, or TCP, whose short reads prove the receive queue empty.
+//!
+//! That last fact lets a receive skip the syscall that would only say `EAGAIN` (tokio
+//! and nginx rely on it the same way): Linux's `tcp_recvmsg` copies until the buffer
+//! is full or the receive queue (and its backlog) is empty, so a read that returns
+//! fewer bytes than asked for, and at least one, left no data behind. Two exceptions,
+//! which the engine watches for (`EPOLLRDHUP`, `EPOLLERR`, `EPOLLPRI`; after any of
+//! them the socket's short reads prove nothing): a read also passes the peer's FIN
+//! (or stops before a pending error), after which no edge ever comes; and it stops
+//! short at the urgent mark. Other streams do not promise even that much: a Unix
+//! stream read stops early at a message that carries descriptors or credentials, with
+//! data still queued behind it.
+
+use socket2::{Domain, Protocol, Type};
+
+/// The kind of a registered socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Datagrams (UDP, ...): a receive takes one message.
+    Datagram,
+    /// A byte stream other than TCP (a Unix stream, ...).
+    Stream,
+    /// TCP: a byte stream whose short reads prove the receive queue empty.
+    Tcp,
+}
+
+impl Transport {
+    /// The kind of a socket about to be created with these arguments (no syscall).
+    pub(crate) fn for_new(domain: Domain, ty: Type, protocol: Option<Protocol>) -> Transport {
+        if !is_stream_type(ty) {
+            Transport::Datagram
+        } else if (domain == Domain::IPV4 || domain == Domain::IPV6)
+            && protocol.is_none_or(|p| p == Protocol::TCP)
+        {
+            Transport::Tcp
+        } else {
+            Transport::Stream
+        }
+    }
+
+    /// The kind of an existing socket, as the OS reports it (`SO_TYPE`, then
+    /// `SO_PROTOCOL` for a stream). A stream whose protocol cannot be read counts as a
+    /// plain stream: it only loses the skipped syscall.
+    pub(crate) fn of(fd: &socket2::Socket) -> std::io::Result<Transport> {
+        if !is_stream_type(fd.r#type()?) {
+            return Ok(Transport::Datagram);
+        }
+        Ok(match fd.protocol() {
+            Ok(Some(Protocol::TCP)) => Transport::Tcp,
+            _ => Transport::Stream,
+        })
+    }
+
+    /// Whether this is a byte stream (sends go out whole, 0 means end of stream).
+    pub(crate) fn is_stream(self) -> bool {
+        self != Transport::Datagram
+    }
+}
+
+/// Whether `ty` (with any `SOCK_*` flags or'ed in) is `SOCK_STREAM`.
+fn is_stream_type(ty: Type) -> bool {
+    (libc::c_int::from(ty) & 0xf) == libc::SOCK_STREAM
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sockets_are_classified_without_syscalls() {
+        let tcp = Transport::for_new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP));
+        assert_eq!(tcp, Transport::Tcp);
+        let default_stream = Transport::for_new(Domain::IPV4, Type::STREAM, None);
+        assert_eq!(default_stream, Transport::Tcp);
+        let unix = Transport::for_new(Domain::UNIX, Type::STREAM, None);
+        assert_eq!(unix, Transport::Stream);
+        let udp = Transport::for_new(Domain::IPV4, Type::DGRAM, None);
+        assert_eq!(udp, Transport::Datagram);
+        assert!(unix.is_stream() && tcp.is_stream() && !udp.is_stream());
+    }
+
+    #[test]
+    fn existing_sockets_are_classified_by_the_os() -> std::io::Result<()> {
+        let tcp = socket2::Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        assert_eq!(Transport::of(&tcp)?, Transport::Tcp);
+        let (unix, _peer) = socket2::Socket::pair(Domain::UNIX, Type::STREAM, None)?;
+        assert_eq!(Transport::of(&unix)?, Transport::Stream);
+        let udp = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+        assert_eq!(Transport::of(&udp)?, Transport::Datagram);
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! A receive after a short TCP read: the kernel's queue was proved empty, so the next
+//! receive waits for an edge without a `recv` that could only say `EAGAIN`, and still
+//! completes when data comes. Its own test binary, because the tracer waits for any
+//! child of this process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use asyncresult_core::{Socket, SocketFlags, TryIo};
+use common::trace;
+use common::*;
+
+/// Connections in the traced section.
+const CONNS: usize = 50;
+
+/// A receive with room for more than any message here.
+fn room() -> Vec<u8> {
+    Vec::with_capacity(4096)
+}
+
+/// Connections whose last receive waited, then read a short message: the state the
+/// traced section starts from.
+fn drained_connections() -> Vec<(Socket, TcpStream)> {
+    (0..CONNS)
+        .map(|_| {
+            let (ours, mut theirs) = tcp_to_std();
+            let ar = ours
+                .begin_receive(room(), SocketFlags::NONE, None, None)
+                .unwrap();
+            theirs.write_all(b"hello").unwrap();
+            let (n, buf) = ours.end_receive(&ar).unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            (ours, theirs)
+        })
+        .collect()
+}
+
+/// The traced section (runs in a child process): a receive begun on each connection.
+#[test]
+#[ignore = "child scenario of a_receive_after_a_short_read_waits_without_a_syscall"]
+fn child_receive_after_a_short_read() {
+    let mut conns = drained_connections();
+    trace::marker();
+    let pending: Vec<_> = conns
+        .iter()
+        .map(|(ours, _)| {
+            ours.begin_receive(room(), SocketFlags::NONE, None, None)
+                .unwrap()
+        })
+        .collect();
+    trace::marker();
+    for ((ours, theirs), ar) in conns.iter_mut().zip(pending) {
+        assert!(!ar.completed_synchronously());
+        theirs.write_all(b"world").unwrap();
+        let (n, buf) = ours.end_receive(&ar).unwrap();
+        assert_eq!(&buf[..n], b"world", "the receive completes when data comes");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_receive_after_a_short_read_waits_without_a_syscall() {
+    bounded(secs(60), || {
+        let section = trace::trace_child("child_receive_after_a_short_read");
+        assert!(section.exit_ok, "child scenario failed");
+        let receives = section.count_any(&[libc::SYS_recvfrom, libc::SYS_recvmsg, libc::SYS_read]);
+        assert_eq!(receives, 0, "no receive syscall: {:?}", section.names());
+    });
+}
+
+/// The receive that follows a short read still gets what arrives, in order, whatever
+/// the timing: many small request/response exchanges into large buffers.
+#[test]
+fn request_response_into_large_buffers_loses_nothing() {
+    bounded(secs(60), || {
+        let (client, server) = tcp_pair();
+        let echo = std::thread::spawn(move || {
+            for i in 0..2_000u32 {
+                let (n, buf) = server
+                    .end_receive(
+                        &server
+                            .begin_receive(room(), SocketFlags::NONE, None, None)
+                            .unwrap(),
+                    )
+                    .unwrap();
+                assert_eq!(&buf[..n], &i.to_le_bytes(), "request {i}");
+                let reply = server
+                    .begin_send(buf, SocketFlags::NONE, None, None)
+                    .unwrap();
+                server.end_send(&reply).unwrap();
+            }
+        });
+        for i in 0..2_000u32 {
+            let sent = client
+                .begin_send(i.to_le_bytes().to_vec(), SocketFlags::NONE, None, None)
+                .unwrap();
+            client.end_send(&sent).unwrap();
+            let mut buf = room();
+            loop {
+                match client.try_receive(&mut buf, SocketFlags::NONE).unwrap() {
+                    TryIo::Done(n) => {
+                        assert_eq!(&buf[..n], &i.to_le_bytes(), "reply {i}");
+                        break;
+                    }
+                    TryIo::WouldBlock(ready) => ready.wait(),
+                }
+            }
+        }
+        echo.join().unwrap();
+    });
+}
+
+/// A short read may pass the peer's FIN (the data and the FIN were both queued), and
+/// no edge follows the end of a stream: the receive after it must still see the end
+/// (0) rather than wait for an edge. Many connections, so that the engine has seen
+/// the FIN before the read in some of them and after it in others.
+#[test]
+fn a_short_read_that_passed_the_fin_still_sees_the_end() {
+    bounded(secs(60), || {
+        for _ in 0..300 {
+            let (ours, mut theirs) = tcp_to_std();
+            // A first wait, so that the reads below come from a future-style attempt
+            // after a readiness edge (where a short read is noted).
+            let mut buf = room();
+            let TryIo::WouldBlock(ready) = ours.try_receive(&mut buf, SocketFlags::NONE).unwrap()
+            else {
+                panic!("nothing was sent yet");
+            };
+            theirs.write_all(b"last words").unwrap();
+            theirs.shutdown(std::net::Shutdown::Write).unwrap();
+            ready.wait();
+            let mut received = Vec::new();
+            loop {
+                match ours.try_receive(&mut buf, SocketFlags::NONE).unwrap() {
+                    TryIo::Done(0) => break,
+                    TryIo::Done(n) => received.extend_from_slice(&buf[..n]),
+                    TryIo::WouldBlock(ready) => ready.wait(),
+                }
+            }
+            assert_eq!(received, b"last words");
+        }
+    });
+}
