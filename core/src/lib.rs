@@ -76,6 +76,7 @@
 mod async_result;
 mod buf;
 mod context;
+mod drain_proof;
 pub mod driver;
 mod engine;
 mod error;

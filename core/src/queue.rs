@@ -37,8 +37,9 @@
 //!
 //! # Not trying a receive that cannot succeed
 //!
-//! A receive whose syscall proved the kernel's queue empty (a short TCP read, see
-//! [`crate::transport`]) *notes* it: the holder sets `DRAINED` in the state word, and
+//! A receive whose syscall proved the kernel's queue empty (on TCP: a short read, or a
+//! full one after which the kernel counts no bytes left; see [`crate::drain_proof`])
+//! *notes* it: the holder sets `DRAINED` in the state word, and
 //! its hold ends keeping `DRAINED` only if no edge came meanwhile (`MISSED` unset).
 //! Every edge that comes later clears it: one that finds the lock free announces
 //! itself with a plain store of `HELD`; one that finds `HELD` sets `MISSED`, which
@@ -52,8 +53,8 @@
 //! was already there when it began is reading a stream that keeps coming, and there
 //! the next syscall usually finds more: waiting for an edge instead hands the receive
 //! to a poller thread. (Measured: the callback adapter's 1 KiB bulk transfer lost 22%
-//! when the fast path kept the note, and ping-pong with 4 KiB reads gains 0.6–0.7 µs per
-//! round trip from the note kept after a wait.) A future's wait is cheap: it is
+//! when the fast path kept the note, and ping-pong with 4 KiB reads gains 0.6–0.7 µs
+//! per round trip from the note kept after a wait.) A future's wait is cheap: it is
 //! woken on the thread that drains the poller.
 //!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two

@@ -12,6 +12,7 @@
 //!   reused descriptor number.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +21,11 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
+use crate::drain_proof::DrainProof;
 use crate::engine::EngineShared;
 use crate::error::Error;
 use crate::op::{OpContext, OpKind, TaskSink, Work};
+use crate::ops::nonblocking;
 use crate::queue::{Completed, OpQueue, Started};
 use crate::sys;
 use crate::transport::Transport;
@@ -39,11 +42,13 @@ pub(crate) struct SocketCore {
     send: OpQueue<SocketCore>,
     recv: OpQueue<SocketCore>,
     closed: AtomicBool,
+    /// What this socket's reads know about proving the receive queue empty (TCP).
+    drain_proof: DrainProof,
     /// The poller reported the peer's FIN (or another end of the receive side), an
-    /// error or urgent data: from then on no short read proves the receive queue empty
-    /// (one may have passed the FIN, after which no edge comes, or stopped at the
+    /// error or urgent data: from then on no read proves the receive queue empty (a
+    /// short one may have passed the FIN, after which no edge comes, or stopped at the
     /// urgent mark).
-    short_reads_prove_nothing: AtomicBool,
+    reads_prove_nothing: AtomicBool,
 }
 
 impl SocketCore {
@@ -62,7 +67,8 @@ impl SocketCore {
             send: OpQueue::default(),
             recv: OpQueue::default(),
             closed: AtomicBool::new(false),
-            short_reads_prove_nothing: AtomicBool::new(false),
+            drain_proof: DrainProof::default(),
+            reads_prove_nothing: AtomicBool::new(false),
         }
     }
 
@@ -94,20 +100,29 @@ impl SocketCore {
         self.transport
     }
 
-    /// Called by a receive syscall of this socket (with the receive queue held for the
-    /// attempt) that returned `count` bytes into room for `capacity` with `flags`: a
-    /// short TCP read that consumed what it read proves the kernel's receive queue
-    /// empty, so the next receive waits for an edge instead of trying a syscall that
-    /// would say `EAGAIN` (see [`OpQueue::note_drained`]).
-    pub(crate) fn note_received(&self, count: usize, capacity: usize, flags: libc::c_int) {
-        if self.transport == Transport::Tcp
-            && !self.short_reads_prove_nothing.load(Ordering::Acquire)
-            && count > 0
-            && count < capacity
+    /// A stream read into `area` (with the receive queue held for the attempt). On TCP,
+    /// a read that proves the kernel's receive queue empty (see [`DrainProof`]) notes
+    /// it, so that the next receive waits for an edge rather than try a syscall that
+    /// could only say `EAGAIN` (see [`OpQueue::note_drained`]).
+    pub(crate) fn read_stream(
+        &self,
+        area: &mut [MaybeUninit<u8>],
+        flags: libc::c_int,
+    ) -> Result<Option<usize>, Error> {
+        if self.transport != Transport::Tcp {
+            return nonblocking(|| self.fd.recv_with_flags(area, flags));
+        }
+        let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags)? else {
+            return Ok(None);
+        };
+        if proved_empty
+            && n > 0
             && flags & (libc::MSG_PEEK | libc::MSG_OOB) == 0
+            && !self.reads_prove_nothing.load(Ordering::Acquire)
         {
             self.recv.note_drained();
         }
+        Ok(Some(n))
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -151,9 +166,8 @@ impl SocketCore {
         } = ready;
         if ready.exceptional {
             // Before the edge: a hold that starts after it sees the flag (see
-            // `note_received`), and one already running finds the edge missed.
-            self.short_reads_prove_nothing
-                .store(true, Ordering::Release);
+            // `read_stream`), and one already running finds the edge missed.
+            self.reads_prove_nothing.store(true, Ordering::Release);
         }
         if readable {
             self.recv.edge(self, completed);

@@ -1,7 +1,8 @@
-//! A receive after a short TCP read: the kernel's queue was proved empty, so the next
-//! receive waits for an edge without a `recv` that could only say `EAGAIN`, and still
-//! completes when data comes. Its own test binary, because the tracer waits for any
-//! child of this process.
+//! A receive after a TCP read that proved the kernel's queue empty (a short read, or
+//! a full one after which the kernel counts no bytes left): the next receive waits for
+//! an edge without a `recv` that could only say `EAGAIN`, and still completes when
+//! data comes. Its own test binary, because the tracer waits for any child of this
+//! process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,18 +22,30 @@ fn room() -> Vec<u8> {
     Vec::with_capacity(4096)
 }
 
-/// Connections whose last receive waited, then read a short message: the state the
-/// traced section starts from.
+/// Waits for a 5-byte message with room for `room` bytes, then sends it.
+fn receive_hello(ours: &Socket, theirs: &mut TcpStream, room: usize) {
+    let ar = ours
+        .begin_receive(Vec::with_capacity(room), SocketFlags::NONE, None, None)
+        .unwrap();
+    theirs.write_all(b"hello").unwrap();
+    let (n, buf) = ours.end_receive(&ar).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+}
+
+/// Connections whose last receive waited, then read what was there: half with room to
+/// spare (a short read), half with room for exactly the message, twice (a full read,
+/// then a full read that asked the kernel what is left). The state the traced section
+/// starts from.
 fn drained_connections() -> Vec<(Socket, TcpStream)> {
     (0..CONNS)
-        .map(|_| {
+        .map(|i| {
             let (ours, mut theirs) = tcp_to_std();
-            let ar = ours
-                .begin_receive(room(), SocketFlags::NONE, None, None)
-                .unwrap();
-            theirs.write_all(b"hello").unwrap();
-            let (n, buf) = ours.end_receive(&ar).unwrap();
-            assert_eq!(&buf[..n], b"hello");
+            if i % 2 == 0 {
+                receive_hello(&ours, &mut theirs, 4096);
+            } else {
+                receive_hello(&ours, &mut theirs, 5);
+                receive_hello(&ours, &mut theirs, 5);
+            }
             (ours, theirs)
         })
         .collect()
@@ -120,16 +133,18 @@ fn request_response_into_large_buffers_loses_nothing() {
 #[test]
 fn a_short_read_that_passed_the_fin_still_sees_the_end() {
     bounded(secs(60), || {
-        for _ in 0..300 {
+        for i in 0..300 {
             let (ours, mut theirs) = tcp_to_std();
             // A first wait, so that the reads below come from a future-style attempt
-            // after a readiness edge (where a short read is noted).
-            let mut buf = room();
+            // after a readiness edge (where a read's proof is noted). Half the
+            // connections read short, half exactly 10 bytes at a time (so the second
+            // read asks the kernel how much is left, and the FIN counts).
+            let mut buf = Vec::with_capacity(if i % 2 == 0 { 4096 } else { 10 });
             let TryIo::WouldBlock(ready) = ours.try_receive(&mut buf, SocketFlags::NONE).unwrap()
             else {
                 panic!("nothing was sent yet");
             };
-            theirs.write_all(b"last words").unwrap();
+            theirs.write_all(b"last words, twice").unwrap();
             theirs.shutdown(std::net::Shutdown::Write).unwrap();
             ready.wait();
             let mut received = Vec::new();
@@ -140,7 +155,36 @@ fn a_short_read_that_passed_the_fin_still_sees_the_end() {
                     TryIo::WouldBlock(ready) => ready.wait(),
                 }
             }
-            assert_eq!(received, b"last words");
+            assert_eq!(received, b"last words, twice");
+        }
+    });
+}
+
+/// A full read proves nothing unless the kernel counts no bytes left: reads of exactly
+/// one message, with more messages already queued behind it, never wait for an edge
+/// that will not come.
+#[test]
+fn full_reads_with_data_left_behind_do_not_wait() {
+    bounded(secs(60), || {
+        let (ours, mut theirs) = tcp_to_std();
+        for round in 0..200u32 {
+            let mut buf = Vec::with_capacity(4);
+            // Wait first, so that the reads below follow a readiness edge.
+            let TryIo::WouldBlock(ready) = ours.try_receive(&mut buf, SocketFlags::NONE).unwrap()
+            else {
+                panic!("nothing was sent yet");
+            };
+            let batch: Vec<u8> = (0..3).flat_map(|k| (round * 3 + k).to_le_bytes()).collect();
+            theirs.write_all(&batch).unwrap();
+            ready.wait();
+            let mut received = Vec::new();
+            while received.len() < batch.len() {
+                match ours.try_receive(&mut buf, SocketFlags::NONE).unwrap() {
+                    TryIo::Done(n) => received.extend_from_slice(&buf[..n]),
+                    TryIo::WouldBlock(ready) => ready.wait(),
+                }
+            }
+            assert_eq!(received, batch, "round {round}");
         }
     });
 }

@@ -43,12 +43,15 @@ pub(crate) fn receive_into<B: IoBufMut>(
     };
     // SAFETY: `recv` writes only initialized bytes into the area.
     let area = unsafe { buf.recv_area() };
-    let received = nonblocking(|| fd.recv_with_flags(area, flags))?;
+    let received = if socket.is_stream() {
+        socket.read_stream(area, flags)?
+    } else {
+        nonblocking(|| fd.recv_with_flags(area, flags))?
+    };
     if let Some(n) = received {
         // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it
         // when a datagram was truncated (then `n` exceeds the capacity).
         unsafe { buf.set_received(n.min(capacity)) };
-        socket.note_received(n, capacity, flags);
     }
     Ok(received)
 }

@@ -10,7 +10,7 @@
 //! `Aborted` if cancelled). A future built on these loses nothing when dropped: data
 //! is only taken when it is handed straight back.
 
-use std::io::{IoSlice, Read};
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
@@ -47,20 +47,6 @@ impl<C> Work<C> for ReadyWork {
     fn attempt(&mut self, _socket: &C) -> Attempt<()> {
         Attempt::Done(Ok(()))
     }
-}
-
-/// A plain read of up to `capacity` bytes, noted on the socket (after a short TCP
-/// read, the next receive waits for an edge rather than meet `EAGAIN`).
-fn read_noted(
-    core: &SocketCore,
-    capacity: usize,
-    mut read: impl FnMut(&socket2::Socket) -> std::io::Result<usize>,
-) -> Result<Option<usize>, Error> {
-    let read = nonblocking(|| read(core.fd()))?;
-    if let Some(n) = read {
-        core.note_received(n, capacity, 0);
-    }
-    Ok(read)
 }
 
 impl Socket {
@@ -152,8 +138,10 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read(&self, buf: &mut [u8]) -> Result<TryIo<usize>, Error> {
-        let capacity = buf.len();
-        self.try_receive_side(|core| read_noted(core, capacity, |mut fd| fd.read(buf)))
+        // SAFETY: a read writes only initialized bytes, so the initialized `buf` stays
+        // initialized seen as possibly uninitialized memory.
+        let area = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
+        self.try_receive_side(|core| core.read_stream(area, 0))
     }
 
     /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only
@@ -163,8 +151,7 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> Result<TryIo<usize>, Error> {
-        let capacity = buf.len();
-        self.try_receive_side(|core| read_noted(core, capacity, |fd| fd.recv(buf)))
+        self.try_receive_side(|core| core.read_stream(buf, 0))
     }
 
     /// Receives one datagram and its sender now, if one is there and no receive is
