@@ -100,7 +100,8 @@ impl SocketCore {
         self.transport
     }
 
-    /// A stream read into `area` (with the receive queue held for the attempt). On TCP,
+    /// A read into `area` that takes no sender address (a stream's receive, or any
+    /// socket's `read`), with the receive queue held for the attempt. On TCP,
     /// a read that proves the kernel's receive queue empty (see [`DrainProof`]) notes
     /// it, so that the next receive waits for an edge rather than try a syscall that
     /// could only say `EAGAIN` (see [`OpQueue::note_drained`]).
