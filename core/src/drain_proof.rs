@@ -56,7 +56,7 @@ impl DrainProof {
         let capacity = area.len();
         let last_full = self.last_full.load(Ordering::Relaxed);
         let read = if last_full && self.asking_pays.load(Ordering::Relaxed) && self.ask_inq(fd) {
-            sys::recv_with_inq(fd.as_raw_fd(), area, flags)?.map(|(n, left)| {
+            nonblocking(|| sys::recv_with_inq(fd.as_raw_fd(), area, flags))?.map(|(n, left)| {
                 let none_left = left == Some(0);
                 self.asking_pays.store(none_left, Ordering::Relaxed);
                 (n, n < capacity || none_left)

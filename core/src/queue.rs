@@ -571,9 +571,14 @@ mod model {
             })
         }
 
+        /// The kernel's receive queue, locked.
+        fn data(&self) -> loom::sync::MutexGuard<'_, usize> {
+            self.data.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
         /// The kernel delivers one unit of data, then the poller reports the edge.
         fn deliver(self: &Arc<Self>) {
-            *self.data.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *self.data() += 1;
             self.edge();
         }
 
@@ -599,7 +604,7 @@ mod model {
 
         /// Takes one unit if the kernel has one (a receive syscall).
         fn take(&self) -> bool {
-            let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            let mut data = self.data();
             let had = *data > 0;
             if had {
                 *data -= 1;
@@ -607,60 +612,54 @@ mod model {
             had
         }
 
-        /// A future's receive attempt (`try_now`): the unit now, or a readiness wait.
-        fn try_receive(self: &Arc<Self>) -> TryIo<()> {
-            let attempt = self
-                .queue
-                .try_now(self, OpKind::Receive, |m| Ok(m.take().then_some(())));
-            match attempt {
-                Ok(attempt) => attempt,
-                Err(e) => panic!("try_now failed: {e}"),
-            }
-        }
-
-        fn receive(self: &Arc<Self>) -> AsyncResult<()> {
-            match self.queue.start(self, OpKind::Receive, Take, None, None) {
-                Ok(ar) => ar,
-                Err(e) => panic!("begin failed: {e}"),
-            }
-        }
-
         /// Takes every unit the kernel has (a short TCP read); if it took any, the
-        /// queue is noted drained, as `SocketCore::note_received` does.
+        /// queue is noted drained, as `SocketCore::read_stream` does.
         fn take_all(&self) -> usize {
-            let took = {
-                let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::take(&mut *data)
-            };
+            let took = std::mem::take(&mut *self.data());
             if took > 0 {
                 self.queue.note_drained();
             }
             took
         }
 
-        /// A receive that takes all there is.
-        fn receive_all(self: &Arc<Self>) -> AsyncResult<usize> {
-            match self.queue.start(self, OpKind::Receive, TakeAll, None, None) {
+        /// Units the kernel still holds.
+        fn unread(&self) -> usize {
+            *self.data()
+        }
+
+        /// `begin_*` of a receive doing `work`.
+        fn start<W: Work<Model>>(self: &Arc<Self>, work: W) -> AsyncResult<W::Output> {
+            match self.queue.start(self, OpKind::Receive, work, None, None) {
                 Ok(ar) => ar,
                 Err(e) => panic!("begin failed: {e}"),
             }
         }
 
-        /// A future's attempt to take all there is.
-        fn try_receive_all(self: &Arc<Self>) -> TryIo<usize> {
-            let attempt = self.queue.try_now(self, OpKind::Receive, |m| {
-                let took = m.take_all();
-                Ok((took > 0).then_some(took))
-            });
-            match attempt {
+        /// A future's receive attempt (`try_now`): what `now` takes, or a readiness
+        /// wait.
+        fn try_now<T>(self: &Arc<Self>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
+            match self.queue.try_now(self, OpKind::Receive, |m| Ok(now(m))) {
                 Ok(attempt) => attempt,
                 Err(e) => panic!("try_now failed: {e}"),
             }
         }
 
-        /// Units the kernel still holds.
-        fn unread(&self) -> usize {
-            *self.data.lock().unwrap_or_else(|e| e.into_inner())
+        fn receive(self: &Arc<Self>) -> AsyncResult<()> {
+            self.start(Take)
+        }
+
+        fn try_receive(self: &Arc<Self>) -> TryIo<()> {
+            self.try_now(|m| m.take().then_some(()))
+        }
+
+        /// A receive that takes all there is.
+        fn receive_all(self: &Arc<Self>) -> AsyncResult<usize> {
+            self.start(TakeAll)
+        }
+
+        /// A future's attempt to take all there is.
+        fn try_receive_all(self: &Arc<Self>) -> TryIo<usize> {
+            self.try_now(|m| Some(m.take_all()).filter(|&took| took > 0))
         }
     }
 

@@ -162,18 +162,15 @@ impl SocketCore {
 
     /// Serves the directions that the poller reported ready.
     pub(crate) fn on_ready(&self, ready: sys::Readiness, completed: &mut Completed<SocketCore>) {
-        let sys::Readiness {
-            readable, writable, ..
-        } = ready;
         if ready.exceptional {
             // Before the edge: a hold that starts after it sees the flag (see
             // `read_stream`), and one already running finds the edge missed.
             self.reads_prove_nothing.store(true, Ordering::Release);
         }
-        if readable {
+        if ready.readable {
             self.recv.edge(self, completed);
         }
-        if writable {
+        if ready.writable {
             self.send.edge(self, completed);
         }
     }

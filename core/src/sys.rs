@@ -300,56 +300,46 @@ pub(crate) fn enable_tcp_inq(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A read of the TCP socket `fd` with `TCP_INQ` enabled: `Ok(Some((n, left)))` read
-/// `n` bytes and the kernel still holds `left` (`None` if it did not say), `Ok(None)`
-/// would block; retried on `EINTR`.
+/// One `recvmsg` of the TCP socket `fd` (with `TCP_INQ` enabled): the count read and
+/// how many bytes the kernel still holds (`None` if it did not say). Errors come back
+/// as they are, for [`nonblocking`](crate::ops::nonblocking) to sort.
 pub(crate) fn recv_with_inq(
     fd: RawFd,
     area: &mut [std::mem::MaybeUninit<u8>],
     flags: libc::c_int,
-) -> Result<Option<(usize, Option<u32>)>, Error> {
+) -> io::Result<(usize, Option<u32>)> {
     // Room for one `cmsghdr` and its `int`, aligned for `cmsghdr`.
     let mut control = [0u64; 4];
-    loop {
-        let mut iov = libc::iovec {
-            iov_base: area.as_mut_ptr().cast(),
-            iov_len: area.len(),
-        };
-        // SAFETY: an all-zero msghdr is valid (no name, no iovecs, no control).
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: `msg` points at one iovec over `area` (the kernel writes at most
-        // `area.len()` bytes there, initializing them) and at `control`, both alive and
-        // exclusively borrowed for the call.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(None),
-                _ => return Err(Error::Socket(e)),
+    let mut iov = libc::iovec {
+        iov_base: area.as_mut_ptr().cast(),
+        iov_len: area.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid (no name, no iovecs, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at one iovec over `area` (the kernel writes at most
+    // `area.len()` bytes there, initializing them) and at `control`, both alive and
+    // exclusively borrowed for the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let mut left = None;
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk its
+    // control buffer within `msg_controllen`, and the `TCP_CM_INQ` message carries one
+    // `int` (read unaligned: the buffer gives no stronger promise).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_TCP && (*cmsg).cmsg_type == libc::TCP_CM_INQ {
+                let value = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                left = u32::try_from(value).ok();
             }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        let mut left = None;
-        // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk its
-        // control buffer within `msg_controllen`, and the `TCP_CM_INQ` message carries
-        // one `int` (read unaligned: the buffer gives no stronger promise).
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_TCP && (*cmsg).cmsg_type == libc::TCP_CM_INQ {
-                    let value =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                    left = u32::try_from(value).ok();
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        return Ok(Some((n as usize, left)));
     }
+    Ok((n, left))
 }
 
 #[cfg(test)]

@@ -45,35 +45,32 @@ fn child_fast_path_section() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn fast_path_is_one_send_syscall_and_no_poller_work() {
-    bounded(secs(60), || {
-        let section = trace::trace_child("child_fast_path_section");
-        assert!(section.exit_ok, "child scenario failed");
-        let sends = section.count_any(&[libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_write]);
-        assert_eq!(
-            sends,
-            SENDS,
-            "one send syscall per send: {:?}",
-            section.names()
-        );
-        // No poller work per operation. On a loaded machine other threads may still
-        // touch the poller inside the section: a worker descheduled before it goes back
-        // to `epoll_wait` after finishing with the socket's registration edge, or the
-        // monitor, seeing a descheduled worker as stuck, starts one more (measured
-        // beside two busy loops: up to 5 `epoll_wait` calls). A handful, never one per
-        // send.
-        let poller = section.count_any(trace::POLLER_CALLS);
-        assert!(
-            poller < SENDS / 10,
-            "poller work per send: {:?}",
-            section.names()
-        );
-        // The caller made nothing but the sends (other threads may only do their own
-        // bookkeeping, such as the monitor's timer).
-        assert_eq!(
-            section.caller_calls(),
-            vec![libc::SYS_sendto; SENDS],
-            "{:?}",
-            section.names()
-        );
-    });
+    let section = trace::traced_section("child_fast_path_section");
+    let sends = section.count_any(&[libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_write]);
+    assert_eq!(
+        sends,
+        SENDS,
+        "one send syscall per send: {:?}",
+        section.names()
+    );
+    // No poller work per operation. On a loaded machine other threads may still
+    // touch the poller inside the section: a worker descheduled before it goes back
+    // to `epoll_wait` after finishing with the socket's registration edge, or the
+    // monitor, seeing a descheduled worker as stuck, starts one more (measured
+    // beside two busy loops: up to 5 `epoll_wait` calls). A handful, never one per
+    // send.
+    let poller = section.count_any(trace::POLLER_CALLS);
+    assert!(
+        poller < SENDS / 10,
+        "poller work per send: {:?}",
+        section.names()
+    );
+    // The caller made nothing but the sends (other threads may only do their own
+    // bookkeeping, such as the monitor's timer).
+    assert_eq!(
+        section.caller_calls(),
+        vec![libc::SYS_sendto; SENDS],
+        "{:?}",
+        section.names()
+    );
 }

@@ -36,17 +36,12 @@ pub(crate) fn receive_into<B: IoBufMut>(
         return nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
             .map(|ready| ready.map(|_| 0));
     }
-    let flags = if socket.is_stream() {
-        flags
-    } else {
-        flags | libc::MSG_TRUNC
-    };
     // SAFETY: `recv` writes only initialized bytes into the area.
     let area = unsafe { buf.recv_area() };
     let received = if socket.is_stream() {
         socket.read_stream(area, flags)?
     } else {
-        nonblocking(|| fd.recv_with_flags(area, flags))?
+        nonblocking(|| fd.recv_with_flags(area, flags | libc::MSG_TRUNC))?
     };
     if let Some(n) = received {
         // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it

@@ -141,7 +141,7 @@ impl Socket {
         // SAFETY: a read writes only initialized bytes, so the initialized `buf` stays
         // initialized seen as possibly uninitialized memory.
         let area = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
-        self.try_receive_side(|core| core.read_stream(area, 0))
+        self.try_read_uninit(area)
     }
 
     /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only

@@ -65,6 +65,14 @@ fn syscall_nr(tid: i32) -> i64 {
     }
 }
 
+/// [`trace_child`] within a minute, failing the test if the child scenario failed.
+#[cfg(target_arch = "x86_64")]
+pub fn traced_section(name: &'static str) -> Section {
+    let section = super::bounded(super::secs(60), move || trace_child(name));
+    assert!(section.exit_ok, "child scenario {name} failed");
+    section
+}
+
 /// Traces the ignored test `name` of this binary; returns what ran in its section.
 #[cfg(target_arch = "x86_64")]
 pub fn trace_child(name: &str) -> Section {
