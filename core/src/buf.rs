@@ -157,12 +157,8 @@ impl IoBufMut for Box<[u8]> {
     }
 
     unsafe fn recv_area(&mut self) -> &mut [MaybeUninit<u8>] {
-        let len = self.len();
-        let ptr = self.as_mut_ptr().cast::<MaybeUninit<u8>>();
-        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the pointer and length come
-        // from a live, exclusively borrowed slice. The caller promises not to write
-        // uninitialized bytes through the view, so the `[u8]` stays initialized.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        // SAFETY: the caller promises not to write uninitialized bytes through the area.
+        unsafe { uninit_view(self) }
     }
 
     unsafe fn set_received(&mut self, _n: usize) {}
@@ -172,6 +168,20 @@ impl IoBufMut for Box<[u8]> {
 /// slot means the result was already taken).
 pub(crate) fn take_filled<B>(slot: &mut Option<B>) -> Result<B, Error> {
     slot.take().ok_or(Error::AlreadyEnded)
+}
+
+/// `bytes` seen as memory a read may fill.
+///
+/// # Safety
+///
+/// Nothing may write uninitialized bytes through the view, so that `bytes` stays
+/// initialized (reads write only initialized bytes).
+pub(crate) unsafe fn uninit_view(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    let len = bytes.len();
+    let ptr = bytes.as_mut_ptr().cast::<MaybeUninit<u8>>();
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the pointer and length come
+    // from a live, exclusively borrowed slice; the caller keeps it initialized.
+    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::accept::{accept_one, check_listener};
 use super::receive::{receive_from_into, receive_into};
 use super::{nonblocking, send_flags};
 use crate::async_result::AsyncResult;
-use crate::buf::IoBufMut;
+use crate::buf::{uninit_view, IoBufMut};
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
@@ -138,10 +138,8 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read(&self, buf: &mut [u8]) -> Result<TryIo<usize>, Error> {
-        // SAFETY: a read writes only initialized bytes, so the initialized `buf` stays
-        // initialized seen as possibly uninitialized memory.
-        let area = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
-        self.try_read_uninit(area)
+        // SAFETY: a read writes only initialized bytes.
+        self.try_read_uninit(unsafe { uninit_view(buf) })
     }
 
     /// [`try_read`](Socket::try_read) into memory that may be uninitialized; only
