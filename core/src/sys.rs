@@ -41,7 +41,7 @@ const WRITE_FLAGS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u
 /// urgent mark). Not `EPOLLHUP` alone: a TCP socket not connected yet reports it.
 const EXCEPTIONAL_FLAGS: u32 = (libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32;
 /// What a TCP socket is registered for: polling's edge-triggered interest in both
-/// directions, plus `EPOLLRDHUP` (see [`watch_read_hang_up`]).
+/// directions, plus `EPOLLRDHUP` (see [`add_tcp`]).
 const TCP_INTEREST: u32 = (libc::EPOLLIN
     | libc::EPOLLPRI
     | libc::EPOLLOUT
@@ -121,19 +121,24 @@ impl EventBuffer {
     }
 }
 
-/// Re-arms the registration of the TCP socket `fd` (added by polling with `key`,
-/// edge-triggered, for both directions) in the epoll set `epfd` with `EPOLLRDHUP`
-/// added. polling's read interest lacks it, so a peer's FIN would be reported as plain
-/// `EPOLLIN`, like data; the engine needs to tell them apart (a short read may have
-/// passed the FIN, see `crate::transport`).
-pub(crate) fn watch_read_hang_up(epfd: RawFd, fd: RawFd, key: usize) -> io::Result<()> {
+/// Registers the TCP socket `fd` in the epoll set `epfd` with `key`: what polling's
+/// `add_with_mode(fd, Event::all(key), PollMode::Edge)` registers, plus `EPOLLRDHUP`,
+/// in one `epoll_ctl`. polling's read interest lacks `EPOLLRDHUP`, so a peer's FIN
+/// would be reported as plain `EPOLLIN`, like data; the engine needs to tell them
+/// apart (a short read may have passed the FIN, see `crate::transport`). The
+/// registration is polling's in all but the flags: `Poller::delete` removes it.
+///
+/// # Safety
+///
+/// As for polling's `add`: `fd` must be deleted from the set before it is closed.
+pub(crate) unsafe fn add_tcp(epfd: RawFd, fd: RawFd, key: usize) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: TCP_INTEREST,
         u64: key as u64,
     };
     // SAFETY: `event` is a valid epoll_event for the duration of the call; the kernel
     // only reads it. A bad descriptor is reported as an error, not undefined behaviour.
-    let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut event) };
+    let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -346,6 +351,19 @@ pub(crate) fn recv_with_inq(
 mod tests {
     use super::*;
     use polling::{Event, PollMode, Poller};
+    use std::os::fd::AsFd;
+
+    /// Registers `fd` with `key` as the engine registers a socket through polling
+    /// (edge-triggered, both directions).
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be deleted from `poller` before it is closed.
+    unsafe fn add_edge(poller: &Poller, fd: impl AsFd, key: usize) {
+        // SAFETY: the caller deletes `fd` before closing it.
+        unsafe { poller.add_with_mode(fd.as_fd().as_raw_fd(), Event::all(key), PollMode::Edge) }
+            .expect("add");
+    }
 
     /// Pins what the raw drain relies on: polling's epoll descriptor reports our keys in
     /// `epoll_event.u64`, with edge-triggered read and write interest.
@@ -356,11 +374,7 @@ mod tests {
         a.set_nonblocking(true).expect("nonblocking");
         let key = 0x1234_5678_9abc;
         // SAFETY: `a` is deleted from the poller before it is dropped, below.
-        unsafe {
-            poller
-                .add_with_mode(&a, Event::all(key), PollMode::Edge)
-                .expect("add");
-        }
+        unsafe { add_edge(&poller, &a, key) };
         let mut buf = EventBuffer::new(8);
         // Writable at once.
         assert_eq!(buf.wait(poller.as_raw_fd(), 1000).expect("wait"), 1);
@@ -379,8 +393,8 @@ mod tests {
     }
 
     /// Pins the FIN report: with polling's own interest a peer's FIN is plain
-    /// `EPOLLIN`; once `watch_read_hang_up` re-arms the registration it is reported as
-    /// exceptional, and data is not.
+    /// `EPOLLIN`; registered by `add_tcp` it is reported as exceptional, and data is
+    /// not.
     #[test]
     fn a_peers_fin_is_reported_exceptional_once_watched() {
         use std::io::Write;
@@ -399,12 +413,11 @@ mod tests {
             let key = 7;
             // SAFETY: `ours` is deleted from the poller before it is dropped, below.
             unsafe {
-                poller
-                    .add_with_mode(&ours, Event::all(key), PollMode::Edge)
-                    .expect("add");
-            }
-            if watched {
-                watch_read_hang_up(poller.as_raw_fd(), ours.as_raw_fd(), key).expect("watch");
+                if watched {
+                    add_tcp(poller.as_raw_fd(), ours.as_raw_fd(), key).expect("add");
+                } else {
+                    add_edge(&poller, &ours, key);
+                }
             }
             let first = wait_one(&mut buf);
             assert!(first.writable && !first.exceptional);

@@ -141,7 +141,8 @@ impl EngineShared {
         &self.workers
     }
 
-    /// Makes `socket` non-blocking and registers it, edge-triggered for both directions.
+    /// Makes `socket` non-blocking and registers it, edge-triggered for both directions
+    /// (a TCP socket also for the end of its receive side, `EPOLLRDHUP`).
     pub(crate) fn register(
         self: &Arc<Self>,
         socket: socket2::Socket,
@@ -156,20 +157,17 @@ impl EngineShared {
         // below never added it), and `core` cannot be dropped while it is in the
         // registry, which only `close` leaves.
         let added = unsafe {
-            self.poller
-                .add_with_mode(core.fd(), Event::all(core.key()), PollMode::Edge)
+            if transport == Transport::Tcp {
+                // Also for the end of the receive side (see `sys::add_tcp`).
+                sys::add_tcp(self.epoll_fd(), core.fd().as_raw_fd(), core.key())
+            } else {
+                self.poller
+                    .add_with_mode(core.fd(), Event::all(core.key()), PollMode::Edge)
+            }
         };
         if let Err(e) = added {
             self.registry.remove(core.key());
             return Err(e.into());
-        }
-        if transport == Transport::Tcp {
-            let watched =
-                sys::watch_read_hang_up(self.epoll_fd(), core.fd().as_raw_fd(), core.key());
-            if let Err(e) = watched {
-                self.deregister(&core);
-                return Err(e.into());
-            }
         }
         Ok(core)
     }
