@@ -648,6 +648,57 @@ fn cancel_pending_receive_accept_and_connect() {
     });
 }
 
+/// A connect cancelled while the kernel still runs its handshake leaves the socket
+/// unusable for data (semantics §9): the handshake is dissolved, so later sends and
+/// receives fail at once instead of waiting for the handshake (during it, a
+/// non-blocking send or receive meets `EAGAIN` and would wait).
+#[test]
+fn cancelled_connect_dissolves_the_handshake() {
+    bounded(secs(20), || {
+        // A listener whose accept queue is full drops new SYNs: a connect stays in the
+        // handshake, retrying, until it is cancelled.
+        let l = TcpListener::bind(localhost()).unwrap();
+        socket2::SockRef::from(&l).listen(0).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _fills_the_queue = Socket::connect_tcp(addr).unwrap();
+
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let ar = c.begin_connect(addr, None, None).unwrap();
+        assert!(!ar.is_completed(), "the SYN is dropped: the connect waits");
+        assert!(ar.cancel());
+        assert!(matches!(c.end_connect(&ar), Err(Error::Aborted)));
+
+        // Unusable for data, at once: no operation waits for a handshake. The kernel
+        // reports the dissolved handshake once (ECONNRESET), then the socket is simply
+        // not connected.
+        let send = |c: &Socket| {
+            let ar = c
+                .begin_send(&b"X"[..], SocketFlags::NONE, None, None)
+                .unwrap();
+            assert!(
+                ar.wait_timeout(secs(5)),
+                "a send after the cancel must not wait"
+            );
+            c.end_send(&ar).unwrap_err().error_code()
+        };
+        assert_eq!(send(&c), Some(libc::ECONNRESET));
+        assert_eq!(send(&c), Some(libc::EPIPE));
+        let recv = c
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(
+            recv.wait_timeout(secs(5)),
+            "a receive after the cancel must not wait"
+        );
+        let err = c.end_receive(&recv).unwrap_err();
+        assert_eq!(err.error_code(), Some(libc::ENOTCONN), "{err:?}");
+        assert_eq!(
+            c.peer_addr().unwrap_err().error_code(),
+            Some(libc::ENOTCONN)
+        );
+    });
+}
+
 // ---- close while every kind is pending ---------------------------------------------------
 
 #[test]

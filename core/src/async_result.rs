@@ -120,7 +120,9 @@ impl<T> AsyncResult<T> {
     /// taken back: cancelling it also shuts the send side down, so no later send can
     /// splice into the torn stream (they fail with `EPIPE`). A datagram send is atomic:
     /// cancellable while queued, otherwise already complete. A cancelled connect leaves
-    /// the socket unusable for data; close it.
+    /// the socket unusable for data; close it: the handshake is dissolved (the socket is
+    /// shut down both ways), so the peer never gets the connection, and later sends and
+    /// receives fail at once (the first with `ECONNRESET`, then `EPIPE` and `ENOTCONN`).
     ///
     /// # Examples
     ///

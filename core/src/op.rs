@@ -123,8 +123,9 @@ pub(crate) trait Work<C>: Produces {
     /// the lock of the operation's queue held, so at most one thread runs it at a time.
     fn attempt(&mut self, socket: &C) -> Attempt<Self::Output>;
 
-    /// Whether some of the operation's bytes already reached the kernel (a stream send
-    /// cancelled in that state tears the stream and must shut the send side down).
+    /// Whether the operation already acted on the socket, so that cancelling it tears
+    /// the socket: a stream send with some of its bytes in the kernel, a connect whose
+    /// handshake the kernel is running (see `SocketCore::cancel_op`).
     fn has_progress(&self) -> bool {
         false
     }

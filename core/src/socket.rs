@@ -179,10 +179,19 @@ impl SocketCore {
     fn cancel_op(&self, kind: OpKind, addr: *const ()) -> bool {
         let queue = self.queue(kind);
         let mut completed: Completed<SocketCore> = Completed::new();
-        // Only a stream send can be torn (`Work::has_progress`): part of it is on the
-        // wire, so no later send may splice in.
+        // An operation cancelled after it acted on the socket (`Work::has_progress`)
+        // leaves it torn. A stream send with part of its bytes on the wire: shut the send
+        // side, so no later send splices in. A connect the kernel is running: shut both
+        // sides, which during the handshake dissolves it (Linux disconnects a socket in
+        // `SYN_SENT` on `shutdown`), so the peer never gets the connection and later
+        // operations fail at once (ECONNRESET, then EPIPE) instead of waiting for the
+        // handshake; if it had just connected, the peer reads end of stream.
+        let how = match kind {
+            OpKind::Connect => Shutdown::Both,
+            _ => Shutdown::Write,
+        };
         let cancelled = queue.cancel(addr, &mut completed, || {
-            let _ = self.fd.shutdown(Shutdown::Write);
+            let _ = self.fd.shutdown(how);
         });
         if !cancelled {
             return false;

@@ -51,6 +51,12 @@ impl Produces for ConnectWork {
 }
 
 impl Work<SocketCore> for ConnectWork {
+    /// Once issued, the kernel runs the handshake on its own: a cancel must dissolve it
+    /// (see `SocketCore::cancel_op`), or the socket would connect after all.
+    fn has_progress(&self) -> bool {
+        self.issued
+    }
+
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<()> {
         if self.issued {
             return self.outcome(socket);
