@@ -205,3 +205,100 @@ fn futures_are_send() {
         assert_send(&udp.receive_from(Vec::with_capacity(1)));
     });
 }
+
+/// Awaits `fut`, telling `pending` the first time a poll of it returns `Pending`: by
+/// then the future waits on the stream's shared readiness.
+async fn signal_first_pending<F: std::future::Future>(
+    fut: F,
+    pending: smol::channel::Sender<()>,
+) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut told = false;
+    std::future::poll_fn(|cx| {
+        let polled = fut.as_mut().poll(cx);
+        if polled.is_pending() && !told {
+            told = true;
+            let _ = pending.try_send(());
+        }
+        polled
+    })
+    .await
+}
+
+/// Two tasks reading one `&TcpStream` at once: the second one's wait takes the
+/// stream's readiness over, and the first must still be woken, not left waiting.
+#[test]
+fn two_tasks_reading_one_stream_are_both_served() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let client = Arc::new(client);
+        let (pending, waiting) = smol::channel::unbounded();
+        let (done, results) = smol::channel::unbounded();
+        let reader = |client: Arc<TcpStream>| {
+            let (pending, done) = (pending.clone(), done.clone());
+            smol::spawn(async move {
+                let mut byte = [0u8; 1];
+                let mut stream: &TcpStream = &client;
+                let n = signal_first_pending(stream.read(&mut byte), pending)
+                    .await
+                    .unwrap();
+                done.send((n, byte[0])).await.unwrap();
+            })
+        };
+        let first = reader(client.clone());
+        waiting.recv().await.unwrap();
+        let second = reader(client.clone());
+        waiting.recv().await.unwrap();
+        // Both wait; one byte serves one of them, the next byte the other.
+        server.send(&b"a"[..]).await.unwrap();
+        let one = results.recv().await.unwrap();
+        server.send(&b"b"[..]).await.unwrap();
+        let other = results.recv().await.unwrap();
+        let mut got = [one, other];
+        got.sort();
+        assert_eq!(got, [(1, b'a'), (1, b'b')]);
+        first.await;
+        second.await;
+    });
+}
+
+/// A writer blocked on a full send buffer and a flusher on the same `&TcpStream`: the
+/// flusher's wait takes the stream's write readiness over, and the writer must still
+/// finish once the peer reads.
+#[test]
+fn a_writer_and_a_flusher_on_one_stream_both_finish() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let client = Arc::new(client);
+        let data = pattern(8 << 20, 3);
+        let (pending, waiting) = smol::channel::unbounded();
+        let writer = {
+            let (client, data, pending) = (client.clone(), data.clone(), pending.clone());
+            smol::spawn(async move {
+                let mut stream: &TcpStream = &client;
+                signal_first_pending(stream.write_all(&data), pending)
+                    .await
+                    .unwrap();
+            })
+        };
+        waiting.recv().await.unwrap();
+        let flusher = {
+            let client = client.clone();
+            smol::spawn(async move {
+                let mut stream: &TcpStream = &client;
+                signal_first_pending(stream.flush(), pending).await.unwrap();
+            })
+        };
+        waiting.recv().await.unwrap();
+        // Both wait for write readiness; now the peer reads everything.
+        let mut got = Vec::with_capacity(data.len());
+        while got.len() < data.len() {
+            let (n, buf) = server.receive(Vec::with_capacity(1 << 16)).await.unwrap();
+            assert!(n > 0, "end of stream after {} bytes", got.len());
+            got.extend_from_slice(&buf);
+        }
+        writer.await;
+        flusher.await;
+        assert_eq!(got, data);
+    });
+}

@@ -10,7 +10,11 @@
 //! leaves nothing behind and loses no byte: **cancel safe**.
 //!
 //! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
-//! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them.
+//! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them. Through
+//! `&self`, two tasks may poll one half at once (two readers, or a writer and a
+//! flusher): a poll that takes the wait over wakes the task that held it, which then
+//! polls again, so neither is left waiting (async-io's rule for its one-waker
+//! readiness; the two take turns while both wait, so give each direction one task).
 
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
@@ -23,7 +27,7 @@ use parking_lot::Mutex;
 use crate::async_result::AsyncCallback;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::future::{poll_try, ReadyWait, Runtime};
+use crate::future::{poll_try_shared, ReadyWait, Runtime};
 use crate::op::OpKind;
 use crate::socket::Socket;
 
@@ -71,7 +75,7 @@ impl<R: Runtime> ReadHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
+        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_read(buf)
         }))
     }
@@ -87,7 +91,7 @@ impl<R: Runtime> ReadHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
+        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_read_uninit(buf)
         }))
     }
@@ -120,7 +124,7 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
+        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_send(buf, SocketFlags::NONE)
         }))
     }
@@ -135,7 +139,7 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let mut waiting = self.waiting.lock();
-        ready(poll_try::<R, _>(&mut waiting.0, cx, || {
+        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
             self.socket.try_send_vectored(bufs, SocketFlags::NONE)
         }))
     }
@@ -143,7 +147,7 @@ impl<R: Runtime> WriteHalf<R> {
     /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut waiting = self.waiting.lock();
-        match poll_try::<R, _>(&mut waiting.0, cx, || self.socket.sends_flushed()) {
+        match poll_try_shared::<R, _>(&mut waiting.0, cx, || self.socket.sends_flushed()) {
             // A closed socket has nothing left to flush.
             Poll::Ready(Err(Error::Disposed)) => Poll::Ready(Ok(())),
             other => ready(other),
