@@ -80,6 +80,11 @@ impl TcpStream {
     /// # Errors
     ///
     /// As [`connect`](TcpStream::connect), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the half-made socket, as with
+    /// [`connect`](TcpStream::connect). Expiry closes it too.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
         net::TcpStream::connect_timeout(addr, timeout)
             .await
@@ -192,6 +197,11 @@ impl TcpListener {
     /// # Errors
     ///
     /// [`Error::Socket`] if the address cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the future never waits; its first poll binds, listens and
+    /// completes. Dropped before that poll, it has bound nothing.
     pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         net::TcpListener::bind(addr).await.map(TcpListener)
     }
@@ -217,6 +227,11 @@ impl TcpListener {
     /// # Errors
     ///
     /// As [`accept`](TcpListener::accept), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the kernel only when the future
+    /// returns it. Dropping the future, like expiry, loses no connection.
     pub async fn accept_timeout(
         &self,
         timeout: Duration,
@@ -275,6 +290,11 @@ impl UdpSocket {
     /// # Errors
     ///
     /// [`Error::Socket`] if the address cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the future never waits; its first poll binds and completes.
+    /// Dropped before that poll, it has bound nothing.
     pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
         net::UdpSocket::bind(addr).await.map(UdpSocket)
     }

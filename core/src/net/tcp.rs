@@ -60,6 +60,11 @@ impl<R: Runtime> TcpStream<R> {
     /// # Errors
     ///
     /// As [`connect`](TcpStream::connect), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the half-made socket, as with
+    /// [`connect`](TcpStream::connect); so does expiry.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         Timeout::new(future::connect::<R>(&socket, addr), R::sleep(timeout)).await?;
@@ -90,6 +95,12 @@ impl<R: Runtime> TcpStream<R> {
     /// # Errors
     ///
     /// As [`send`](TcpStream::send), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Only expiry cancels the send. Dropping the future before then does not: once
+    /// polled, the send is under way, and its bytes still go out whole, before any
+    /// later send, as with [`send`](TcpStream::send).
     pub async fn send_timeout<B: IoBuf>(&self, buf: B, timeout: Duration) -> Result<usize, Error> {
         Timeout::new(future::send::<R, B>(self.socket(), buf), R::sleep(timeout)).await
     }
@@ -120,6 +131,11 @@ impl<R: Runtime> TcpStream<R> {
     /// # Errors
     ///
     /// As [`receive`](TcpStream::receive), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes are taken only when the future returns them, so dropping it,
+    /// like expiry, loses nothing.
     pub async fn receive_timeout<B: IoBufMut>(
         &self,
         buf: B,
@@ -248,6 +264,11 @@ impl<R: Runtime> TcpListener<R> {
     /// # Errors
     ///
     /// [`Error::Socket`] if the address cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the future never waits; its first poll binds, listens and
+    /// completes. Dropped before that poll, it has bound nothing.
     pub async fn bind(addr: SocketAddr) -> Result<Self, Error> {
         Ok(TcpListener::from(Socket::listen_tcp(addr, 1024)?))
     }
@@ -272,6 +293,11 @@ impl<R: Runtime> TcpListener<R> {
     /// # Errors
     ///
     /// As [`accept`](TcpListener::accept), plus [`Error::Aborted`] on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the kernel only when the future
+    /// returns it, so dropping it, like expiry, loses no connection.
     pub async fn accept_timeout(&self, timeout: Duration) -> Result<(Socket, SocketAddr), Error> {
         Timeout::new(future::accept::<R>(&self.socket), R::sleep(timeout)).await
     }

@@ -31,6 +31,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// [`Error::Socket`] if the address cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the future never waits; its first poll binds and completes.
+    /// Dropped before that poll, it has bound nothing.
     pub async fn bind(addr: SocketAddr) -> Result<Self, Error> {
         Ok(UdpSocket::from(Socket::bind_udp(addr)?))
     }
@@ -41,6 +46,12 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// [`Error::Socket`] from the OS, [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// On UDP the connect completes in its first poll: once polled, the default peer
+    /// is set, and dropping the future does not undo it. Dropped before that poll, it
+    /// has set nothing.
     pub async fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         future::connect::<R>(&self.socket, addr).await
     }
@@ -65,6 +76,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// As [`send`](UdpSocket::send), plus [`Error::Aborted`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Only expiry cancels a datagram still queued. Dropping the future after its
+    /// first poll does not stop the datagram, as with [`send`](UdpSocket::send).
     pub async fn send_timeout<B: IoBuf>(&self, buf: B, timeout: Duration) -> Result<usize, Error> {
         Timeout::new(future::send::<R, B>(&self.socket, buf), R::sleep(timeout)).await
     }
@@ -92,6 +108,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// As [`receive`](UdpSocket::receive), plus [`Error::Aborted`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is taken only when the future returns it, so dropping
+    /// it, like expiry, loses nothing.
     pub async fn receive_timeout<B: IoBufMut>(
         &self,
         buf: B,
@@ -122,6 +143,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// As [`send_to`](UdpSocket::send_to), plus [`Error::Aborted`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Only expiry cancels a datagram still queued. Dropping the future after its
+    /// first poll does not stop the datagram, as with [`send_to`](UdpSocket::send_to).
     pub async fn send_to_timeout<B: IoBuf>(
         &self,
         buf: B,
@@ -157,6 +183,11 @@ impl<R: Runtime> UdpSocket<R> {
     /// # Errors
     ///
     /// As [`receive_from`](UdpSocket::receive_from), plus [`Error::Aborted`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is taken only when the future returns it, so dropping
+    /// it, like expiry, loses nothing.
     pub async fn receive_from_timeout<B: IoBufMut>(
         &self,
         buf: B,
