@@ -18,6 +18,10 @@
 //! The task is started the first time a future of this crate waits on a runtime. It
 //! lives as long as the runtime: when the runtime shuts down the task is dropped, its
 //! `Driver` detaches, and the engine's own workers take polling back.
+//!
+//! A runtime built without I/O (no `enable_io`) has no reactor to register with: tokio
+//! panics on the registration, which is caught once per runtime, and that runtime's
+//! futures are then woken by the engine's own workers (correct, only slower).
 
 use std::cell::RefCell;
 use std::io;
@@ -77,7 +81,11 @@ pub(crate) fn ensure() {
                 return;
             };
             let alive = Arc::new(AtomicBool::new(true));
-            handle.spawn(drive(driver, Alive(Arc::clone(&alive))));
+            // Without a reactor (`None`) the engine's workers serve this runtime; its
+            // entry then stays "alive", so that the registration is not tried again.
+            if let Some(fd) = register(driver) {
+                handle.spawn(drive(fd, Alive(Arc::clone(&alive))));
+            }
             drivers.push((id, Arc::clone(&alive)));
             alive
         }
@@ -92,16 +100,22 @@ pub(crate) fn ensure() {
     SEEN.with(|seen| *seen.borrow_mut() = Some((id, alive)));
 }
 
+/// Registers the engine's descriptor with the current runtime's reactor; `None` if the
+/// runtime has no reactor (built without `enable_io`: tokio panics, caught here) or
+/// the registration failed. Dropping the driver hands polling back to the engine's
+/// workers.
+fn register(driver: Driver) -> Option<AsyncFd<Driver>> {
+    let registered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the descriptor is the engine's epoll set, owned by the engine that
+        // `driver` keeps alive; it stays open, and `as_raw_fd` returns that same
+        // number, for as long as the `AsyncFd` (which owns the driver) lives.
+        unsafe { AsyncFd::register_with_interest(driver, Interest::READABLE) }
+    }));
+    registered.ok()?.ok()
+}
+
 /// The driver task: drain whenever the engine's descriptor is readable.
-async fn drive(driver: Driver, _alive: Alive) {
-    // SAFETY: the descriptor is the engine's epoll set, owned by the engine that
-    // `driver` keeps alive; it stays open, and `as_raw_fd` returns that same number,
-    // for as long as the `AsyncFd` (which owns the driver) lives.
-    let registered = unsafe { AsyncFd::register_with_interest(driver, Interest::READABLE) };
-    let Ok(fd) = registered else {
-        // Dropping the driver hands polling back to the engine's workers.
-        return;
-    };
+async fn drive(fd: AsyncFd<Driver>, _alive: Alive) {
     loop {
         // The task is the descriptor's only reader, so the single-waker slot of
         // `poll_read_ready` serves: cheaper than `readable()`, which links a waiter

@@ -23,6 +23,16 @@
 //! about to wait also drains once inline, which on loopback usually finds the peer's
 //! reply already there.
 //!
+//! # Runtime
+//!
+//! Build the runtime with I/O enabled (`enable_io` or `enable_all`, as
+//! `#[tokio::main]` does): that is what lets it drive the engine. On a runtime without
+//! I/O the futures still complete, woken by the engine's own threads (slower; tokio
+//! refuses the registration once per runtime with a panic that is caught). The
+//! `*_timeout` forms use tokio's timer, so, like `tokio::time::sleep`, they need a
+//! runtime with time enabled and panic outside one; the others also run outside any
+//! runtime (under `futures::executor::block_on`, say).
+//!
 //! # Which adapter?
 //!
 //! | you run on | depend on | you get |

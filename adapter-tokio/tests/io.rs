@@ -357,3 +357,62 @@ async fn pending_polls_spend_no_coop_budget() {
     })
     .await;
 }
+
+/// A runtime built without I/O has no reactor for the engine's descriptor: the futures
+/// still complete (the engine's own workers wake them), and tokio's refusal of the
+/// registration (a panic, caught) happens once per runtime, not once per wait.
+#[test]
+fn futures_complete_on_a_runtime_without_io() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("IO is disabled") {
+            REFUSED.fetch_add(1, Ordering::SeqCst);
+        } else {
+            previous(info);
+        }
+    }));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let echoed = rt.block_on(async {
+            let (client, server) = pair().await;
+            // The echo runs as another task, so each of the client's receives waits.
+            let echo = tokio::spawn(async move {
+                loop {
+                    let (n, buf) = server.receive(Vec::with_capacity(100)).await?;
+                    if n == 0 {
+                        return Ok::<_, Error>(());
+                    }
+                    server.send(buf).await?;
+                }
+            });
+            let mut total = 0;
+            for round in 0..20u8 {
+                client.send(vec![round; 100]).await?;
+                let (m, back) = client.receive(Vec::with_capacity(100)).await?;
+                assert!(m > 0 && back.iter().all(|&b| b == round));
+                total += m;
+                while total < 100 * (round as usize + 1) {
+                    let (m, _) = client.receive(Vec::with_capacity(100)).await?;
+                    total += m;
+                }
+            }
+            client.socket().shutdown(std::net::Shutdown::Write)?;
+            echo.await.unwrap()?;
+            Ok::<_, Error>(total)
+        });
+        let _ = done.send(echoed);
+    });
+    let echoed = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the exchange finished in time");
+    assert_eq!(echoed.unwrap(), 2000);
+    assert!(
+        REFUSED.load(Ordering::SeqCst) <= 1,
+        "refused more than once"
+    );
+}
