@@ -93,9 +93,13 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {
+    /// For [`Error::Socket`], the source of the OS error, not the OS error itself: the
+    /// message already shows it, and an error reporter that prints the chain would
+    /// show it twice ("socket error: Broken pipe (os error 32): Broken pipe (os error
+    /// 32)"). Match on the variant to get the `io::Error`.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Socket(e) => Some(e),
+            Error::Socket(e) => e.source(),
             _ => None,
         }
     }
@@ -208,5 +212,20 @@ mod tests {
             Some(libc::ECONNRESET)
         );
         assert_eq!(Error::Aborted.error_code(), None);
+    }
+
+    /// An error reporter walking the chain shows the OS error once.
+    #[test]
+    fn the_chain_shows_the_os_error_once() {
+        use std::error::Error as _;
+        let e = Error::os(libc::EPIPE);
+        let mut chain = e.to_string();
+        let mut next = e.source();
+        while let Some(inner) = next {
+            chain.push_str(&format!(": {inner}"));
+            next = inner.source();
+        }
+        let shown = io::Error::from_raw_os_error(libc::EPIPE).to_string();
+        assert_eq!(chain.matches(&shown).count(), 1, "{chain}");
     }
 }
