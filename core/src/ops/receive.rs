@@ -147,8 +147,10 @@ impl Socket {
     /// Completes when at least one byte (stream) or one datagram is available; `0` on a
     /// stream means the peer shut down. The buffer is filled from index 0 (a `Vec<u8>`
     /// up to its capacity, handed back with `len()` = bytes stored); a zero-capacity
-    /// buffer makes this a readiness probe that consumes nothing. Receives on one
-    /// socket complete in the order they were begun.
+    /// buffer makes this a readiness probe that consumes nothing (on a datagram socket
+    /// too: the datagram stays queued, whereas a zero-capacity `begin_receive_from`
+    /// consumes one and reports its length and sender). Receives on one socket
+    /// complete in the order they were begun.
     ///
     /// # Errors
     ///
