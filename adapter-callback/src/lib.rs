@@ -11,7 +11,8 @@
 //! ar.AsyncWaitHandle.WaitOne()                 ar.wait()
 //! ```
 //!
-//! What the seed promises, and this crate keeps:
+//! What .NET's `Socket.EndSend` documentation (the *seed* these crates follow) promises,
+//! and this crate keeps:
 //!
 //! - a send on a stream completes only when every byte is sent; `end_send` blocks until
 //!   then and returns the whole length;
@@ -42,8 +43,8 @@
 //!
 //! # Example
 //!
-//! The seed's example: the callback finds the socket in its `StateObject` and ends the
-//! send there.
+//! That documentation's own example: the callback finds the socket in its
+//! `StateObject` and ends the send there.
 //!
 //! ```
 //! use std::sync::mpsc;
@@ -51,6 +52,7 @@
 //!
 //! struct StateObject {
 //!     work_socket: Socket,
+//!     done: mpsc::Sender<()>,
 //! }
 //!
 //! fn send_callback(ar: AsyncResult<usize>) {
@@ -58,23 +60,24 @@
 //!     let s = &so.work_socket;
 //!     let send = s.end_send(&ar).expect("send");
 //!     println!("The size of the message sent was: {send}");
+//!     let _ = so.done.send(());
 //! }
 //!
-//! # fn main() -> Result<(), Error> {
-//! let listener = Socket::listen_tcp("127.0.0.1:0".parse().unwrap(), 16)?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = Socket::listen_tcp("127.0.0.1:0".parse()?, 16)?;
 //! let s = Socket::connect_tcp(listener.local_addr()?)?;
 //! s.set_nodelay(true)?;
 //!
-//! let ar = s.begin_send(
+//! let (done, callback_ran) = mpsc::channel();
+//! s.begin_send(
 //!     b"Hello, world",
 //!     SocketFlags::NONE,
 //!     callback(send_callback),
-//!     state(StateObject { work_socket: s.clone() }),
+//!     state(StateObject { work_socket: s.clone(), done }),
 //! )?;
-//! ar.wait(); // or keep working: the callback runs on its own
-//! # let (tx, rx) = mpsc::channel();
-//! # s.begin_send(b"!", SocketFlags::NONE, callback(move |_| tx.send(()).unwrap()), None)?;
-//! # rx.recv().unwrap();
+//! // The callback runs on a callback thread, after `begin_send` returned: wait for it
+//! // before leaving (`ar.wait()` would wait for the send only, not for its callback).
+//! callback_ran.recv()?;
 //! # Ok(()) }
 //! ```
 

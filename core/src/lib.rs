@@ -28,8 +28,8 @@
 //!
 //! # Example
 //!
-//! The seed's pattern: a callback that finds its socket in the `AsyncState` and ends
-//! the send there.
+//! The pattern of .NET's `Socket.EndSend` documentation: a callback that finds its
+//! socket in the `AsyncState` and ends the send there.
 //!
 //! ```
 //! use std::sync::{mpsc, Arc};
