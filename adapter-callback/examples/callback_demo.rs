@@ -135,9 +135,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seen = done.recv_timeout(WAIT)?;
         let sent = seen.result?;
         println!(
-            "[tcp] {label:>5} send: {sent} of {len} bytes; begin_send returned in {returned_after:?}, \
-             completed {} after {:?}; callback on {}",
-            if seen.sync { "synchronously" } else { "asynchronously" },
+            "[tcp] {label:>5} send: {sent} of {len} bytes, completed {}; begin_send returned \
+             in {returned_after:?}, the callback reported after {:?} on {}",
+            if seen.sync {
+                "synchronously"
+            } else {
+                "asynchronously"
+            },
             t.elapsed(),
             seen.thread
         );
@@ -275,10 +279,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // --- misuse, as .NET reports it ---------------------------------------------
-    let ar = client.begin_send(&b"late"[..], SocketFlags::NONE, None, None);
+    let late = client
+        .begin_send(&b"late"[..], SocketFlags::NONE, None, None)
+        .and_then(|ar| client.end_send(&ar));
     println!(
-        "\n[misuse] send after shutdown(Write): {:?}",
-        ar.map(|ar| client.end_send(&ar))
+        "\n[misuse] send after shutdown(Write): {} (error code {:?})",
+        match &late {
+            Ok(n) => format!("sent {n} bytes"),
+            Err(e) => e.to_string(),
+        },
+        late.as_ref().err().and_then(Error::error_code)
     );
     let x = a.begin_send_to(&b"x"[..], SocketFlags::NONE, b.local_addr()?, None, None)?;
     println!(

@@ -15,7 +15,10 @@ async fn serve(listener: TcpListener) -> Result<(), Error> {
             // `&TcpStream` reads and writes too: copy from the stream into itself.
             let copied = futures::io::copy(&stream, &mut &stream).await;
             let _ = stream.socket().shutdown(std::net::Shutdown::Write);
-            println!("server: {peer} done ({copied:?} bytes)");
+            match copied {
+                Ok(n) => println!("server: {peer} done ({n} bytes echoed)"),
+                Err(e) => println!("server: {peer} failed: {e}"),
+            }
         })
         .detach();
     }

@@ -1,7 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 //!
-//! - `test`: formatting, clippy, docs, every crate's tests and doctests, the examples;
-//!   ends with the line `N passed, M failed`.
+//! - `test`: tidy, formatting, clippy, docs, every crate's tests and doctests, the
+//!   loom model checks, the examples; ends with the line `N passed, M failed`.
 //! - `demo`: a loopback demonstration of the adapters, with visible output.
 //! - `bench`: the adapters side by side with native tokio, smol/async-io, std and a
 //!   hand-written `polling` loop; a markdown table of ratios and an SVG chart.
@@ -24,8 +24,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  test     formatting, clippy, docs, all tests and doctests, examples
-           (last line: N passed, M failed)
+  test     tidy, formatting, clippy, docs, all tests and doctests, loom model
+           checks, examples (last line: N passed, M failed; --no-lints skips
+           formatting, clippy and docs)
   demo     a loopback demonstration of every adapter
   bench    adapters vs native tokio, smol/async-io, std and a polling loop
            (release build; --quick: small sizes, under a minute; --runs N;
@@ -40,6 +41,11 @@ tasks:
 fn main() -> ExitCode {
     let mut args = pico_args::Arguments::from_env();
     let task = args.subcommand().ok().flatten();
+    // `cargo xtask <task> --help` (or -h): the usage, whatever the task.
+    if task.is_some() && (args.contains("--help") || args.contains("-h")) {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match task.as_deref() {
         Some("test") => test::run(args),
         Some("demo") => demo::run(args),

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 //!
-//! Steps: rustfmt check, clippy with warnings denied on every target, rustdoc with
+//! Steps: tidy, rustfmt check, clippy with warnings denied on every target, rustdoc with
 //! warnings denied, every crate's tests and doctests, the loom model checks of the
 //! operation lifecycle, the conformance matrix, then the examples. Tests count
 //! one each (from libtest's `test result:` lines); every other step counts as one
@@ -189,6 +189,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
 
     banner("examples");
     for (package, example) in crate::demo::EXAMPLES {
+        println!("--- {package} --example {example}");
         let mut cmd = cargo();
         cmd.args(["run", "--quiet", "-p", package, "--example", example]);
         let ok = echo(cmd, Duration::from_secs(300))?.success;
