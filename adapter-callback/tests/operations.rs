@@ -699,6 +699,33 @@ fn cancelled_connect_dissolves_the_handshake() {
     });
 }
 
+/// A reset that a send meets first still reaches the next receive as `ECONNRESET`,
+/// not as a clean end of stream (the kernel reports it once, to the first syscall).
+#[test]
+fn a_reset_taken_by_a_send_is_reported_by_the_next_receive() {
+    bounded(secs(10), || {
+        let (ours, theirs) = tcp_to_std();
+        socket2::SockRef::from(&theirs)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(theirs); // RST, delivered before close returns on loopback
+        let send = ours
+            .begin_send(&b"x"[..], SocketFlags::NONE, None, None)
+            .unwrap();
+        let sent = ours.end_send(&send).unwrap_err();
+        assert_eq!(sent.error_code(), Some(libc::ECONNRESET), "{sent:?}");
+        let receive = |s: &Socket| {
+            let ar = s
+                .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+                .unwrap();
+            s.end_receive(&ar).map(|(n, _)| n)
+        };
+        let err = receive(&ours).expect_err("a reset is not an end of stream");
+        assert_eq!(err.error_code(), Some(libc::ECONNRESET), "{err:?}");
+        assert_eq!(receive(&ours).unwrap(), 0, "reported once");
+    });
+}
+
 // ---- close while every kind is pending ---------------------------------------------------
 
 #[test]

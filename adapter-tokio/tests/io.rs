@@ -416,3 +416,80 @@ fn futures_complete_on_a_runtime_without_io() {
         "refused more than once"
     );
 }
+
+/// Polls `fut` once, from inside a task.
+async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut *fut).poll(cx))).await
+}
+
+/// A peer's reset reaches a pending receive as `ECONNRESET`, not as a clean end of
+/// stream, even when a pending send meets it first (the kernel reports it once).
+#[tokio::test(flavor = "current_thread")]
+async fn a_reset_reaches_the_reader_even_when_a_send_meets_it_first() {
+    bounded(async {
+        let (client, server) = pair().await;
+        let mut send = Box::pin(client.send(vec![7u8; 64 << 20]));
+        assert!(
+            poll_once(&mut send).await.is_pending(),
+            "64 MiB fit no buffers"
+        );
+        let mut receive = client.receive(Vec::with_capacity(64));
+        assert!(poll_once(&mut receive).await.is_pending());
+        // The peer resets the connection (SO_LINGER 0, then close).
+        server
+            .socket()
+            .as_socket2()
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        server.socket().close();
+        let received = receive.await.map(|(n, _)| n);
+        let err = received.expect_err("a reset is not an end of stream");
+        assert_eq!(err.error_code(), Some(libc::ECONNRESET), "{err:?}");
+        assert!(send.await.is_err());
+        // Reported once; then, as after any reset, the stream reads as ended.
+        let (n, _) = client.receive(Vec::with_capacity(64)).await.unwrap();
+        assert_eq!(n, 0);
+    })
+    .await;
+}
+
+/// A vectored write of more buffers than one `sendmsg` takes writes part of them (as
+/// `writev` through tokio's own streams does), not an `EMSGSIZE` error.
+#[tokio::test(flavor = "current_thread")]
+async fn a_vectored_write_of_many_buffers_writes_part_of_them() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let bufs: Vec<Vec<u8>> = (0..5000u32)
+            .map(|i| i.to_le_bytes()[..3].to_vec())
+            .collect();
+        let expected: Vec<u8> = bufs.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 15_000];
+            server.read_exact(&mut got).await.unwrap();
+            got
+        });
+        // Where the next write starts: a buffer and an offset in it.
+        let (mut index, mut offset) = (0, 0);
+        let mut first = true;
+        while index < bufs.len() {
+            // The first write leads with empty buffers: skipped, not counted against
+            // the limit.
+            let mut slices = vec![std::io::IoSlice::new(&[]); if first { 2000 } else { 0 }];
+            first = false;
+            slices.push(std::io::IoSlice::new(&bufs[index][offset..]));
+            slices.extend(bufs[index + 1..].iter().map(|b| std::io::IoSlice::new(b)));
+            let mut n = client.write_vectored(&slices).await.unwrap();
+            assert!(n > 0);
+            while n > 0 {
+                let left = bufs[index].len() - offset;
+                if n >= left {
+                    (n, index, offset) = (n - left, index + 1, 0);
+                } else {
+                    (n, offset) = (0, offset + n);
+                }
+            }
+        }
+        assert_eq!(reader.await.unwrap(), expected);
+    })
+    .await;
+}

@@ -15,7 +15,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
@@ -49,6 +49,24 @@ pub(crate) struct SocketCore {
     /// short one may have passed the FIN, after which no edge comes, or stopped at the
     /// urgent mark).
     reads_prove_nothing: AtomicBool,
+    /// The errno of a connection failure (a reset, a timeout) that a send met first
+    /// and that no read has reported yet, 0 if none (see [`SocketCore::send_failed`]).
+    unreported_failure: AtomicI32,
+}
+
+/// Errors the kernel reports once for a whole connection (its pending socket error):
+/// whichever syscall comes first takes it, and after it reads find end of stream.
+fn is_connection_failure(code: i32) -> bool {
+    matches!(
+        code,
+        libc::ECONNRESET
+            | libc::ECONNABORTED
+            | libc::ETIMEDOUT
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::EHOSTDOWN
+            | libc::ENETDOWN
+    )
 }
 
 impl SocketCore {
@@ -69,7 +87,22 @@ impl SocketCore {
             closed: AtomicBool::new(false),
             drain_proof: DrainProof::default(),
             reads_prove_nothing: AtomicBool::new(false),
+            unreported_failure: AtomicI32::new(0),
         }
+    }
+
+    /// Passes on a send's error, keeping a connection failure for the receive side: the
+    /// kernel reports a reset once, to whichever syscall comes first, and if that is a
+    /// send, the next read would find a plain end of stream (as if the peer had shut
+    /// down cleanly). That read reports the failure instead (see
+    /// [`read_stream`](Self::read_stream)), as it would have had it come first.
+    pub(crate) fn send_failed(&self, e: Error) -> Error {
+        if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
+            if self.is_stream() {
+                self.unreported_failure.store(code, Ordering::Release);
+            }
+        }
+        e
     }
 
     /// A process-unique id (results remember it to detect foreign ends).
@@ -105,6 +138,9 @@ impl SocketCore {
     /// a read that proves the kernel's receive queue empty (see [`DrainProof`]) notes
     /// it, so that the next receive waits for an edge rather than try a syscall that
     /// could only say `EAGAIN` (see [`OpQueue::note_drained`]).
+    ///
+    /// End of stream after a connection failure that a send took (see
+    /// [`send_failed`](Self::send_failed)) is reported as that failure, once.
     pub(crate) fn read_stream(
         &self,
         area: &mut [MaybeUninit<u8>],
@@ -116,6 +152,17 @@ impl SocketCore {
         let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags)? else {
             return Ok(None);
         };
+        if n == 0 && !area.is_empty() && self.unreported_failure.load(Ordering::Acquire) != 0 {
+            // A peek reports it and leaves it for the read that follows.
+            let code = if flags & libc::MSG_PEEK != 0 {
+                self.unreported_failure.load(Ordering::Acquire)
+            } else {
+                self.unreported_failure.swap(0, Ordering::AcqRel)
+            };
+            if code != 0 {
+                return Err(Error::os(code));
+            }
+        }
         if proved_empty
             && n > 0
             && flags & (libc::MSG_PEEK | libc::MSG_OOB) == 0

@@ -60,7 +60,7 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
                 // A stream that takes nothing has no room: wait for the next edge.
                 Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
                 Ok(Some(n)) => self.sent += n,
-                Err(e) => return failed(e),
+                Err(e) => return failed(socket.send_failed(e)),
             }
         }
     }
@@ -151,7 +151,7 @@ impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
             match sent {
                 Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
                 Ok(Some(n)) => self.advance(n),
-                Err(e) => return failed(e),
+                Err(e) => return failed(socket.send_failed(e)),
             }
         }
     }

@@ -25,6 +25,9 @@ use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
+/// The most buffers one `sendmsg` takes (Linux's `UIO_MAXIOV`).
+const MAX_IOV: usize = 1024;
+
 /// The outcome of a non-blocking attempt (`Socket::try_*`).
 #[derive(Debug)]
 pub enum TryIo<T> {
@@ -84,10 +87,13 @@ impl Socket {
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_send(&self, buf: &[u8], flags: SocketFlags) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| sys::send(core.fd(), buf, flags))
+        self.try_send_side(|core| sys::send(core.fd(), buf, flags).map_err(|e| core.send_failed(e)))
     }
 
     /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
+    /// On a stream it gathers from at most the first 1,024 non-empty buffers (the
+    /// kernel refuses more in one call; std and tokio cap a vectored write the same
+    /// way); a datagram is all of `bufs` or nothing (`EMSGSIZE` if they are too many).
     ///
     /// # Errors
     ///
@@ -98,7 +104,20 @@ impl Socket {
         flags: SocketFlags,
     ) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags)))
+        self.try_send_side(|core| {
+            let bufs = if core.is_stream() {
+                let first = bufs
+                    .iter()
+                    .position(|b| !b.is_empty())
+                    .unwrap_or(bufs.len());
+                let bufs = &bufs[first..];
+                &bufs[..bufs.len().min(MAX_IOV)]
+            } else {
+                bufs
+            };
+            nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags))
+                .map_err(|e| core.send_failed(e))
+        })
     }
 
     /// Sends `buf` as one datagram to `to` now, if no send is queued.
