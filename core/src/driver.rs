@@ -8,7 +8,11 @@
 //! served on the runtime's thread and the futures they complete are woken there, with
 //! no cross-thread hand-off. While at least one driver is attached, the engine's own
 //! workers stop polling (a thread blocked in `epoll_wait` would win every event) and
-//! only step in if events sit undrained for a monitor period.
+//! only step in if events sit undrained for a monitor period. If the drivers keep
+//! leaving a trickle of events undrained (the only runtime attached exists but is not
+//! running, say a current-thread runtime that nobody is blocking on), the workers take
+//! polling back until a driver drains again, so that no socket of the process waits
+//! for the monitor meanwhile.
 //!
 //! [`drain_ready`] is the opportunistic extra: a future that just met `WouldBlock` can
 //! drain right there, because on loopback the peer's event is usually already queued.
@@ -66,6 +70,7 @@ impl Driver {
         // A drain by the runtime's driver starts a fresh chain of inline hand-offs on
         // this thread (see `set_inline_handoff_limit`).
         update_inline(|inline| inline.handoffs = 0);
+        self.engine.driver_drained();
         self.engine.drain(0).map(|(events, _)| events)
     }
 }
@@ -194,6 +199,10 @@ pub struct EngineStats {
     pub workers: usize,
     /// Runtime drivers attached.
     pub drivers: usize,
+    /// Times the engine's monitor drained because the attached drivers did not (a
+    /// runtime that exists but is not running, say): each hands polling back to the
+    /// engine's workers until a driver drains again.
+    pub monitor_drains: u64,
 }
 
 /// The process-wide engine's counters (starting the engine if needed).
@@ -207,5 +216,6 @@ pub fn engine_stats() -> Result<EngineStats, Error> {
         sockets: engine.socket_count(),
         workers: engine.workers().count(),
         drivers: engine.driver_count(),
+        monitor_drains: engine.monitor_drains(),
     })
 }

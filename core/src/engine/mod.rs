@@ -23,7 +23,7 @@ pub(crate) mod workers;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -50,6 +50,12 @@ pub(crate) struct EngineShared {
     workers: Workers,
     drivers: AtomicUsize,
     drains: AtomicU64,
+    /// Drivers are attached but none drained while events waited (say the only one
+    /// is a current-thread runtime that nobody is blocking on): the workers poll
+    /// until a driver drains again (see [`stall_drivers`](Self::stall_drivers)).
+    drivers_stalled: AtomicBool,
+    /// Drains the monitor made for drivers that did not (diagnostics and tests).
+    monitor_drains: AtomicU64,
 }
 
 impl TaskSink for EngineShared {
@@ -126,6 +132,8 @@ impl EngineShared {
             workers: Workers::new(),
             drivers: AtomicUsize::new(0),
             drains: AtomicU64::new(0),
+            drivers_stalled: AtomicBool::new(false),
+            monitor_drains: AtomicU64::new(0),
         });
         workers::start(&engine)?;
         monitor::start(&engine)?;
@@ -199,9 +207,52 @@ impl EngineShared {
         self.drains.load(Ordering::Relaxed)
     }
 
+    /// Whether the workers poll: no runtime driver is attached, or the attached ones
+    /// stalled.
+    pub(crate) fn workers_poll(&self) -> bool {
+        self.driver_count() == 0 || self.drivers_stalled.load(Ordering::SeqCst)
+    }
+
+    /// The attached drivers left events waiting for a whole monitor period: the
+    /// workers take polling back until a driver drains again ([`Self::driver_drained`]),
+    /// so that the sockets of other runtimes and of callbacks do not wait for the
+    /// monitor meanwhile.
+    pub(crate) fn stall_drivers(&self) {
+        if !self.drivers_stalled.swap(true, Ordering::SeqCst) {
+            self.workers.resume_polling();
+        }
+    }
+
+    /// Whether the attached drivers are stalled (see [`Self::stall_drivers`]).
+    pub(crate) fn drivers_stalled(&self) -> bool {
+        self.drivers_stalled.load(Ordering::SeqCst)
+    }
+
+    /// A runtime driver drains: if the workers had taken polling back from stalled
+    /// drivers, they hand it over again (the leader is kicked out of `epoll_wait`).
+    #[inline]
+    pub(crate) fn driver_drained(&self) {
+        if self.drivers_stalled.load(Ordering::Relaxed)
+            && self.drivers_stalled.swap(false, Ordering::SeqCst)
+        {
+            self.kick();
+        }
+    }
+
+    /// The monitor drained for drivers that did not.
+    pub(crate) fn count_monitor_drain(&self) {
+        self.monitor_drains.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times the monitor drained for drivers that did not.
+    pub(crate) fn monitor_drains(&self) -> u64 {
+        self.monitor_drains.load(Ordering::Relaxed)
+    }
+
     /// Attaches a runtime driver: the workers stop blocking in `epoll_wait`.
     pub(crate) fn attach_driver(&self) {
-        if self.drivers.fetch_add(1, Ordering::SeqCst) == 0 {
+        let was_stalled = self.drivers_stalled.swap(false, Ordering::SeqCst);
+        if self.drivers.fetch_add(1, Ordering::SeqCst) == 0 || was_stalled {
             // Get the leader out of epoll_wait so it hands polling to the driver.
             self.kick();
         }

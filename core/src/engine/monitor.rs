@@ -12,7 +12,12 @@
 //!   is busy): the pool grows by one, and the new worker takes up polling;
 //! - a runtime driver attached, events ready, and no drain: the runtime is not running
 //!   its driver (say a current-thread runtime that nobody is blocking on), so the
-//!   monitor drains once itself.
+//!   monitor drains once itself; after [`STALLED_LOOKS`] such looks in a row, each
+//!   finding only a trickle of events, the workers take polling back until a driver
+//!   drains again, as otherwise every later event, of any socket of the process,
+//!   would wait a period for the monitor. (A flood of events comes from a runtime too
+//!   busy to drain just now: the monitor's batches serve it better than workers
+//!   waking its tasks one event at a time.)
 //!
 //! With nothing to watch for [`QUIET_PERIODS`] it sleeps until woken, so an idle
 //! engine costs no wake-ups.
@@ -31,6 +36,11 @@ pub(crate) const PERIOD: Duration = Duration::from_millis(2);
 /// The longest period between looks at attached runtime drivers that keep draining
 /// (the look backs off from [`PERIOD`] while they are healthy).
 const DRIVER_PERIOD_MAX: Duration = Duration::from_millis(64);
+/// Looks in a row at attached drivers that left events undrained (a period each)
+/// before the workers take polling back from them.
+const STALLED_LOOKS: u32 = 8;
+/// The most events a look may find for it to count towards [`STALLED_LOOKS`].
+const TRICKLE: usize = 16;
 /// Periods without anything to watch before the monitor sleeps until woken.
 const QUIET_PERIODS: u32 = 50;
 
@@ -61,6 +71,8 @@ fn run(engine: Arc<EngineShared>) {
     let mut quiet = 0;
     let mut period = PERIOD;
     let mut leaderless = false;
+    // Looks in a row that found the attached drivers not draining.
+    let mut missed_looks = 0;
     loop {
         if quiet >= QUIET_PERIODS {
             workers.set_monitor_parked(true);
@@ -100,9 +112,9 @@ fn run(engine: Arc<EngineShared>) {
         }
         (last_posted, last_taken) = (posted, taken);
 
-        // Nobody polls (no driver, no leader: every worker is busy in user code) while
-        // events wait: add a worker to take up polling.
-        if engine.driver_count() == 0
+        // Nobody polls (no driver, or stalled ones; no leader: every worker is busy in
+        // user code) while events wait: add a worker to take up polling.
+        if engine.workers_poll()
             && workers.leader() == 0
             && sys::has_ready_events(engine.epoll_fd())
         {
@@ -123,14 +135,31 @@ fn run(engine: Arc<EngineShared>) {
         };
 
         let drains = engine.drain_count();
-        if engine.driver_count() > 0 {
+        if engine.driver_count() > 0 && !engine.drivers_stalled() {
             watching = true;
             if drains == last_drains && sys::has_ready_events(engine.epoll_fd()) {
-                // The runtime is not draining (not running, or blocked): do it once
-                // here and look again soon.
-                let _ = engine.drain(0);
+                // The runtime is not draining (not running, or busy): do it once here
+                // and look again soon. After `STALLED_LOOKS` such looks in a row, let
+                // the workers poll until a driver drains again.
+                let (events, _) = engine.drain(0).unwrap_or((0, 0));
+                engine.count_monitor_drain();
+                // Only a trickle of events counts: a flood, batched here once a period,
+                // comes from a runtime too busy to drain just now, which the workers
+                // would only slow with a wake-up per event.
+                missed_looks = if events < TRICKLE {
+                    missed_looks + 1
+                } else {
+                    0
+                };
+                if missed_looks >= STALLED_LOOKS {
+                    engine.stall_drivers();
+                }
                 period = PERIOD;
+            } else {
+                missed_looks = 0;
             }
+        } else {
+            missed_looks = 0;
         }
         last_drains = engine.drain_count();
 

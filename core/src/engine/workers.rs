@@ -359,7 +359,7 @@ impl Worker {
                 state = workers.state.lock();
                 continue;
             }
-            if engine.driver_count() == 0
+            if engine.workers_poll()
                 && workers
                     .leader
                     .compare_exchange(0, self.id, Ordering::SeqCst, Ordering::SeqCst)
@@ -429,7 +429,7 @@ impl Worker {
         // monitor may empty it, which costs one needless non-blocking poll.
         let mut kept = false;
         loop {
-            if engine.driver_count() > 0 {
+            if !engine.workers_poll() {
                 // A runtime drains the poller now; step aside.
                 let _ =
                     workers
