@@ -25,6 +25,16 @@
 //!   socket error comes as [`Error::Socket`] with its errno in [`Error::error_code`];
 //! - [`Socket::set_nodelay`] is `SocketOptionName.NoDelay`.
 //!
+//! # Callback threads
+//!
+//! Callbacks run on the engine's pool, which grows as callbacks block (a monitor hands
+//! the work of a blocked thread to another) up to 128 threads and shrinks when they are
+//! idle. A callback that blocks, even in `end_*` of another pending operation, holds
+//! one thread and stops nothing else, as long as fewer than 128 block at once. Past
+//! that, further callbacks wait for a thread: callbacks that wait for one another in
+//! greater numbers (a barrier of 200 callbacks, say) never all start, as on any bounded
+//! pool (.NET's included). Hand long waits to threads of your own.
+//!
 //! The Begin/End methods are inherent methods of [`Socket`] (they live in the core, so
 //! every adapter shares one operation lifecycle); this crate gives them their .NET
 //! setting: the [`prelude`], and [`callback`] and [`state`] to write the arguments
