@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::run::{cargo, echo_some};
+use crate::run::{cargo, echo, echo_some};
 
 /// Examples that `cargo xtask test` runs to completion: (package, example).
 pub const EXAMPLES: &[(&str, &str)] = &[
@@ -43,6 +43,17 @@ pub fn run(args: pico_args::Arguments) -> Result<bool, String> {
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {rest:?}"));
+    }
+    // Build first, with cargo's progress showing: on a cold machine this is the long
+    // part, and the runs below are quiet.
+    println!("==> building the demonstrations (release; a few minutes the first time)");
+    let mut build = cargo();
+    build.args(["build", "--release"]);
+    for (package, example, _) in DEMOS {
+        build.args(["-p", package, "--example", example]);
+    }
+    if !echo(build, Duration::from_secs(1800))?.success {
+        return Ok(false);
     }
     let mut ok = true;
     let mut columns = Vec::new();
