@@ -726,6 +726,36 @@ fn a_reset_taken_by_a_send_is_reported_by_the_next_receive() {
     });
 }
 
+/// End of stream stays the answer once a receive reported it (semantics §10), even if a
+/// later send meets a reset.
+#[test]
+fn end_of_stream_stays_after_a_reset_that_a_send_meets() {
+    bounded(secs(10), || {
+        let (ours, theirs) = tcp_to_std();
+        let receive = |s: &Socket| {
+            let ar = s
+                .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+                .unwrap();
+            s.end_receive(&ar).map(|(n, _)| n)
+        };
+        theirs.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(receive(&ours).unwrap(), 0);
+        socket2::SockRef::from(&theirs)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(theirs); // RST
+        let send = ours
+            .begin_send(&b"x"[..], SocketFlags::NONE, None, None)
+            .unwrap();
+        let sent = ours.end_send(&send).unwrap_err();
+        assert!(
+            matches!(sent.error_code(), Some(libc::ECONNRESET | libc::EPIPE)),
+            "{sent:?}"
+        );
+        assert_eq!(receive(&ours).unwrap(), 0, "end of stream stays");
+    });
+}
+
 // ---- close while every kind is pending ---------------------------------------------------
 
 #[test]

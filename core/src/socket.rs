@@ -50,9 +50,14 @@ pub(crate) struct SocketCore {
     /// urgent mark).
     reads_prove_nothing: AtomicBool,
     /// The errno of a connection failure (a reset, a timeout) that a send met first
-    /// and that no read has reported yet, 0 if none (see [`SocketCore::send_failed`]).
+    /// and that no read has reported yet; 0 if none; [`EOF_REPORTED`] once a read has
+    /// reported end of stream, after which there is nothing to keep (see
+    /// [`SocketCore::send_failed`]).
     unreported_failure: AtomicI32,
 }
+
+/// [`SocketCore::unreported_failure`]: a read has reported end of stream, which stays.
+const EOF_REPORTED: i32 = -1;
 
 /// Errors the kernel reports once for a whole connection (its pending socket error):
 /// whichever syscall comes first takes it, and after it reads find end of stream.
@@ -99,7 +104,13 @@ impl SocketCore {
     pub(crate) fn send_failed(&self, e: Error) -> Error {
         if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
             if self.is_stream() {
-                self.unreported_failure.store(code, Ordering::Release);
+                // Not after a read reported end of stream: that stays the answer.
+                let _ = self.unreported_failure.compare_exchange(
+                    0,
+                    code,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
             }
         }
         e
@@ -152,14 +163,15 @@ impl SocketCore {
         let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags)? else {
             return Ok(None);
         };
-        if n == 0 && !area.is_empty() && self.unreported_failure.load(Ordering::Acquire) != 0 {
-            // A peek reports it and leaves it for the read that follows.
+        if n == 0 && !area.is_empty() && self.unreported_failure.load(Ordering::Acquire) >= 0 {
+            // End of stream, or a failure a send took: report the failure once; from
+            // then on, end of stream. A peek reports either and changes nothing.
             let code = if flags & libc::MSG_PEEK != 0 {
                 self.unreported_failure.load(Ordering::Acquire)
             } else {
-                self.unreported_failure.swap(0, Ordering::AcqRel)
+                self.unreported_failure.swap(EOF_REPORTED, Ordering::AcqRel)
             };
-            if code != 0 {
+            if code > 0 {
                 return Err(Error::os(code));
             }
         }
