@@ -158,6 +158,37 @@ fn visible(name: &str, version: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Makes the dry run verify today's sources. It checks each crate against the others
+/// as packaged now, offered as if from crates.io under their unpublished version; but
+/// cargo takes a registry crate's name and version to mean fixed contents, so it would
+/// reuse sources that an earlier dry run extracted into `$CARGO_HOME/registry/src` and
+/// builds of them, and verify a crate against old code. So those extracted copies of
+/// our own crates go (cargo extracts them again from the packages), and the dry run
+/// builds in a target directory of its own, emptied first.
+fn forget_earlier_dry_runs(meta: &Value) {
+    let _ = std::fs::remove_dir_all(target_dir(Some(meta)).join("publish-check"));
+    let Some(version) = version_of(meta, ORDER[0]) else {
+        return;
+    };
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        for name in ORDER {
+            let stale = registry.path().join(format!("{name}-{version}"));
+            if stale.is_dir() && std::fs::remove_dir_all(&stale).is_ok() {
+                println!("  removed {} (an earlier dry run's copy)", stale.display());
+            }
+        }
+    }
+}
+
 pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     let execute = args.contains("--execute");
     let allow_dirty = args.contains("--allow-dirty");
@@ -191,8 +222,12 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     }
 
     println!("\n==> cargo publish --workspace --dry-run");
+    forget_earlier_dry_runs(&meta);
     let mut dry = cargo();
-    dry.args(["publish", "--workspace", "--dry-run"]);
+    dry.args(["publish", "--workspace", "--dry-run"]).env(
+        "CARGO_TARGET_DIR",
+        target_dir(Some(&meta)).join("publish-check"),
+    );
     if allow_dirty {
         dry.arg("--allow-dirty");
     }
