@@ -28,7 +28,8 @@
 //! Build the runtime with I/O enabled (`enable_io` or `enable_all`, as
 //! `#[tokio::main]` does): that is what lets it drive the engine. On a runtime without
 //! I/O the futures still complete, woken by the engine's own threads (slower; tokio
-//! refuses the registration once per runtime with a panic that is caught). The
+//! refuses the registration once per runtime with a panic that is caught, or that
+//! aborts under `panic = "abort"`, as tokio's own I/O types do there). The
 //! `*_timeout` forms use tokio's timer, so, like `tokio::time::sleep`, they need a
 //! runtime with time enabled and panic outside one; the others also run outside any
 //! runtime (under `futures::executor::block_on`, say).

@@ -291,7 +291,7 @@ impl OpHeader {
     }
 
     /// [`poll_completed`](Self::poll_completed) for a wait that several tasks may poll
-    /// (a stream half shared through `&TcpStream`): the waker that `cx`'s displaces is
+    /// (a stream half shared through `&TcpStream`): a waker that `cx`'s replaces is
     /// woken, so its task polls again and waits anew, rather than never hearing of the
     /// completion. Two tasks waiting at once take turns (async-io's rule for its
     /// one-waker readiness); one task polling again wakes nobody.
