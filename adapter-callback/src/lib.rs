@@ -16,10 +16,11 @@
 //!
 //! - a send on a stream completes only when every byte is sent; `end_send` blocks until
 //!   then and returns the whole length;
-//! - the callback "executes in a separate thread and is called by the system after
-//!   BeginSend returns": it runs exactly once on a callback thread of the engine, never
-//!   inside `begin_*`, never while the engine holds a lock, even when the operation
-//!   completed synchronously; a callback that panics harms no other operation;
+//! - the callback "executes in a separate thread": it runs exactly once on a callback
+//!   thread of the engine, never inside `begin_*` and never while the engine holds a
+//!   lock, even when the operation completed synchronously (it runs on another thread,
+//!   so it may start before `begin_*` has returned to its caller); a callback that
+//!   panics harms no other operation;
 //! - `end_*` twice gives [`Error::AlreadyEnded`], a result of another socket or another
 //!   kind gives [`Error::ForeignResult`], a closed socket gives [`Error::Disposed`], and a
 //!   socket error comes as [`Error::Socket`] with its errno in [`Error::error_code`];
@@ -85,8 +86,8 @@
 //!     callback(send_callback),
 //!     state(StateObject { work_socket: s.clone(), done }),
 //! )?;
-//! // The callback runs on a callback thread, after `begin_send` returned: wait for it
-//! // before leaving (`ar.wait()` would wait for the send only, not for its callback).
+//! // The callback runs on a callback thread: wait for it before leaving (`ar.wait()`
+//! // would wait for the send only, not for its callback).
 //! callback_ran.recv()?;
 //! # Ok(()) }
 //! ```

@@ -16,8 +16,8 @@
 //!
 //! Every future is `Send` and documents its cancel safety. Receives and accepts are
 //! cancel safe; a dropped send still goes out whole, before any later send. Each
-//! operation has a `*_timeout` form bounded by async-io's `Timer`, which cancels the
-//! core operation at expiry ([`Error::Aborted`]).
+//! operation that waits has a `*_timeout` form bounded by async-io's `Timer`, which
+//! cancels the core operation at expiry ([`Error::Aborted`]).
 //!
 //! # Which adapter?
 //!

@@ -13,9 +13,9 @@
 //!
 //! Every future is `Send`, works on the current-thread and the multi-thread runtime,
 //! and documents its cancel safety. Receives and accepts are cancel safe; a dropped
-//! send still goes out whole, before any later send. Each operation has a `*_timeout`
-//! form bounded by tokio's timer, which cancels the core operation at expiry
-//! ([`Error::Aborted`]).
+//! send still goes out whole, before any later send. Each operation that waits has a
+//! `*_timeout` form bounded by tokio's timer, which cancels the core operation at
+//! expiry ([`Error::Aborted`]).
 //!
 //! How it is fast: the engine's poller descriptor is registered once with each
 //! runtime's reactor, and a driver task drains it on the runtime's threads, so a

@@ -169,7 +169,8 @@ impl OwnedReadHalf {
     ///
     /// # Errors
     ///
-    /// As `TcpStream::receive`.
+    /// [`Error::Socket`] (`ECONNRESET`, …), [`Error::Disposed`], as
+    /// `TcpStream::receive`.
     ///
     /// # Cancel safety
     ///
@@ -207,7 +208,8 @@ impl OwnedWriteHalf {
     ///
     /// # Errors
     ///
-    /// As `TcpStream::send`.
+    /// [`Error::Socket`] (`EPIPE`, `ECONNRESET`, …), [`Error::Disposed`], as
+    /// `TcpStream::send`.
     ///
     /// # Cancel safety
     ///
@@ -217,9 +219,9 @@ impl OwnedWriteHalf {
         asyncresult_core::future::send::<Tokio, B>(self.write.socket(), buf).await
     }
 
-    /// The core socket (always there; an `Option` for compatibility).
-    pub fn socket(&self) -> Option<&Socket> {
-        Some(self.write.socket())
+    /// The core socket.
+    pub fn socket(&self) -> &Socket {
+        self.write.socket()
     }
 }
 

@@ -17,7 +17,8 @@ pub type AsyncState = Arc<dyn Any + Send + Sync>;
 /// The method to call when an operation completes (.NET's `AsyncCallback`).
 ///
 /// It runs exactly once, on a callback thread, never inside the `begin_*` call that
-/// started the operation, and receives that operation's [`AsyncResult`].
+/// started the operation, and receives that operation's [`AsyncResult`]. It runs on
+/// another thread, so it may start before `begin_*` has returned to its caller.
 ///
 /// Callbacks make no promise of order between operations, but a chain runs as you
 /// would hope: when a callback begins operations that complete at once (its next send,
@@ -101,7 +102,8 @@ impl<T> AsyncResult<T> {
     }
 
     /// Blocks the calling thread until the operation completes
-    /// (`AsyncWaitHandle.WaitOne()`).
+    /// (`AsyncWaitHandle.WaitOne()`). It returns once the result is there, which may be
+    /// before the operation's callback has run (or finished) on its callback thread.
     pub fn wait(&self) {
         self.header().wait();
     }

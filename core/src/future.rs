@@ -4,15 +4,16 @@
 //! Two kinds of futures, after what dropping one must mean:
 //!
 //! - [`OperationFuture`] awaits an operation begun with `begin_*`. Dropping it does
-//!   **not** cancel the operation (API semantics §8): a dropped send still goes out,
-//!   whole, before any later send. Used for sends and connects.
+//!   **not** cancel the operation: a dropped send still goes out, whole, before any
+//!   later send. Used for sends and connects.
 //! - [`ReadinessFuture`] loops over a `try_*` attempt ([`TryAttempt`]) and waits on
 //!   readiness between tries. It takes data only when it returns it, so dropping it
 //!   loses nothing: **cancel safe**. Used for receives and accepts.
 //!
 //! Both implement [`Cancel`], which [`Timeout`] uses to bound them with any runtime's
-//! timer: at expiry the pending core operation is cancelled (API semantics §9) and the
-//! future resolves to [`Error::Aborted`] (or to the result it reached first).
+//! timer: at expiry the pending core operation is cancelled (as
+//! [`AsyncResult::cancel`](crate::AsyncResult::cancel) does) and the future resolves
+//! to [`Error::Aborted`] (or to the result it reached first).
 //!
 //! How a pending future gets woken fast: before it returns `Pending` it drains the
 //! engine once on its own thread ([`driver::drain_if_driven`]): on loopback the peer's

@@ -18,6 +18,8 @@
 //!   cannot play; everything met while doing the operation comes through the result,
 //!   with its errno in [`Error::error_code`]. No send ever raises `SIGPIPE`.
 //!
+//! # Which adapter?
+//!
 //! This crate is what the adapters share; applications usually depend on one adapter:
 //!
 //! | you run on | depend on | you get |
@@ -65,8 +67,9 @@
 //! direction; a `begin_*` whose queue is empty tries its syscall inline, and the rest
 //! wait for readiness. Worker threads drain the poller (one leader at a time, running
 //! the callbacks it completes itself), or a runtime adapter drains it on its own
-//! threads through [`driver::Driver`]. The module docs of the internals explain why no
-//! wake-up is lost and why no completion is handed across threads on the hot path.
+//! threads through [`driver::Driver`]. The module docs of the internals (in the
+//! repository: `core/src/queue.rs`, `core/src/engine/`) explain why no wake-up is lost
+//! and why no completion is handed across threads on the hot path.
 //!
 //! Linux and Android only for now: the engine drains its epoll set directly.
 

@@ -587,6 +587,12 @@ impl TryFrom<socket2::Socket> for Socket {
     }
 }
 
+/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+///
+/// # Errors
+///
+/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
+/// registration fails).
 impl TryFrom<std::net::TcpStream> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpStream) -> Result<Socket, Error> {
@@ -594,6 +600,12 @@ impl TryFrom<std::net::TcpStream> for Socket {
     }
 }
 
+/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+///
+/// # Errors
+///
+/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
+/// registration fails).
 impl TryFrom<std::net::TcpListener> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpListener) -> Result<Socket, Error> {
@@ -601,6 +613,12 @@ impl TryFrom<std::net::TcpListener> for Socket {
     }
 }
 
+/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+///
+/// # Errors
+///
+/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
+/// registration fails).
 impl TryFrom<std::net::UdpSocket> for Socket {
     type Error = Error;
     fn try_from(s: std::net::UdpSocket) -> Result<Socket, Error> {

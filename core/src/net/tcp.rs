@@ -89,8 +89,9 @@ impl<R: Runtime> TcpStream<R> {
     }
 
     /// [`send`](TcpStream::send), bounded by the runtime's timer: at expiry the send is
-    /// cancelled (API semantics §9) and the result is [`Error::Aborted`]. A send that
-    /// had already put some bytes on the wire also shuts the write side down.
+    /// cancelled (as [`AsyncResult::cancel`](crate::AsyncResult::cancel) does) and the
+    /// result is [`Error::Aborted`]. A send that had already put some bytes on the wire
+    /// also shuts the write side down.
     ///
     /// # Errors
     ///
@@ -106,8 +107,9 @@ impl<R: Runtime> TcpStream<R> {
     }
 
     /// Receives into `buf` (filled from index 0; a `Vec` comes back with `len()` = the
-    /// count). Completes when at least one byte is there; `0` means the peer shut
-    /// down. A zero-capacity buffer waits for data without taking it.
+    /// count). Completes when at least one byte is there; `0` means the peer shut down,
+    /// and stays 0. A zero-capacity buffer waits for data without taking it (and
+    /// returns 0 at end of stream too).
     ///
     /// # Errors
     ///

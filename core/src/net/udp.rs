@@ -86,7 +86,9 @@ impl<R: Runtime> UdpSocket<R> {
     }
 
     /// Receives one datagram from the connected peer into `buf`. A datagram longer than
-    /// the buffer is truncated and the count is its full length (count > len).
+    /// the buffer is truncated and the count is its full length (count > len; a `Vec`
+    /// comes back with `len()` = the bytes stored). A zero-capacity buffer is a
+    /// readiness probe: it completes with 0 when a datagram is there and takes nothing.
     ///
     /// # Errors
     ///
@@ -161,11 +163,15 @@ impl<R: Runtime> UdpSocket<R> {
         .await
     }
 
-    /// Receives one datagram and its sender.
+    /// Receives one datagram and its sender. A datagram longer than the buffer is
+    /// truncated and the count is its full length (count > len; a `Vec` comes back with
+    /// `len()` = the bytes stored), so a zero-capacity buffer consumes one datagram and
+    /// reports its length and sender.
     ///
     /// # Errors
     ///
-    /// [`Error::Socket`], [`Error::Disposed`].
+    /// [`Error::Socket`] (`ECONNREFUSED` after an ICMP unreachable, …),
+    /// [`Error::Disposed`].
     ///
     /// # Cancel safety
     ///

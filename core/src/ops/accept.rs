@@ -97,7 +97,12 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// As [`end_send`](Socket::end_send), for results of `begin_accept`.
+    /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_accept` on this socket (a
+    ///   clone of a `Socket` is the same socket);
+    /// - [`Error::AlreadyEnded`]: the result was already ended;
+    /// - [`Error::Socket`]: the accept (`EMFILE`, …) failed (its errno in [`Error::error_code`]);
+    /// - [`Error::Disposed`]: the socket was closed while it was pending;
+    /// - [`Error::Aborted`]: it was cancelled.
     pub fn end_accept(&self, ar: &AsyncResult<Socket>) -> Result<Socket, Error> {
         self.check_origin(ar, &[OpKind::Accept])?;
         ar.finish()

@@ -95,7 +95,9 @@ impl Socket {
     /// let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     /// let ar = s.begin_connect(closed, None, None)?;
     /// let refused = s.end_connect(&ar).unwrap_err();
-    /// assert_eq!(refused.error_code(), Some(libc::ECONNREFUSED));
+    /// assert!(refused.error_code().is_some()); // the errno: ECONNREFUSED
+    /// let kind = std::io::Error::from(refused).kind();
+    /// assert_eq!(kind, std::io::ErrorKind::ConnectionRefused);
     /// # Ok(()) }
     /// ```
     pub fn begin_connect(
@@ -113,7 +115,12 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// As [`end_send`](Socket::end_send), for results of `begin_connect`.
+    /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_connect` on this socket (a
+    ///   clone of a `Socket` is the same socket);
+    /// - [`Error::AlreadyEnded`]: the result was already ended;
+    /// - [`Error::Socket`]: the connect (`ECONNREFUSED`, `ETIMEDOUT`, …) failed (its errno in [`Error::error_code`]);
+    /// - [`Error::Disposed`]: the socket was closed while it was pending;
+    /// - [`Error::Aborted`]: it was cancelled.
     pub fn end_connect(&self, ar: &AsyncResult<()>) -> Result<(), Error> {
         self.check_origin(ar, &[OpKind::Connect])?;
         ar.finish()

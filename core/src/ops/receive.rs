@@ -264,7 +264,14 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// As [`end_receive`](Socket::end_receive), for results of `begin_receive_from`.
+    /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_receive_from` on this socket (a
+    ///   clone of a `Socket` is the same socket);
+    /// - [`Error::AlreadyEnded`]: the result was already ended;
+    /// - [`Error::Socket`]: the receive failed (its errno in [`Error::error_code`]);
+    /// - [`Error::Disposed`]: the socket was closed while it was pending;
+    /// - [`Error::Aborted`]: it was cancelled.
+    ///
+    /// The buffer of a failed receive is dropped.
     pub fn end_receive_from<B: IoBufMut>(
         &self,
         ar: &AsyncResult<(usize, B, SocketAddr)>,

@@ -225,12 +225,14 @@ impl Socket {
 
     /// Ends a send begun by [`begin_send`](Socket::begin_send) or
     /// [`begin_send_vectored`](Socket::begin_send_vectored) (.NET's `EndSend`): blocks
-    /// until it completes and returns the number of bytes sent.
+    /// until it completes and returns the number of bytes sent. Calling it from the
+    /// operation's own callback works (the result is complete by then).
     ///
     /// # Errors
     ///
     /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_send`/
-    ///   `begin_send_vectored` on this socket;
+    ///   `begin_send_vectored` on this socket (a clone of a `Socket` is the same
+    ///   socket);
     /// - [`Error::AlreadyEnded`]: the result was already ended;
     /// - [`Error::Socket`]: the send failed (its errno in [`Error::error_code`]);
     /// - [`Error::Disposed`]: the socket was closed while the send was pending;
@@ -265,7 +267,12 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// As [`end_send`](Socket::end_send), for results of `begin_send_to`.
+    /// - [`Error::ForeignResult`]: `ar` was not returned by `begin_send_to` on this socket (a
+    ///   clone of a `Socket` is the same socket);
+    /// - [`Error::AlreadyEnded`]: the result was already ended;
+    /// - [`Error::Socket`]: the send failed (its errno in [`Error::error_code`]);
+    /// - [`Error::Disposed`]: the socket was closed while it was pending;
+    /// - [`Error::Aborted`]: it was cancelled.
     pub fn end_send_to(&self, ar: &AsyncResult<usize>) -> Result<usize, Error> {
         self.check_origin(ar, &[OpKind::SendTo])?;
         ar.finish()

@@ -190,7 +190,9 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// As [`begin_accept`](Socket::begin_accept), plus OS errors of `accept(2)`.
+    /// [`Error::Disposed`] after close; [`Error::Socket`] for a socket that is not
+    /// listening (`EINVAL`, or `EOPNOTSUPP` on UDP) and for the OS errors of `accept(2)`
+    /// (`EMFILE`, …).
     pub fn try_accept(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
         check_listener(self.core())?;
         self.try_accept_again()
