@@ -99,6 +99,8 @@ impl TcpStream {
     }
 }
 
+/// Reads go straight from the kernel into the caller's buffer: cancel safe, no byte is
+/// held anywhere a dropped read future could lose it.
 impl AsyncRead for TcpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -109,6 +111,8 @@ impl AsyncRead for TcpStream {
     }
 }
 
+/// As for `TcpStream`. Several tasks may read through `&TcpStream` at once: each gets
+/// woken in turn (they take turns while all wait), so give each direction one task.
 impl AsyncRead for &TcpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -119,6 +123,9 @@ impl AsyncRead for &TcpStream {
     }
 }
 
+/// `poll_write` reports only bytes the kernel took; `poll_flush` waits for sends still
+/// queued (those of dropped `send` futures); `poll_close` flushes, then shuts the
+/// write side down, and reads keep working.
 impl AsyncWrite for TcpStream {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -145,6 +152,7 @@ impl AsyncWrite for TcpStream {
     }
 }
 
+/// As for `TcpStream`, from any number of tasks (see `AsyncRead for &TcpStream`).
 impl AsyncWrite for &TcpStream {
     fn poll_write(
         self: Pin<&mut Self>,

@@ -96,7 +96,36 @@ impl TcpStream {
         self.0.into_inner()
     }
 
-    /// Splits the stream into halves that can move to different tasks.
+    /// Splits the stream into halves that can move to different tasks. Dropping the
+    /// write half shuts the write side down behind the sends still queued (the peer
+    /// reads end of stream after their bytes); there is no `reunite`, but each half's
+    /// `socket()` is the same [`Socket`], which `TcpStream::from` wraps again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_tokio::{TcpListener, TcpStream};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = TcpListener::bind("127.0.0.1:0".parse()?).await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    ///
+    /// // An echo server: its read half feeds its write half from another task.
+    /// let (mut from, mut to) = server.into_split();
+    /// let echo = tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+    ///
+    /// let (mut reader, mut writer) = client.into_split();
+    /// writer.write_all(b"ping").await?;
+    /// drop(writer); // end of stream for the server, after "ping"
+    /// let mut back = Vec::new();
+    /// reader.read_to_end(&mut back).await?;
+    /// assert_eq!(back, b"ping");
+    /// assert_eq!(echo.await??, 4);
+    /// # Ok(()) }
+    /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let (read, write) = self.0.into_halves();
         (OwnedReadHalf { read }, OwnedWriteHalf { write })
@@ -118,6 +147,8 @@ fn read_into(
     })
 }
 
+/// Reads go straight from the kernel into the caller's buffer: cancel safe, no byte is
+/// held anywhere a dropped read future could lose it.
 impl AsyncRead for TcpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -128,6 +159,9 @@ impl AsyncRead for TcpStream {
     }
 }
 
+/// `poll_write` reports only bytes the kernel took; `poll_flush` waits for sends still
+/// queued (those of dropped `send` futures); `poll_shutdown` flushes, then shuts the
+/// write side down, and reads keep working.
 impl AsyncWrite for TcpStream {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -185,6 +219,7 @@ impl OwnedReadHalf {
     }
 }
 
+/// As for [`TcpStream`]: cancel safe.
 impl AsyncRead for OwnedReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -231,6 +266,8 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
+/// As for [`TcpStream`]; `poll_shutdown` shuts the write side down, the read half keeps
+/// reading.
 impl AsyncWrite for OwnedWriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
