@@ -156,12 +156,6 @@ impl<T> AsyncResult<T> {
         self.header().poll_completed(cx)
     }
 
-    /// [`poll_completed`](Self::poll_completed) for a wait that several tasks may poll:
-    /// a waker it displaces is woken (see `OpHeader::poll_completed_shared`).
-    pub(crate) fn poll_completed_shared(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.header().poll_completed_shared(cx)
-    }
-
     /// The kind and socket this result belongs to.
     pub(crate) fn origin(&self) -> (OpKind, u64) {
         (self.header().kind(), self.header().socket_id())

@@ -108,29 +108,11 @@ pub fn poll_completed<R: Runtime, T>(ar: &AsyncResult<T>, cx: &mut Context<'_>) 
 /// [`poll_completed`] without telling the runtime: for a wait that it was already
 /// told about when the wait began.
 fn poll_completed_quietly<T>(ar: &AsyncResult<T>, cx: &mut Context<'_>) -> Poll<()> {
-    poll_wait(ar, cx, Waiters::One)
-}
-
-/// Who polls a wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiters {
-    /// One future, so one task at a time: its waker replaces the last one.
-    One,
-    /// Any task that shares a stream half (futures-io's `impl AsyncRead for
-    /// &TcpStream`): a waker it displaces is woken, so that task waits anew.
-    Shared,
-}
-
-/// [`poll_completed_quietly`] for `waiters`.
-fn poll_wait<T>(ar: &AsyncResult<T>, cx: &mut Context<'_>, waiters: Waiters) -> Poll<()> {
     if ar.is_completed() {
         return Poll::Ready(());
     }
     driver::drain_if_driven();
-    match waiters {
-        Waiters::One => ar.poll_completed(cx),
-        Waiters::Shared => ar.poll_completed_shared(cx),
-    }
+    ar.poll_completed(cx)
 }
 
 type EndFn<T> = fn(&Socket, &AsyncResult<T>) -> Result<T, Error>;
@@ -251,28 +233,6 @@ pub trait TryAttempt {
 pub fn poll_try<R: Runtime, T>(
     waiting: &mut Option<AsyncResult<()>>,
     cx: &mut Context<'_>,
-    attempt: impl FnMut() -> Result<TryIo<T>, Error>,
-) -> Poll<Result<T, Error>> {
-    poll_try_for::<R, T>(waiting, cx, Waiters::One, attempt)
-}
-
-/// [`poll_try`] for a wait that several tasks may poll at once (a stream half used
-/// through `&TcpStream`): each poll that displaces another task's waker wakes it, so
-/// no task is left waiting on a wait that another one took.
-pub(crate) fn poll_try_shared<R: Runtime, T>(
-    waiting: &mut Option<AsyncResult<()>>,
-    cx: &mut Context<'_>,
-    attempt: impl FnMut() -> Result<TryIo<T>, Error>,
-) -> Poll<Result<T, Error>> {
-    poll_try_for::<R, T>(waiting, cx, Waiters::Shared, attempt)
-}
-
-/// [`poll_try`] for `waiters`.
-#[inline]
-fn poll_try_for<R: Runtime, T>(
-    waiting: &mut Option<AsyncResult<()>>,
-    cx: &mut Context<'_>,
-    waiters: Waiters,
     mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
     with_budget::<R, _>(cx, |cx| {
@@ -281,7 +241,7 @@ fn poll_try_for<R: Runtime, T>(
         let mut began = false;
         loop {
             if let Some(ready) = waiting.as_ref() {
-                if poll_wait(ready, cx, waiters).is_pending() {
+                if poll_completed_quietly(ready, cx).is_pending() {
                     if began {
                         R::will_wait();
                     }

@@ -290,29 +290,6 @@ impl OpHeader {
         }
     }
 
-    /// [`poll_completed`](Self::poll_completed) for a wait that several tasks may poll
-    /// (a stream half shared through `&TcpStream`): a waker that `cx`'s replaces is
-    /// woken, so its task polls again and waits anew, rather than never hearing of the
-    /// completion. Two tasks waiting at once take turns (async-io's rule for its
-    /// one-waker readiness); one task polling again wakes nobody.
-    pub(crate) fn poll_completed_shared(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_completed() {
-            return Poll::Ready(());
-        }
-        let displaced = self.waker.take();
-        self.waker.register(cx.waker());
-        if let Some(displaced) = displaced {
-            if !displaced.will_wake(cx.waker()) {
-                displaced.wake();
-            }
-        }
-        if self.is_completed() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-
     /// Marks the operation completed (its result is already stored).
     fn set_completed(&self) {
         self.state.store(COMPLETED, Ordering::Release);

@@ -12,23 +12,25 @@
 //! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
 //! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them. Through
 //! `&self`, two tasks may poll one half at once (two readers, or a writer and a
-//! flusher): a poll that takes the wait over wakes the task that held it, which then
-//! polls again, so neither is left waiting (async-io's rule for its one-waker
-//! readiness; the two take turns while both wait, so give each direction one task).
+//! flusher), and the wait wakes only the task that polled it last: a poll by another
+//! task than the last wakes that one, which then polls again, so neither is left
+//! waiting (async-io's rule for its one-waker readiness; the two take turns while both
+//! wait, so give each direction one task).
 
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
 use crate::async_result::AsyncCallback;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::future::{poll_try_shared, ReadyWait, Runtime};
+use crate::future::{poll_try, ReadyWait, Runtime};
 use crate::op::OpKind;
+use crate::ops::try_io::TryIo;
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -47,8 +49,36 @@ pub struct WriteHalf<R> {
     _runtime: PhantomData<fn() -> R>,
 }
 
-/// A half's one readiness wait, reused across polls (cancelled when the half goes).
-type Wait = Mutex<ReadyWait>;
+/// A half's one readiness wait, behind the lock that its pollers take.
+type Wait = Mutex<HalfWait>;
+
+/// A half's one readiness wait, reused across polls (cancelled when the half goes), and
+/// the task that polled it last (see the module docs).
+#[derive(Debug, Default)]
+struct HalfWait {
+    ready: ReadyWait,
+    last_poller: Option<Waker>,
+}
+
+impl HalfWait {
+    /// [`poll_try`] on the half's wait, for `cx`'s task. If another task polled last,
+    /// this poll takes the wait's waker over, so that task is woken to poll again.
+    fn poll<R: Runtime, T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        attempt: impl FnMut() -> Result<TryIo<T>, Error>,
+    ) -> Poll<Result<T, Error>> {
+        match &self.last_poller {
+            Some(last) if last.will_wake(cx.waker()) => {}
+            _ => {
+                if let Some(displaced) = self.last_poller.replace(cx.waker().clone()) {
+                    displaced.wake();
+                }
+            }
+        }
+        poll_try::<R, _>(&mut self.ready.0, cx, attempt)
+    }
+}
 
 fn ready<T>(poll: Poll<Result<T, Error>>) -> Poll<io::Result<T>> {
     poll.map(|r| r.map_err(io::Error::from))
@@ -74,10 +104,11 @@ impl<R: Runtime> ReadHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut waiting = self.waiting.lock();
-        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
-            self.socket.try_read(buf)
-        }))
+        ready(
+            self.waiting
+                .lock()
+                .poll::<R, _>(cx, || self.socket.try_read(buf)),
+        )
     }
 
     /// `AsyncRead::poll_read` into memory that may be uninitialized; only initialized
@@ -90,10 +121,11 @@ impl<R: Runtime> ReadHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut waiting = self.waiting.lock();
-        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
-            self.socket.try_read_uninit(buf)
-        }))
+        ready(
+            self.waiting
+                .lock()
+                .poll::<R, _>(cx, || self.socket.try_read_uninit(buf)),
+        )
     }
 
     /// Gives the socket back, cancelling the pending readiness wait (which holds no
@@ -123,10 +155,11 @@ impl<R: Runtime> WriteHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut waiting = self.waiting.lock();
-        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
-            self.socket.try_send(buf, SocketFlags::NONE)
-        }))
+        ready(
+            self.waiting
+                .lock()
+                .poll::<R, _>(cx, || self.socket.try_send(buf, SocketFlags::NONE)),
+        )
     }
 
     /// `AsyncWrite::poll_write_vectored`, one `sendmsg`.
@@ -138,16 +171,18 @@ impl<R: Runtime> WriteHalf<R> {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        let mut waiting = self.waiting.lock();
-        ready(poll_try_shared::<R, _>(&mut waiting.0, cx, || {
+        ready(self.waiting.lock().poll::<R, _>(cx, || {
             self.socket.try_send_vectored(bufs, SocketFlags::NONE)
         }))
     }
 
     /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut waiting = self.waiting.lock();
-        match poll_try_shared::<R, _>(&mut waiting.0, cx, || self.socket.sends_flushed()) {
+        let flushed = self
+            .waiting
+            .lock()
+            .poll::<R, _>(cx, || self.socket.sends_flushed());
+        match flushed {
             // A closed socket has nothing left to flush.
             Poll::Ready(Err(Error::Disposed)) => Poll::Ready(Ok(())),
             other => ready(other),
