@@ -116,6 +116,25 @@ impl SocketCore {
         e
     }
 
+    /// A read found end of stream: it reports the connection failure that a send took,
+    /// if any, once; from then on, end of stream. A peek reports either and changes
+    /// nothing.
+    fn end_of_stream(&self, peek: bool) -> Result<(), Error> {
+        let kept = self.unreported_failure.load(Ordering::Acquire);
+        if kept == EOF_REPORTED {
+            return Ok(());
+        }
+        let code = if peek {
+            kept
+        } else {
+            self.unreported_failure.swap(EOF_REPORTED, Ordering::AcqRel)
+        };
+        if code > 0 {
+            return Err(Error::os(code));
+        }
+        Ok(())
+    }
+
     /// A process-unique id (results remember it to detect foreign ends).
     pub(crate) fn id(&self) -> u64 {
         self.id
@@ -163,17 +182,8 @@ impl SocketCore {
         let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags)? else {
             return Ok(None);
         };
-        if n == 0 && !area.is_empty() && self.unreported_failure.load(Ordering::Acquire) >= 0 {
-            // End of stream, or a failure a send took: report the failure once; from
-            // then on, end of stream. A peek reports either and changes nothing.
-            let code = if flags & libc::MSG_PEEK != 0 {
-                self.unreported_failure.load(Ordering::Acquire)
-            } else {
-                self.unreported_failure.swap(EOF_REPORTED, Ordering::AcqRel)
-            };
-            if code > 0 {
-                return Err(Error::os(code));
-            }
+        if n == 0 && !area.is_empty() {
+            self.end_of_stream(flags & libc::MSG_PEEK != 0)?;
         }
         if proved_empty
             && n > 0

@@ -64,11 +64,15 @@ impl Socket {
         core.queue(ready_kind).try_now(core, ready_kind, now)
     }
 
+    /// [`try_side`](Self::try_side) for sends: a send's error goes through
+    /// [`SocketCore::send_failed`], which keeps a connection failure for the next read.
     fn try_send_side<T>(
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        self.try_side(OpKind::SendReady, now)
+        self.try_side(OpKind::SendReady, |core| {
+            now(core).map_err(|e| core.send_failed(e))
+        })
     }
 
     fn try_receive_side<T>(
@@ -87,7 +91,7 @@ impl Socket {
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_send(&self, buf: &[u8], flags: SocketFlags) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| sys::send(core.fd(), buf, flags).map_err(|e| core.send_failed(e)))
+        self.try_send_side(|core| sys::send(core.fd(), buf, flags))
     }
 
     /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
@@ -116,7 +120,6 @@ impl Socket {
                 bufs
             };
             nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags))
-                .map_err(|e| core.send_failed(e))
         })
     }
 
