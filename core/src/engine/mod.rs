@@ -239,9 +239,11 @@ impl EngineShared {
         }
     }
 
-    /// The monitor drained for drivers that did not.
-    pub(crate) fn count_monitor_drain(&self) {
+    /// Drains once for attached drivers that did not (the monitor's stand-in); returns
+    /// how many events it took.
+    pub(crate) fn drain_for_drivers(&self) -> usize {
         self.monitor_drains.fetch_add(1, Ordering::Relaxed);
+        self.drain(0).map_or(0, |(events, _)| events)
     }
 
     /// How many times the monitor drained for drivers that did not.

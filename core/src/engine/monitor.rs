@@ -134,32 +134,30 @@ fn run(engine: Arc<EngineShared>) {
             (period * 2).min(DRIVER_PERIOD_MAX)
         };
 
+        // Attached drivers that do not drain while events wait (the runtime is not
+        // running, or busy): drain once here and look again soon. After
+        // `STALLED_LOOKS` such looks in a row, the workers poll until a driver drains
+        // again. Only a trickle of events counts: a flood, batched here once a period,
+        // comes from a runtime too busy to drain just now, which the workers would only
+        // slow with a wake-up per event.
         let drains = engine.drain_count();
-        if engine.driver_count() > 0 && !engine.drivers_stalled() {
-            watching = true;
-            if drains == last_drains && sys::has_ready_events(engine.epoll_fd()) {
-                // The runtime is not draining (not running, or busy): do it once here
-                // and look again soon. After `STALLED_LOOKS` such looks in a row, let
-                // the workers poll until a driver drains again.
-                let (events, _) = engine.drain(0).unwrap_or((0, 0));
-                engine.count_monitor_drain();
-                // Only a trickle of events counts: a flood, batched here once a period,
-                // comes from a runtime too busy to drain just now, which the workers
-                // would only slow with a wake-up per event.
-                missed_looks = if events < TRICKLE {
-                    missed_looks + 1
-                } else {
-                    0
-                };
-                if missed_looks >= STALLED_LOOKS {
-                    engine.stall_drivers();
-                }
-                period = PERIOD;
+        let drivers_watched = engine.driver_count() > 0 && !engine.drivers_stalled();
+        watching |= drivers_watched;
+        let missed =
+            drivers_watched && drains == last_drains && sys::has_ready_events(engine.epoll_fd());
+        missed_looks = if missed {
+            period = PERIOD;
+            let trickle = engine.drain_for_drivers() < TRICKLE;
+            if trickle {
+                missed_looks + 1
             } else {
-                missed_looks = 0;
+                0
             }
         } else {
-            missed_looks = 0;
+            0
+        };
+        if missed_looks >= STALLED_LOOKS {
+            engine.stall_drivers();
         }
         last_drains = engine.drain_count();
 
