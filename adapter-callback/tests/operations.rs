@@ -13,7 +13,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use asyncresult_callback::prelude::*;
-use common::{bounded, localhost, pattern, read_all_in_background, secs, tcp_pair, tcp_to_std};
+use common::{
+    bounded, localhost, pattern, read_all_in_background, reset, secs, tcp_pair, tcp_to_std,
+};
 
 /// A callback that ends the operation with `end` inside the callback and reports it.
 fn ending<T: Send + 'static>(
@@ -389,10 +391,7 @@ fn receive_after_reset_is_econnreset() {
         let pending = ours
             .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
             .unwrap();
-        socket2::SockRef::from(&theirs)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(theirs);
+        reset(theirs);
         let e = ours.end_receive(&pending).unwrap_err();
         assert_eq!(e.error_code(), Some(libc::ECONNRESET), "{e}");
     });
@@ -699,30 +698,29 @@ fn cancelled_connect_dissolves_the_handshake() {
     });
 }
 
+/// A receive into 8 bytes, begun and ended: its count.
+fn receive_count(s: &Socket) -> Result<usize, Error> {
+    let ar = s
+        .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+        .unwrap();
+    s.end_receive(&ar).map(|(n, _)| n)
+}
+
 /// A reset that a send meets first still reaches the next receive as `ECONNRESET`,
 /// not as a clean end of stream (the kernel reports it once, to the first syscall).
 #[test]
 fn a_reset_taken_by_a_send_is_reported_by_the_next_receive() {
     bounded(secs(10), || {
         let (ours, theirs) = tcp_to_std();
-        socket2::SockRef::from(&theirs)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(theirs); // RST, delivered before close returns on loopback
+        reset(theirs);
         let send = ours
             .begin_send(&b"x"[..], SocketFlags::NONE, None, None)
             .unwrap();
         let sent = ours.end_send(&send).unwrap_err();
         assert_eq!(sent.error_code(), Some(libc::ECONNRESET), "{sent:?}");
-        let receive = |s: &Socket| {
-            let ar = s
-                .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
-                .unwrap();
-            s.end_receive(&ar).map(|(n, _)| n)
-        };
-        let err = receive(&ours).expect_err("a reset is not an end of stream");
+        let err = receive_count(&ours).expect_err("a reset is not an end of stream");
         assert_eq!(err.error_code(), Some(libc::ECONNRESET), "{err:?}");
-        assert_eq!(receive(&ours).unwrap(), 0, "reported once");
+        assert_eq!(receive_count(&ours).unwrap(), 0, "reported once");
     });
 }
 
@@ -732,18 +730,9 @@ fn a_reset_taken_by_a_send_is_reported_by_the_next_receive() {
 fn end_of_stream_stays_after_a_reset_that_a_send_meets() {
     bounded(secs(10), || {
         let (ours, theirs) = tcp_to_std();
-        let receive = |s: &Socket| {
-            let ar = s
-                .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
-                .unwrap();
-            s.end_receive(&ar).map(|(n, _)| n)
-        };
         theirs.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(receive(&ours).unwrap(), 0);
-        socket2::SockRef::from(&theirs)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(theirs); // RST
+        assert_eq!(receive_count(&ours).unwrap(), 0);
+        reset(theirs);
         let send = ours
             .begin_send(&b"x"[..], SocketFlags::NONE, None, None)
             .unwrap();
@@ -752,7 +741,7 @@ fn end_of_stream_stays_after_a_reset_that_a_send_meets() {
             matches!(sent.error_code(), Some(libc::ECONNRESET | libc::EPIPE)),
             "{sent:?}"
         );
-        assert_eq!(receive(&ours).unwrap(), 0, "end of stream stays");
+        assert_eq!(receive_count(&ours).unwrap(), 0, "end of stream stays");
     });
 }
 

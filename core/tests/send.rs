@@ -339,10 +339,7 @@ fn cancelling_a_torn_stream_send_shuts_the_send_side() {
 fn peer_reset_arrives_as_a_socket_error_never_a_panic() {
     bounded(secs(20), || {
         let (ours, theirs) = tcp_to_std();
-        socket2::SockRef::from(&theirs)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(theirs);
+        reset(theirs);
         // The first send may still be accepted; keep sending until the reset shows.
         let mut last = None;
         for _ in 0..100 {

@@ -128,3 +128,12 @@ pub fn run_child(name: &str) -> std::process::ExitStatus {
         .status()
         .unwrap()
 }
+
+/// Closes `peer` with `SO_LINGER` 0: the other end gets a reset (RST), delivered before
+/// this returns on loopback.
+pub fn reset(peer: TcpStream) {
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+}
