@@ -3,6 +3,7 @@
 //! (and `CARGO_REGISTRY_TOKEN` set) a real publish in dependency order, waiting until
 //! each version is visible in the index before publishing the next.
 
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -165,14 +166,14 @@ fn visible(name: &str, version: &str) -> bool {
 /// builds of them, and verify a crate against old code. So those extracted copies of
 /// our own crates go (cargo extracts them again from the packages), and the dry run
 /// builds in a target directory of its own, emptied first.
-fn forget_earlier_dry_runs(meta: &Value) {
-    let _ = std::fs::remove_dir_all(target_dir(Some(meta)).join("publish-check"));
+fn forget_earlier_dry_runs(meta: &Value, check_dir: &Path) {
+    let _ = std::fs::remove_dir_all(check_dir);
     let Some(version) = version_of(meta, ORDER[0]) else {
         return;
     };
     let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
         return;
     };
@@ -222,12 +223,11 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     }
 
     println!("\n==> cargo publish --workspace --dry-run");
-    forget_earlier_dry_runs(&meta);
+    let check_dir = target_dir(Some(&meta)).join("publish-check");
+    forget_earlier_dry_runs(&meta, &check_dir);
     let mut dry = cargo();
-    dry.args(["publish", "--workspace", "--dry-run"]).env(
-        "CARGO_TARGET_DIR",
-        target_dir(Some(&meta)).join("publish-check"),
-    );
+    dry.args(["publish", "--workspace", "--dry-run"])
+        .env("CARGO_TARGET_DIR", &check_dir);
     if allow_dirty {
         dry.arg("--allow-dirty");
     }
