@@ -163,6 +163,17 @@ impl SocketCore {
         self.transport
     }
 
+    /// Refuses an operation that reports a peer's address on a socket whose addresses
+    /// a `SocketAddr` cannot hold (a Unix socket, ...), before it takes anything from
+    /// the kernel: `EAFNOSUPPORT`.
+    pub(crate) fn check_ip_addresses(&self) -> Result<(), Error> {
+        if self.transport.has_ip_addresses() {
+            Ok(())
+        } else {
+            Err(Error::os(libc::EAFNOSUPPORT))
+        }
+    }
+
     /// A read into `area` that takes no sender address (a stream's receive, or any
     /// socket's `read`), with the receive queue held for the attempt. On TCP,
     /// a read that proves the kernel's receive queue empty (see [`DrainProof`]) notes
@@ -632,6 +643,6 @@ impl TryFrom<std::net::TcpListener> for Socket {
 impl TryFrom<std::net::UdpSocket> for Socket {
     type Error = Error;
     fn try_from(s: std::net::UdpSocket) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), Transport::Datagram)
+        Socket::adopt(socket2::Socket::from(s), Transport::UDP)
     }
 }

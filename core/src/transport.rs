@@ -1,5 +1,6 @@
 //! What kind of socket a core drives, as far as its operations care: datagrams, a
-//! byte stream, or TCP, whose short reads prove the receive queue empty.
+//! byte stream, or TCP, whose short reads prove the receive queue empty; and whether
+//! its addresses are IP ones, the only kind this API can report (`SocketAddr`).
 //!
 //! That last fact lets a receive skip the syscall that would only say `EAGAIN` (tokio
 //! and nginx rely on it the same way): Linux's `tcp_recvmsg` copies until the buffer
@@ -15,46 +16,69 @@
 use socket2::{Domain, Protocol, Type};
 
 /// The kind of a registered socket.
+///
+/// `ip` says whether the socket's addresses are IP ones (`AF_INET`, `AF_INET6`). The
+/// operations that report a peer's address (`receive_from`, `accept`) refuse any other
+/// family (a Unix socket, ...) before they take anything from the kernel: the address
+/// could not be given as a `SocketAddr`, and the datagram or connection would be lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
     /// Datagrams (UDP, ...): a receive takes one message.
-    Datagram,
+    Datagram {
+        /// The addresses are IP ones.
+        ip: bool,
+    },
     /// A byte stream other than TCP (a Unix stream, ...).
-    Stream,
+    Stream {
+        /// The addresses are IP ones.
+        ip: bool,
+    },
     /// TCP: a byte stream whose short reads prove the receive queue empty.
     Tcp,
 }
 
 impl Transport {
+    /// UDP (what a `std::net::UdpSocket` is).
+    pub(crate) const UDP: Transport = Transport::Datagram { ip: true };
+
     /// The kind of a socket about to be created with these arguments (no syscall).
     pub(crate) fn for_new(domain: Domain, ty: Type, protocol: Option<Protocol>) -> Transport {
+        let ip = domain == Domain::IPV4 || domain == Domain::IPV6;
         if !is_stream_type(ty) {
-            Transport::Datagram
-        } else if (domain == Domain::IPV4 || domain == Domain::IPV6)
-            && protocol.is_none_or(|p| p == Protocol::TCP)
-        {
+            Transport::Datagram { ip }
+        } else if ip && protocol.is_none_or(|p| p == Protocol::TCP) {
             Transport::Tcp
         } else {
-            Transport::Stream
+            Transport::Stream { ip }
         }
     }
 
     /// The kind of an existing socket, as the OS reports it (`SO_TYPE`, then
-    /// `SO_PROTOCOL` for a stream). A stream whose protocol cannot be read counts as a
-    /// plain stream: it only loses the skipped syscall.
+    /// `SO_PROTOCOL` for a stream; the family of its `getsockname` address). A stream
+    /// whose protocol cannot be read counts as a plain stream: it only loses the
+    /// skipped syscall.
     pub(crate) fn of(fd: &socket2::Socket) -> std::io::Result<Transport> {
+        let ip = fd.local_addr().is_ok_and(|addr| addr.as_socket().is_some());
         if !is_stream_type(fd.r#type()?) {
-            return Ok(Transport::Datagram);
+            return Ok(Transport::Datagram { ip });
         }
         Ok(match fd.protocol() {
-            Ok(Some(Protocol::TCP)) => Transport::Tcp,
-            _ => Transport::Stream,
+            Ok(Some(Protocol::TCP)) if ip => Transport::Tcp,
+            _ => Transport::Stream { ip },
         })
     }
 
     /// Whether this is a byte stream (sends go out whole, 0 means end of stream).
     pub(crate) fn is_stream(self) -> bool {
-        self != Transport::Datagram
+        !matches!(self, Transport::Datagram { .. })
+    }
+
+    /// Whether the socket's addresses are IP ones, which a `SocketAddr` can hold.
+    pub(crate) fn has_ip_addresses(self) -> bool {
+        match self {
+            Transport::Datagram { ip } | Transport::Stream { ip } => ip,
+            Transport::Tcp => true,
+        }
     }
 }
 
@@ -74,10 +98,13 @@ mod tests {
         let default_stream = Transport::for_new(Domain::IPV4, Type::STREAM, None);
         assert_eq!(default_stream, Transport::Tcp);
         let unix = Transport::for_new(Domain::UNIX, Type::STREAM, None);
-        assert_eq!(unix, Transport::Stream);
+        assert_eq!(unix, Transport::Stream { ip: false });
         let udp = Transport::for_new(Domain::IPV4, Type::DGRAM, None);
-        assert_eq!(udp, Transport::Datagram);
+        assert_eq!(udp, Transport::UDP);
         assert!(unix.is_stream() && tcp.is_stream() && !udp.is_stream());
+        let unix_datagrams = Transport::for_new(Domain::UNIX, Type::DGRAM, None);
+        assert!(!unix_datagrams.has_ip_addresses() && !unix.has_ip_addresses());
+        assert!(udp.has_ip_addresses() && tcp.has_ip_addresses());
     }
 
     #[test]
@@ -85,9 +112,11 @@ mod tests {
         let tcp = socket2::Socket::new(Domain::IPV4, Type::STREAM, None)?;
         assert_eq!(Transport::of(&tcp)?, Transport::Tcp);
         let (unix, _peer) = socket2::Socket::pair(Domain::UNIX, Type::STREAM, None)?;
-        assert_eq!(Transport::of(&unix)?, Transport::Stream);
-        let udp = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None)?;
-        assert_eq!(Transport::of(&udp)?, Transport::Datagram);
+        assert_eq!(Transport::of(&unix)?, Transport::Stream { ip: false });
+        let udp = socket2::Socket::new(Domain::IPV6, Type::DGRAM, None)?;
+        assert_eq!(Transport::of(&udp)?, Transport::UDP);
+        let (unix, _peer) = socket2::Socket::pair(Domain::UNIX, Type::DGRAM, None)?;
+        assert_eq!(Transport::of(&unix)?, Transport::Datagram { ip: false });
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use crate::socket::{Socket, SocketCore};
 /// Accepts one pending connection and registers it with the listener's engine;
 /// `None` if none is pending.
 pub(crate) fn accept_one(socket: &SocketCore) -> Result<Option<(Socket, SocketAddr)>, Error> {
+    socket.check_ip_addresses()?;
     loop {
         match nonblocking(|| socket.fd().accept()) {
             Ok(Some((accepted, addr))) => {
@@ -40,7 +41,8 @@ pub(crate) fn check_listener(socket: &SocketCore) -> Result<(), Error> {
     if !socket.fd().is_listener()? {
         return Err(Error::os(libc::EINVAL));
     }
-    Ok(())
+    // A connection's address could not be reported (a Unix listener).
+    socket.check_ip_addresses()
 }
 
 /// An accept waiting for a connection.
@@ -66,8 +68,10 @@ impl Socket {
     /// # Errors
     ///
     /// [`Error::Disposed`] if closed; [`Error::Socket`] with `EINVAL` if the socket is
-    /// not listening, `EOPNOTSUPP` if it is not a stream socket (roles it cannot play).
-    /// Errors met while accepting (`EMFILE`, …) come through the result.
+    /// not listening, `EOPNOTSUPP` if it is not a stream socket, `EAFNOSUPPORT` if its
+    /// addresses are not IP ones (a Unix listener: a peer's address could not be
+    /// reported as a `SocketAddr`) — roles it cannot play. Errors met while accepting
+    /// (`EMFILE`, …) come through the result.
     ///
     /// # Examples
     ///

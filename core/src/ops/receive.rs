@@ -81,6 +81,7 @@ pub(crate) fn receive_from_into<B: IoBufMut>(
     buf: &mut B,
     flags: libc::c_int,
 ) -> Result<Option<(usize, SocketAddr)>, Error> {
+    socket.check_ip_addresses()?;
     let fd = socket.fd();
     if socket.is_stream() {
         // A stream has one peer; the kernel reports no address for it.
@@ -268,6 +269,8 @@ impl Socket {
     ///   clone of a `Socket` is the same socket);
     /// - [`Error::AlreadyEnded`]: the result was already ended;
     /// - [`Error::Socket`]: the receive failed (its errno in [`Error::error_code`]);
+    ///   on a socket whose addresses are not IP ones (a Unix socket), whose sender a
+    ///   `SocketAddr` cannot hold, `EAFNOSUPPORT`, before anything is received;
     /// - [`Error::Disposed`]: the socket was closed while it was pending;
     /// - [`Error::Aborted`]: it was cancelled.
     ///
