@@ -23,6 +23,11 @@ impl SocketFlags {
     /// No flags.
     pub const NONE: SocketFlags = SocketFlags(0);
     /// Send or receive out-of-band data (`MSG_OOB`).
+    ///
+    /// A receive with it takes TCP's urgent byte. As with `recv(2)`, it does not wait
+    /// for one: with none there, it fails with `EINVAL`. It keeps its place among the
+    /// socket's receives (they run in the order they were begun), so one begun behind
+    /// a pending ordinary receive runs only after that receive completes.
     pub const OUT_OF_BAND: SocketFlags = SocketFlags(1);
     /// Look at incoming data without consuming it (`MSG_PEEK`); receive only.
     pub const PEEK: SocketFlags = SocketFlags(2);
