@@ -153,6 +153,21 @@ struct Running {
     chain: u32,
 }
 
+/// Slots a queue of callbacks keeps once it empties (16 KiB): a burst (thousands of
+/// operations completing at once) grows it, and what it grew to beyond this is given
+/// back when the burst is over.
+pub(crate) const KEPT_TASK_CAPACITY: usize = 1024;
+
+/// Takes the oldest task from `queue`; when that empties a queue a burst has grown,
+/// gives the memory back (down to [`KEPT_TASK_CAPACITY`]).
+pub(crate) fn pop_trimmed(queue: &mut VecDeque<Arc<dyn Task>>) -> Option<Arc<dyn Task>> {
+    let task = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > KEPT_TASK_CAPACITY {
+        queue.shrink_to(KEPT_TASK_CAPACITY);
+    }
+    task
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Arc<WorkerSlot>>> = const { RefCell::new(None) };
     static RUNNING: Cell<Running> = const {
@@ -202,7 +217,7 @@ pub(crate) fn run_local(slot: &WorkerSlot, sink: &dyn TaskSink, leftover: Leftov
     // descheduled on a busy machine is still cheap.
     let mut started = None;
     for run in 0..LOCAL_BUDGET {
-        let Some(task) = slot.local.lock().pop_front() else {
+        let Some(task) = pop_trimmed(&mut slot.local.lock()) else {
             return false;
         };
         if run == 1 {

@@ -365,6 +365,14 @@ impl Drop for Handle {
 /// [`AsyncState`] is a handle too, so the seed's pattern keeps the
 /// socket alive until that operation's result is dropped.
 ///
+/// While that operation is pending, the operation itself holds its state and its
+/// callback: it needs them to complete, even when every `AsyncResult` of it is
+/// dropped. So a socket held there (in the state, or captured by the callback) stays
+/// open until the operation completes — on a quiet peer, possibly never. As in .NET,
+/// where a pending operation roots its socket, [`close`](Socket::close) such a socket
+/// (or [`cancel`](AsyncResult::cancel) its operations) before dropping your last
+/// handle: the operations then complete, and the socket goes with their results.
+///
 /// Operations come in `begin_*`/`end_*` pairs (see the crate docs); the socket is
 /// non-blocking underneath and registered once with the engine.
 ///

@@ -221,7 +221,7 @@ impl Workers {
 
     /// Takes one posted task from the locked `state`, keeping the counters in step.
     fn take_locked(&self, state: &mut PoolState) -> Option<Arc<dyn Task>> {
-        let task = state.tasks.pop_front();
+        let task = context::pop_trimmed(&mut state.tasks);
         if task.is_some() {
             self.posted.fetch_sub(1, Ordering::SeqCst);
             self.taken.fetch_add(1, Ordering::Relaxed);
@@ -488,5 +488,32 @@ impl Worker {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl Task for Nothing {
+        fn run(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_burst_gives_back_the_queue_it_grew() -> std::io::Result<()> {
+        let workers = Workers::new();
+        let wake = EventFd::new()?;
+        let burst = (0..20_000).map(|_| Arc::new(Nothing) as Arc<dyn Task>);
+        workers.post_all(burst, &wake);
+        assert!(workers.state.lock().tasks.capacity() >= 20_000);
+        let mut taken = 0;
+        while workers.pop_task().is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 20_000);
+        assert!(workers.state.lock().tasks.capacity() <= context::KEPT_TASK_CAPACITY);
+        Ok(())
     }
 }
