@@ -34,6 +34,15 @@
 //! runtime with time enabled and panic outside one; the others also run outside any
 //! runtime (under `futures::executor::block_on`, say).
 //!
+//! A runtime that has run the adapter's futures drives the engine for the whole
+//! process while it lives. Kept but not driven (a current-thread runtime between two
+//! `block_on` calls), it leaves the events of every socket, the callback adapter's
+//! too, to the engine's monitor thread, which serves them a look at a time (every
+//! 2–64 ms) and, after 8 such looks, hands polling back to the engine's own threads
+//! until the runtime drains again. So code that alternates `block_on` with callback
+//! operations sees those operations take milliseconds; run the runtime on a thread
+//! of its own, or drop it when done.
+//!
 //! # Which adapter?
 //!
 //! | you run on | depend on | you get |
