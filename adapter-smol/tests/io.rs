@@ -302,3 +302,27 @@ fn a_writer_and_a_flusher_on_one_stream_both_finish() {
         assert_eq!(got, data);
     });
 }
+
+/// A send future dropped while its bytes wait for room, then the stream dropped: the
+/// bytes still go out whole, and only then does the peer see end of stream (not a
+/// reset that throws away what the kernel held).
+#[test]
+fn dropping_the_stream_closes_it_behind_queued_sends() {
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let data = pattern(16 << 20, 9);
+        let mut send = Box::pin(client.send(data.clone()));
+        // The peer reads nothing yet, so 16 MiB cannot all fit in the kernel.
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(send.as_mut(), cx))
+        })
+        .await;
+        assert!(polled.is_pending(), "send still queued");
+        drop(send);
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "bytes arrived whole and in order");
+    });
+}

@@ -23,6 +23,10 @@ use crate::Tokio;
 /// `tokio::io::{AsyncRead, AsyncWrite}`, so `tokio::io::copy`, `AsyncReadExt`,
 /// `AsyncWriteExt::write_all` and codecs work unchanged; reads are cancel safe.
 ///
+/// Dropping the stream closes it behind any send still queued (a dropped `send`
+/// future's bytes go out whole first, then the peer reads end of stream); to abort
+/// such sends, `close()` its socket.
+///
 /// # Examples
 ///
 /// ```

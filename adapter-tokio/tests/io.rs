@@ -175,6 +175,28 @@ async fn dropping_the_write_half_shuts_down_behind_queued_sends() {
     .await;
 }
 
+/// The same with the whole stream dropped: the queued bytes still go out whole, then
+/// the peer sees end of stream (not a reset that throws away what the kernel held).
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_the_stream_closes_it_behind_queued_sends() {
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let data = pattern(16 << 20, 9);
+        let mut send = Box::pin(client.send(data.clone()));
+        assert!(
+            futures_poll_once(send.as_mut()).await.is_none(),
+            "send still queued"
+        );
+        drop(send);
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "bytes arrived whole and in order");
+    })
+    .await;
+}
+
 /// Polls `fut` once; `None` if it is pending.
 async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {

@@ -211,28 +211,42 @@ impl<R: Runtime> WriteHalf<R> {
     /// reads end of stream. What dropping a write half does, as tokio's own halves do.
     /// A closed socket's write side is down already.
     pub fn shutdown_behind_sends(&self) {
-        let socket = &self.socket;
-        let core = socket.core();
-        match core.queue(OpKind::Send).has_queued(core) {
-            // Nothing queued: shut down now.
-            Ok(false) => {
-                let _ = socket.shutdown(Shutdown::Write);
-            }
-            // Sends still queued: shut down from the callback of an empty send that
-            // completes after every one of them (the queue is FIFO).
-            Ok(true) => {
-                let behind = socket.clone();
-                let shut: AsyncCallback<usize> = Box::new(move |_| {
-                    let _ = behind.shutdown(Shutdown::Write);
-                });
-                let _ = socket.begin_send(&[][..], SocketFlags::NONE, Some(shut), None);
-            }
-            Err(_) => {}
-        }
+        behind_sends(&self.socket, |socket| {
+            let _ = socket.shutdown(Shutdown::Write);
+        });
     }
 
-    /// Gives the socket back, cancelling the pending readiness wait.
+    /// Gives the socket back, cancelling the pending readiness wait. Sends still
+    /// queued keep it open until they complete, as when the half is dropped.
     pub fn into_socket(self) -> Socket {
         self.socket.clone()
+    }
+}
+
+/// Dropping the write half keeps the socket open behind the sends still queued (a
+/// dropped `send` future's): their bytes go out whole, and only then does the half's
+/// handle go, so a stream dropped right after a send is closed gracefully, the peer
+/// reading every byte and then end of stream, as with a tokio or std stream whose
+/// bytes sit in the kernel. [`close`](Socket::close) still aborts them.
+impl<R> Drop for WriteHalf<R> {
+    fn drop(&mut self) {
+        behind_sends(&self.socket, |_| {});
+    }
+}
+
+/// Runs `then` once every send queued on `socket` now has completed: at once if none
+/// is queued, else from the callback of an empty send queued behind them (the queue is
+/// FIFO), which holds a handle so that the socket stays open until then. Nothing runs
+/// on a closed socket.
+fn behind_sends(socket: &Socket, then: impl FnOnce(&Socket) + Send + 'static) {
+    let core = socket.core();
+    match core.queue(OpKind::Send).has_queued(core) {
+        Ok(false) => then(socket),
+        Ok(true) => {
+            let behind = socket.clone();
+            let after: AsyncCallback<usize> = Box::new(move |_| then(&behind));
+            let _ = socket.begin_send(&[][..], SocketFlags::NONE, Some(after), None);
+        }
+        Err(_) => {}
     }
 }

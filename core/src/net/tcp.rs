@@ -23,6 +23,13 @@ use crate::{Domain, Protocol, Type};
 /// - the runtime's `AsyncRead`/`AsyncWrite` (implemented by the adapters on top of
 ///   [`poll_read`](TcpStream::poll_read) and friends), so copy utilities, `write_all`,
 ///   `read_to_end` and codecs work unchanged.
+///
+/// Dropping the stream closes it behind the sends still queued (a dropped `send`
+/// future's): their bytes go out whole, then the peer reads end of stream, as with a
+/// tokio or std stream whose bytes sit in the kernel. Until they complete or fail, the
+/// socket stays open (a peer that never reads keeps it so). To abort them instead,
+/// [`close`](Socket::close) the socket (`stream.socket().close()`): the peer then sees
+/// a reset.
 #[derive(Debug)]
 pub struct TcpStream<R> {
     read: ReadHalf<R>,
@@ -193,7 +200,9 @@ impl<R: Runtime> TcpStream<R> {
 
     /// Hands back the core socket. The stream never holds received bytes of its own
     /// (reads go straight from the kernel to the caller's buffer), so every byte not
-    /// yet read is still in the socket, to be read through it.
+    /// yet read is still in the socket, to be read through it. Sends still queued (a
+    /// dropped `send` future's) keep the socket open until they complete, as when the
+    /// stream is dropped.
     pub fn into_inner(self) -> Socket {
         let TcpStream { read, write } = self;
         drop(read);
