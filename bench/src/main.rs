@@ -64,10 +64,16 @@ enum Mode {
     Help,
 }
 
-fn list<T>(arg: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
-    arg.split(',')
-        .map(|key| parse(key.trim()).ok_or_else(|| format!("unknown name `{key}`\n\n{USAGE}")))
-        .collect()
+fn list<T: PartialEq>(arg: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    let mut items = Vec::new();
+    for key in arg.split(',') {
+        let item = parse(key.trim()).ok_or_else(|| format!("unknown name `{key}`\n\n{USAGE}"))?;
+        // A name given twice runs once.
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    Ok(items)
 }
 
 /// The default output directory: `$CARGO_TARGET_DIR/bench`, else the workspace's
@@ -148,12 +154,13 @@ fn bench(plan: &Plan, out: &std::path::Path) -> Result<(), String> {
         if plan.scale.quick { "quick" } else { "full" },
         out.display()
     );
+    // Fail now, not after minutes of running, if the results cannot be written.
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let busy_before = report::busy_share(BUSY_WINDOW);
     let results = runner::run(plan);
     let report = Report::new(plan, &results, started.elapsed().as_secs_f64(), busy_before);
     let markdown = report::markdown::render(&report);
     print!("{markdown}");
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let md_path = out.join("results.md");
     let svg_path = out.join("chart.svg");
     std::fs::write(&md_path, &markdown)

@@ -29,13 +29,24 @@ tasks:
            formatting, clippy and docs)
   demo     a loopback demonstration of every adapter
   bench    adapters vs native tokio, smol/async-io, std and a polling loop
-           (release build; --quick: small sizes, under a minute; --runs N;
-           --contenders a,b; --workloads x,y); report on stdout and in
-           target/bench/results.md and target/bench/chart.svg
-  soak     the stress mix for --minutes N (default 1), printing RSS and fds
+           (release build); report on stdout and in target/bench/results.md
+           and target/bench/chart.svg
+             --quick            small sizes, under a minute
+             --runs N           runs per cell (default 5; 3 with --quick)
+             --out DIR          where results.md and chart.svg go
+             --contenders a,b   callback, tokio-adapter-ct, tokio-adapter-mt,
+                                smol-adapter, tokio-ct, tokio-mt, async-io,
+                                std-threads, polling-loop
+             --workloads x,y    bulk-64k, bulk-1k, ping-pong, fan-in, overhead,
+                                memory
+  soak     the stress mix, printing RSS and fds
+             --minutes N        how long (default 1)
+             --seed S           replay a run's choices (decimal or 0x hex)
   valgrind the core and callback suites under valgrind memcheck
-  publish  release checks + cargo publish --workspace --dry-run;
-           --execute (with CARGO_REGISTRY_TOKEN) publishes in dependency order
+  publish  release checks + cargo publish --workspace --dry-run
+             --allow-dirty      package uncommitted changes too
+             --execute          publish, in dependency order (needs
+                                CARGO_REGISTRY_TOKEN)
 ";
 
 fn main() -> ExitCode {

@@ -232,7 +232,7 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
         dry.arg("--allow-dirty");
     }
     let dry_ok = echo(dry, Duration::from_secs(1800))?.success;
-    let sizes = package_sizes(&meta);
+    let sizes = package_sizes(&meta, &check_dir);
     for (name, size) in &sizes {
         println!("  {name}: {size}");
     }
@@ -294,8 +294,8 @@ fn version_of<'m>(meta: &'m Value, name: &str) -> Option<&'m str> {
 }
 
 /// The packaged (compressed) size of each crate's `<name>-<version>.crate`.
-fn package_sizes(meta: &Value) -> Vec<(String, String)> {
-    let dir = target_dir(Some(meta)).join("package");
+fn package_sizes(meta: &Value, check_dir: &std::path::Path) -> Vec<(String, String)> {
+    let dir = check_dir.join("package");
     let mut sizes = Vec::new();
     for name in ORDER {
         let Some(version) = version_of(meta, name) else {

@@ -40,6 +40,13 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
     if minutes == 0 {
         return Err("--minutes must be at least 1".into());
     }
+    if let Some(seed) = &seed {
+        if parse_seed(seed).is_none() {
+            return Err(format!(
+                "--seed: `{seed}` is not a number (decimal, or hexadecimal with 0x)"
+            ));
+        }
+    }
     println!("==> soak: the stress mix for {minutes} minute(s), release build");
     let mut cmd = cargo();
     cmd.args([
@@ -74,4 +81,26 @@ pub fn run(mut args: pico_args::Arguments) -> Result<bool, String> {
         }
     );
     Ok(passed)
+}
+
+/// The seed as the test reads it (decimal, or hexadecimal with `0x`), to refuse a bad
+/// one here rather than after the release build.
+fn parse_seed(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seed;
+
+    #[test]
+    fn seeds_are_decimal_or_hexadecimal() {
+        assert_eq!(parse_seed("42"), Some(42));
+        assert_eq!(parse_seed("0x2a"), Some(42));
+        assert_eq!(parse_seed("zz"), None);
+        assert_eq!(parse_seed(""), None);
+    }
 }

@@ -59,6 +59,14 @@ pub fn render(report: &Report) -> String {
         machine(),
         report.seconds
     );
+    if scale.quick {
+        let _ = writeln!(
+            out,
+            "**Quick mode:** small sizes and few runs, to check that everything runs. Its \
+             verdicts are rough (short cells are noisier); judge the targets on a full \
+             run (`cargo xtask bench`).\n"
+        );
+    }
 
     if let Some(busy) = report.busy_before {
         let _ = writeln!(
@@ -158,10 +166,20 @@ fn ratio_table(out: &mut String, report: &Report) {
         "\n## Adapters ÷ native peers\n\n\
          ratio = adapter ÷ peer. **Throughput (↑): a ratio > 1 is better** (the adapter \
          is faster). **Latency and memory (↓): a ratio < 1 is better.** Memory bytes/op \
-         has an absolute target. A verdict marked *(runs overlap)* compares medians of \
-         runs whose ranges overlap: that difference is within this machine's noise, \
-         and another run may turn it (see Noisy cells).\n"
+         has an absolute target (and, for smol, a ratio target too: two rows). A verdict \
+         marked *(runs overlap)* compares medians of runs whose ranges overlap: that \
+         difference is within this machine's noise, and another run may turn it (see \
+         Noisy cells).\n"
     );
+    if report.ratios.is_empty() {
+        let _ = writeln!(
+            out,
+            "No ratios: this run has no adapter together with its native peer on a \
+             workload (pairs: tokio-adapter-ct with tokio-ct, tokio-adapter-mt with \
+             tokio-mt, smol-adapter with async-io, callback with polling-loop).\n"
+        );
+        return;
+    }
     let _ = writeln!(
         out,
         "| adapter | peer | workload | metric | adapter value | peer value | ratio | target | verdict |\n\

@@ -208,26 +208,14 @@ impl Report {
                 for &metric in workload.metrics() {
                     let adapter_value = a.and_then(|s| s.medians.get(metric));
                     let peer_value = p.and_then(|s| s.medians.get(metric));
-                    let target = targets::target(adapter, peer, workload, metric);
-                    if adapter_value.is_none() && peer_value.is_none() && target.is_none() {
+                    let targets = targets::targets(adapter, peer, workload, metric);
+                    if adapter_value.is_none() && peer_value.is_none() && targets.is_empty() {
                         continue;
                     }
                     let ratio = match (adapter_value, peer_value) {
                         (Some(a), Some(p)) if p > 0.0 => Some(a / p),
                         _ => None,
                     };
-                    let pass = match target {
-                        Some(Target::Ratio(bound)) => ratio.map(|r| bound.holds(r)),
-                        Some(Target::Absolute(bound)) => adapter_value.map(|v| bound.holds(v)),
-                        None => None,
-                    }
-                    // An adapter that did not finish misses its target.
-                    .or_else(|| {
-                        (target.is_some()
-                            && adapter_value.is_none()
-                            && a.is_some_and(|s| !s.problems.is_empty()))
-                        .then_some(false)
-                    });
                     let overlap = match (
                         a.and_then(|s| s.range(metric)),
                         p.and_then(|s| s.range(metric)),
@@ -235,16 +223,36 @@ impl Report {
                         (Some(a), Some(p)) => Some(overlaps(a, p)),
                         _ => None,
                     };
-                    ratios.push(RatioRow {
-                        adapter,
-                        peer,
-                        workload,
-                        metric,
-                        ratio,
-                        target,
-                        pass,
-                        overlap,
-                    });
+                    // One row per target (a row without one if there is none).
+                    let rows = if targets.is_empty() {
+                        vec![None]
+                    } else {
+                        targets.into_iter().map(Some).collect()
+                    };
+                    for target in rows {
+                        let pass = match target {
+                            Some(Target::Ratio(bound)) => ratio.map(|r| bound.holds(r)),
+                            Some(Target::Absolute(bound)) => adapter_value.map(|v| bound.holds(v)),
+                            None => None,
+                        }
+                        // An adapter that did not finish misses its target.
+                        .or_else(|| {
+                            (target.is_some()
+                                && adapter_value.is_none()
+                                && a.is_some_and(|s| !s.problems.is_empty()))
+                            .then_some(false)
+                        });
+                        ratios.push(RatioRow {
+                            adapter,
+                            peer,
+                            workload,
+                            metric,
+                            ratio,
+                            target,
+                            pass,
+                            overlap,
+                        });
+                    }
                 }
             }
         }

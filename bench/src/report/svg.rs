@@ -2,8 +2,8 @@
 //! relative to its native peer with **higher always better**: throughput ratios as
 //! they are, latency ratios inverted (peer ÷ adapter). A dashed line marks parity, a
 //! black tick the target; bars are green (PASS), red (MISS) or grey (no target), and
-//! each is labelled with the ratio as printed in the table. Memory rows are left out
-//! (their target is absolute, not a ratio).
+//! each is labelled with the ratio as printed in the table. Memory rows are left out:
+//! they measure size, not speed (the table has them, with their targets).
 
 use std::fmt::Write;
 
