@@ -32,10 +32,11 @@ async fn demo() -> Result<(), Error> {
     let addr = listener.local_addr()?;
     let t = Instant::now();
     let (client, (server, _)) = tokio::try_join!(TcpStream::connect(addr), listener.accept())?;
+    let took = t.elapsed();
     report(
         "connect_us",
-        t.elapsed().as_secs_f64() * 1e6,
-        format!("[tcp] connect + accept to {addr} in {:?}", t.elapsed()),
+        took.as_secs_f64() * 1e6,
+        format!("[tcp] connect + accept to {addr} in {:?}", took),
     );
     client.set_nodelay(true)?;
 
@@ -78,10 +79,11 @@ async fn demo() -> Result<(), Error> {
     );
     let t = Instant::now();
     let n = client.send(large).await?;
+    let took = t.elapsed();
     report(
         "large_send_ms",
-        t.elapsed().as_secs_f64() * 1e3,
-        format!("[tcp] large send: {n} bytes, whole, in {:?}", t.elapsed()),
+        took.as_secs_f64() * 1e3,
+        format!("[tcp] large send: {n} bytes, whole, in {:?}", took),
     );
     client.socket().shutdown(std::net::Shutdown::Write)?;
     let (received, sum) = receiver.await.map_err(|_| Error::Aborted)??;
@@ -101,12 +103,13 @@ async fn demo() -> Result<(), Error> {
     let (n, buf, from) = b.receive_from(Vec::with_capacity(2048)).await?;
     b.send_to(buf, from).await?;
     let (m, echo, _) = a.receive_from(Vec::with_capacity(2048)).await?;
+    let took = t.elapsed();
     report(
         "udp_round_trip_us",
-        t.elapsed().as_secs_f64() * 1e6,
+        took.as_secs_f64() * 1e6,
         format!(
             "[udp] {n} bytes out, {m} back ({:?}): {:?}",
-            t.elapsed(),
+            took,
             String::from_utf8_lossy(&echo)
         ),
     );
