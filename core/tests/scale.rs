@@ -15,7 +15,14 @@ use common::*;
 fn a_thousand_connections_with_pending_sends_all_complete_and_add_no_threads() {
     const N: usize = 1000;
     bounded(secs(120), || {
-        raise_fd_limit(8192);
+        // Each connection takes three descriptors (ours, the peer's, the reader's clone).
+        let limit = raise_fd_limit(8192);
+        assert!(
+            limit >= 4 * N as u64,
+            "this test needs {} file descriptors, and the hard limit here is {limit} \
+             (raise it: ulimit -Hn)",
+            4 * N
+        );
         let listener = std::net::TcpListener::bind(localhost()).unwrap();
         let addr = listener.local_addr().unwrap();
         // Warm the engine up so its threads exist before we count.
