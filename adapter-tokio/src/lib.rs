@@ -17,6 +17,13 @@
 //! `*_timeout` form bounded by tokio's timer, which cancels the core operation at
 //! expiry ([`Error::Aborted`]).
 //!
+//! Receives, accepts, `AsyncRead` and `AsyncWrite` wait for readiness and then try
+//! again, so that a dropped future loses nothing (`send` is a queued operation of the
+//! core). They never go ahead of an operation begun before them, but a `begin_*` on
+//! the same socket and direction begun while such a future waits may go first (it may
+//! take the bytes the future was woken for): mix the two styles on one direction at a
+//! time only where that order does not matter.
+//!
 //! How it is fast: the engine's poller descriptor is registered once with each
 //! runtime's reactor, and a driver task drains it on the runtime's threads, so a
 //! completion wakes its future without any cross-thread hand-off; a future that is

@@ -9,6 +9,13 @@
 //! it reaches the head of the queue, or with `Disposed` when the socket closes, or
 //! `Aborted` if cancelled). A future built on these loses nothing when dropped: data
 //! is only taken when it is handed straight back.
+//!
+//! The readiness operation holds a place in the queue only until it completes. The
+//! queue then goes on to the operations behind it, so an operation begun while a try
+//! waited (a `begin_receive` behind a pending `AsyncRead`, say) may take the data the
+//! try was woken for, before the try runs again. Holding the place until the retry
+//! would need every caller of a `try_*` to retry or cancel the readiness it was given;
+//! the tries keep the simpler contract.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
