@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt};
+use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt, ReceiveFromAttempt};
 use asyncresult_core::{net, stream_io, Error, IoBuf, IoBufMut, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -17,9 +17,10 @@ use crate::Tokio;
 
 /// A TCP connection driven by the asyncresult engine, for tokio.
 ///
-/// Its operations — `send` (whole buffer), `receive`, their `*_timeout` forms,
-/// `set_nodelay`, `local_addr`, `peer_addr`, `socket` — are those of
-/// [`asyncresult_core::net::TcpStream`], reached through `Deref`. It also implements
+/// Its operations are its own methods (`connect`, `send`, whole buffer, `receive`,
+/// `set_nodelay`, `local_addr`, `peer_addr`) and, through `Deref`, those of
+/// [`asyncresult_core::net::TcpStream`] (`send_timeout`, `receive_timeout`, `nodelay`,
+/// `socket`). It also implements
 /// `tokio::io::{AsyncRead, AsyncWrite}`, so `tokio::io::copy`, `AsyncReadExt`,
 /// `AsyncWriteExt::write_all` and codecs work unchanged; reads are cancel safe.
 ///
@@ -91,6 +92,62 @@ impl TcpStream {
         net::TcpStream::connect_timeout(addr, timeout)
             .await
             .map(TcpStream)
+    }
+
+    /// Sends the whole buffer: completes when every byte is in the kernel, with the full
+    /// length ([`net::TcpStream::send`] has the details).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`EPIPE`, `ECONNRESET`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancelled by dropping: once polled, the send is under way, and its bytes
+    /// still go out whole, before any later send. `send_timeout` stops it at expiry.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
+        self.0.send(buf).await
+    }
+
+    /// Receives into `buf` from index 0: at least one byte, or 0 once the peer has shut
+    /// down ([`net::TcpStream::receive`] has the details).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`ECONNRESET`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes are taken only in the poll that returns them.
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, Tokio> {
+        self.0.receive(buf)
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or back on (.NET's `NoDelay`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn set_nodelay(&self, on: bool) -> Result<(), Error> {
+        self.0.set_nodelay(on)
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.0.local_addr()
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] (`ENOTCONN`) from the OS.
+    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
+        self.0.peer_addr()
     }
 
     /// Hands back the core socket. The stream never holds received bytes of its own
@@ -304,8 +361,7 @@ impl AsyncWrite for OwnedWriteHalf {
 
 /// A listening TCP socket driven by the asyncresult engine, for tokio.
 ///
-/// `local_addr`, `socket` and `into_inner` come from
-/// [`asyncresult_core::net::TcpListener`] through `Deref`.
+/// `socket` comes from [`asyncresult_core::net::TcpListener`] through `Deref`.
 #[derive(Debug)]
 pub struct TcpListener(net::TcpListener<Tokio>);
 
@@ -371,6 +427,15 @@ impl TcpListener {
         Ok((TcpStream::from(socket), peer))
     }
 
+    /// The local address (the port the OS picked for port 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.0.local_addr()
+    }
+
     /// Hands back the core socket.
     pub fn into_inner(self) -> Socket {
         self.0.into_inner()
@@ -379,9 +444,9 @@ impl TcpListener {
 
 /// A UDP socket driven by the asyncresult engine, for tokio.
 ///
-/// Its operations — `connect`, `send`, `receive`, `send_to`, `receive_from`, their
-/// `*_timeout` forms, `local_addr` — are those of
-/// [`asyncresult_core::net::UdpSocket`], reached through `Deref`.
+/// Its operations are its own methods (`connect`, `send`, `receive`, `send_to`,
+/// `receive_from`, `local_addr`), and those of [`asyncresult_core::net::UdpSocket`]
+/// reached through `Deref` (the `*_timeout` forms, `peer_addr`, `socket`).
 ///
 /// # Examples
 ///
@@ -426,6 +491,86 @@ impl UdpSocket {
     /// Dropped before that poll, it has bound nothing.
     pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
         net::UdpSocket::bind(addr).await.map(UdpSocket)
+    }
+
+    /// Sets the default peer for `send` and `receive` (and filters what arrives to it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] from the OS, [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// The connect completes in its first poll; dropped before it, it has set nothing.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
+        self.0.connect(addr).await
+    }
+
+    /// Sends `buf` as one datagram to the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`EMSGSIZE`, `EDESTADDRREQ` if not connected, …),
+    /// [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future after its first poll does not stop the datagram.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
+        self.0.send(buf).await
+    }
+
+    /// Receives one datagram from the connected peer; one longer than `buf` is
+    /// truncated, and the count is its full length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`ECONNREFUSED`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is taken only in the poll that returns it.
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, Tokio> {
+        self.0.receive(buf)
+    }
+
+    /// Sends `buf` as one datagram to `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] (`EMSGSIZE`, `EAFNOSUPPORT`, …), [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future after its first poll does not stop the datagram.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, to: SocketAddr) -> Result<usize, Error> {
+        self.0.send_to(buf, to).await
+    }
+
+    /// Receives one datagram and its sender; one longer than `buf` is truncated, and
+    /// the count is its full length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`], [`Error::Disposed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is taken only in the poll that returns it.
+    pub fn receive_from<B: IoBufMut>(
+        &self,
+        buf: B,
+    ) -> ReadinessFuture<ReceiveFromAttempt<B>, Tokio> {
+        self.0.receive_from(buf)
+    }
+
+    /// The local address (the port the OS picked for port 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.0.local_addr()
     }
 
     /// Hands back the core socket.

@@ -617,3 +617,25 @@ async fn a_vectored_write_of_many_buffers_writes_part_of_them() {
     })
     .await;
 }
+
+/// API.md's methods are the adapter types' own (not only reached through `Deref`), so
+/// they can be named by path.
+#[test]
+fn the_contracts_methods_are_the_types_own() {
+    let _: fn(&TcpStream, bool) -> Result<(), Error> = TcpStream::set_nodelay;
+    let _: fn(&TcpStream) -> Result<SocketAddr, Error> = TcpStream::local_addr;
+    let _: fn(&TcpStream) -> Result<SocketAddr, Error> = TcpStream::peer_addr;
+    let _: fn(&TcpListener) -> Result<SocketAddr, Error> = TcpListener::local_addr;
+    let _: fn(&UdpSocket) -> Result<SocketAddr, Error> = UdpSocket::local_addr;
+    #[allow(dead_code)]
+    async fn by_path(s: &TcpStream, u: &UdpSocket, to: SocketAddr) -> Result<(), Error> {
+        let _: usize = TcpStream::send(s, vec![1u8]).await?;
+        let _: (usize, Vec<u8>) = TcpStream::receive(s, Vec::new()).await?;
+        UdpSocket::connect(u, to).await?;
+        let _: usize = UdpSocket::send(u, vec![1u8]).await?;
+        let _: (usize, Vec<u8>) = UdpSocket::receive(u, Vec::new()).await?;
+        let _: usize = UdpSocket::send_to(u, vec![1u8], to).await?;
+        let _: (usize, Vec<u8>, SocketAddr) = UdpSocket::receive_from(u, Vec::new()).await?;
+        Ok(())
+    }
+}
