@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asyncresult_smol::{Error, SocketFlags, TcpListener, TcpStream, UdpSocket};
+use asyncresult_smol::{Error, TcpListener, TcpStream, UdpSocket};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 fn loopback() -> SocketAddr {
@@ -324,34 +324,6 @@ fn dropping_the_stream_closes_it_behind_queued_sends() {
         server.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), data.len());
         assert!(got == data, "bytes arrived whole and in order");
-    });
-}
-
-/// A receive future waiting first, then a `begin_receive` on the same socket: the
-/// future was begun first, so it gets the first bytes (order, §2).
-#[test]
-fn a_waiting_receive_keeps_its_place_ahead_of_a_later_begin_receive() {
-    bounded(async {
-        let (client, mut server) = pair().await;
-        let socket = client.socket().clone();
-        let mut first = Box::pin(client.receive(Vec::with_capacity(64)));
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(first.as_mut(), cx))
-        })
-        .await;
-        assert!(polled.is_pending(), "nothing sent yet");
-        let second = socket
-            .begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)
-            .unwrap();
-        server.write_all(b"A").await.unwrap();
-        let (n, buf) = first.await.unwrap();
-        assert_eq!(&buf[..n], b"A");
-        assert!(!second.is_completed(), "the later receive went first");
-        server.write_all(b"B").await.unwrap();
-        let (n, buf) = smol::unblock(move || socket.end_receive(&second))
-            .await
-            .unwrap();
-        assert_eq!(&buf[..n], b"B");
     });
 }
 

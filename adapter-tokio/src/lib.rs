@@ -19,8 +19,10 @@
 //!
 //! Receives, accepts, `AsyncRead` and `AsyncWrite` wait for readiness and then try
 //! again, so that a dropped future loses nothing (`send` is a queued operation of the
-//! core). A waiting future keeps its place in the socket's order all the same: a
-//! `begin_*` on the same socket and direction begun after it runs after it.
+//! core). They never go ahead of an operation begun before them, but a `begin_*` on
+//! the same socket and direction begun while such a future waits may go first (it may
+//! take the bytes the future was woken for): mix the two styles on one direction at a
+//! time only where that order does not matter.
 //!
 //! How it is fast: the engine's poller descriptor is registered once with each
 //! runtime's reactor, and a driver task drains it on the runtime's threads, so a

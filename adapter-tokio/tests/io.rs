@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asyncresult_tokio::{Error, Socket, SocketFlags, TcpListener, TcpStream, UdpSocket};
+use asyncresult_tokio::{Error, Socket, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn loopback() -> SocketAddr {
@@ -193,108 +193,6 @@ async fn dropping_the_stream_closes_it_behind_queued_sends() {
         server.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), data.len());
         assert!(got == data, "bytes arrived whole and in order");
-    })
-    .await;
-}
-
-/// A receive future waiting first, then a `begin_receive` on the same socket: the
-/// future was begun first, so it gets the first bytes (order, §2), even though the
-/// `begin_receive` is queued and could take them the moment they arrive.
-#[tokio::test(flavor = "current_thread")]
-async fn a_waiting_receive_keeps_its_place_ahead_of_a_later_begin_receive() {
-    bounded(async {
-        let (client, mut server) = pair().await;
-        let socket = client.socket().clone();
-        let mut first = Box::pin(client.receive(Vec::with_capacity(64)));
-        assert!(
-            futures_poll_once(first.as_mut()).await.is_none(),
-            "nothing sent yet"
-        );
-        let second = socket
-            .begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)
-            .unwrap();
-        server.write_all(b"A").await.unwrap();
-        let (n, buf) = tokio::time::timeout(Duration::from_secs(5), first)
-            .await
-            .expect("the receive begun first got nothing")
-            .unwrap();
-        assert_eq!(&buf[..n], b"A");
-        assert!(!second.is_completed(), "the later receive went first");
-        server.write_all(b"B").await.unwrap();
-        let (n, buf) = tokio::task::spawn_blocking(move || socket.end_receive(&second))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..n], b"B");
-    })
-    .await;
-}
-
-/// The same with `AsyncRead`, whose read waits for readiness the same way.
-#[tokio::test(flavor = "current_thread")]
-async fn a_waiting_read_keeps_its_place_ahead_of_a_later_begin_receive() {
-    bounded(async {
-        let (mut client, mut server) = pair().await;
-        let socket = client.socket().clone();
-        let mut got = [0u8; 8];
-        let mut read = Box::pin(client.read(&mut got));
-        assert!(
-            futures_poll_once(read.as_mut()).await.is_none(),
-            "nothing sent yet"
-        );
-        let second = socket
-            .begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)
-            .unwrap();
-        server.write_all(b"A").await.unwrap();
-        let n = tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .expect("the read begun first got nothing")
-            .unwrap();
-        assert_eq!(&got[..n], b"A");
-        server.write_all(b"B").await.unwrap();
-        let (n, buf) = tokio::task::spawn_blocking(move || socket.end_receive(&second))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..n], b"B");
-    })
-    .await;
-}
-
-/// A receive future dropped after it was woken, before it tried again: its place goes,
-/// and the receive queued behind it gets the bytes (nothing is held up or lost).
-#[tokio::test(flavor = "current_thread")]
-async fn a_woken_receive_dropped_before_its_try_gives_its_place_up() {
-    /// A waker that tells the test it was woken.
-    struct Woken(tokio::sync::Notify);
-    impl std::task::Wake for Woken {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.notify_one();
-        }
-    }
-    bounded(async {
-        let (client, mut server) = pair().await;
-        let socket = client.socket().clone();
-        let mut first = Box::pin(client.receive(Vec::with_capacity(64)));
-        let woken = std::sync::Arc::new(Woken(tokio::sync::Notify::new()));
-        let waker = std::task::Waker::from(std::sync::Arc::clone(&woken));
-        let mut cx = std::task::Context::from_waker(&waker);
-        assert!(
-            std::future::Future::poll(first.as_mut(), &mut cx).is_pending(),
-            "nothing sent yet"
-        );
-        let second = socket
-            .begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)
-            .unwrap();
-        server.write_all(b"A").await.unwrap();
-        // Woken: the first receive now holds the head of the queue for its next try.
-        woken.0.notified().await;
-        drop(first);
-        let (n, buf) = tokio::task::spawn_blocking(move || socket.end_receive(&second))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..n], b"A");
     })
     .await;
 }

@@ -34,7 +34,7 @@ use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::ops::try_io::TryIo;
-use crate::queue::{self, Started};
+use crate::queue::Started;
 use crate::socket::Socket;
 
 /// What a runtime adapter plugs into these futures.
@@ -240,7 +240,6 @@ pub fn poll_try<R: Runtime, T>(
         // be free: tokio's looks the runtime up), not on every poll of it.
         let mut began = false;
         loop {
-            let mut retry = false;
             if let Some(ready) = waiting.as_ref() {
                 if poll_completed_quietly(ready, cx).is_pending() {
                     if began {
@@ -249,16 +248,14 @@ pub fn poll_try<R: Runtime, T>(
                     return Poll::Pending;
                 }
                 // Readiness reached, or the wait was cancelled or disposed: the next try
-                // reports a closed socket itself. Reached, the wait holds its place at
-                // the head of the queue for this try (see `queue::as_future_try`).
+                // reports a closed socket itself.
                 let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
                 *waiting = None;
                 if cancelled {
                     return Poll::Ready(Err(Error::Aborted));
                 }
-                retry = true;
             }
-            match queue::as_future_try(retry, &mut attempt) {
+            match attempt() {
                 Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
                 Ok(TryIo::WouldBlock(ready)) => {
                     *waiting = Some(ready);

@@ -143,11 +143,6 @@ pub(crate) trait QueuedOp<C>: Send + Sync {
     fn notify(self: Arc<Self>, sink: &dyn TaskSink);
     /// The address of the operation, to find it in a queue.
     fn addr(&self) -> *const ();
-    /// Whether it has completed.
-    fn is_done(&self) -> bool;
-    /// Whether, once done, it keeps its place at the head of its queue until its
-    /// waiter tries again (a future's readiness operation; see `queue`).
-    fn holds_place(&self) -> bool;
 }
 
 /// Work for a callback thread: run an operation's callback.
@@ -182,9 +177,6 @@ pub(crate) struct OpHeader {
     done: Event,
     /// Set, for good, by the first thread that listens on `done`.
     listening: AtomicBool,
-    /// A future's readiness operation: once done it keeps its place at the head of its
-    /// queue until the future tries again (see `queue`). Written under the queue's lock.
-    holds_place: AtomicBool,
 }
 
 impl OpHeader {
@@ -210,19 +202,7 @@ impl OpHeader {
             waker: AtomicWaker::new(),
             done: Event::new(),
             listening: AtomicBool::new(false),
-            holds_place: AtomicBool::new(false),
         }
-    }
-
-    /// Whether, once done, the operation keeps its place in its queue (see
-    /// [`OpHeader::holds_place`]'s field).
-    pub(crate) fn holds_place(&self) -> bool {
-        self.holds_place.load(Ordering::Relaxed)
-    }
-
-    /// Sets whether, once done, the operation keeps its place in its queue.
-    pub(crate) fn set_holds_place(&self, on: bool) {
-        self.holds_place.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn kind(&self) -> OpKind {
@@ -480,14 +460,6 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
     fn addr(&self) -> *const () {
         self.address()
     }
-
-    fn is_done(&self) -> bool {
-        self.header.is_completed()
-    }
-
-    fn holds_place(&self) -> bool {
-        self.header.holds_place()
-    }
 }
 
 impl<W: Produces> Task for Op<W> {
@@ -522,13 +494,6 @@ impl<W: Produces> Completion<W::Output> for Op<W> {
 
     fn cancel(&self) -> bool {
         if self.header.is_completed() {
-            if self.header.holds_place() {
-                // A future's readiness that it will not try on: give its place up, so
-                // the operations behind it go on (the result itself stays as it is).
-                if let Some(socket) = self.header.socket.upgrade() {
-                    socket.cancel(self.header.kind, self.address());
-                }
-            }
             return false;
         }
         match self.header.socket.upgrade() {

@@ -61,14 +61,13 @@
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
 use crate::fifo::InlineFifo;
-use crate::op::{Attempt, Completion, Op, OpContext, OpKind, Produces, QueuedOp, Work};
+use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
 use crate::ops::try_io::{ReadyWork, TryIo};
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
@@ -133,31 +132,6 @@ enum Begun<W: Produces> {
 pub(crate) struct Stopped {
     /// Pending operations completed with `Disposed`.
     pub(crate) aborted: usize,
-}
-
-thread_local! {
-    /// What kind of try the current thread's `try_now` is (see [`as_future_try`]).
-    static FUTURE_TRY: Cell<u8> = const { Cell::new(0) };
-}
-
-/// [`FUTURE_TRY`]: a future's try, whose readiness operation holds its place once done.
-const FUTURE: u8 = 1;
-/// [`FUTURE_TRY`]: the future's next try after its readiness operation completed.
-const RETRY: u8 = 2;
-
-/// Runs `attempt` as a future's try (`retry`: the one right after its readiness
-/// operation completed). The readiness operation a future's try leaves in the queue
-/// keeps its place once done: the queue does not run the operations behind it until
-/// the future's next try (or until the wait is cancelled, which dropping the future
-/// does), so an operation begun while the future waited cannot take the data the
-/// future was woken for (order, §2). A plain `try_*` call's readiness operation gives
-/// its place up when done, since nothing obliges its caller to try again.
-pub(crate) fn as_future_try<T>(retry: bool, attempt: impl FnOnce() -> T) -> T {
-    let mode = if retry { FUTURE | RETRY } else { FUTURE };
-    let before = FUTURE_TRY.replace(mode);
-    let out = attempt();
-    FUTURE_TRY.set(before);
-    out
 }
 
 struct Inner<C> {
@@ -329,24 +303,7 @@ impl<C: OpContext> OpQueue<C> {
         drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        let mode = FUTURE_TRY.get();
-        let own_place = mode & RETRY != 0
-            && inner
-                .ops
-                .front()
-                .is_some_and(|head| head.holds_place() && head.is_done());
-        if own_place {
-            // The future's own readiness, kept at the head for this try: take the place.
-            // What was begun behind it is served before the lock goes (as for a missed
-            // edge), after this try.
-            inner.ops.pop_front();
-            if !inner.ops.is_empty() {
-                self.state.fetch_or(MISSED, Ordering::AcqRel);
-            }
-            if let Some(value) = now(socket)? {
-                return Ok(TryIo::Done(value));
-            }
-        } else if inner.ops.is_empty() && !drained {
+        if inner.ops.is_empty() && !drained {
             if let Some(value) = now(socket)? {
                 return Ok(TryIo::Done(value));
             }
@@ -364,7 +321,6 @@ impl<C: OpContext> OpQueue<C> {
             Some(spare) if reusable => spare,
             _ => Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None)),
         };
-        op.header().set_holds_place(mode & FUTURE != 0);
         inner.spare_ready = Some(Arc::clone(&op));
         inner.ops.push_back(op.clone());
         Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
@@ -492,7 +448,6 @@ impl<C: OpContext> OpQueue<C> {
     /// other operation of this direction can run in between.
     pub(crate) fn cancel(
         &self,
-        socket: &C,
         addr: *const (),
         completed: &mut Completed<C>,
         on_torn: impl FnOnce(),
@@ -508,12 +463,6 @@ impl<C: OpContext> OpQueue<C> {
         let Some(op) = inner.ops.remove(pos) else {
             return false;
         };
-        if op.is_done() {
-            // A future's readiness that gives its place up (see `as_future_try`): what
-            // waited behind it goes on.
-            self.serve_held(&mut inner, socket, completed);
-            return false;
-        }
         if op.has_progress() {
             on_torn();
         }
@@ -529,16 +478,7 @@ impl<C: OpContext> OpQueue<C> {
 /// `completed` for notification after the lock is released).
 fn serve<C>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
     while let Some(head) = inner.ops.front() {
-        if head.is_done() {
-            // A future's readiness, holding its place until the future tries again.
-            break;
-        }
         if !head.attempt(socket) {
-            break;
-        }
-        if head.holds_place() {
-            // Readiness reached for a future: woken, it keeps the head until its try.
-            completed.push(Arc::clone(head));
             break;
         }
         if let Some(op) = inner.ops.pop_front() {
@@ -614,7 +554,7 @@ mod model {
         }
         fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
             let mut completed = Completed::new();
-            let cancelled = self.queue.cancel(self, addr, &mut completed, || {});
+            let cancelled = self.queue.cancel(addr, &mut completed, || {});
             for op in completed {
                 op.notify(&self.sink);
             }
@@ -754,35 +694,6 @@ mod model {
                 Attempt::WouldBlock
             }
         }
-    }
-
-    /// A future's readiness wait, once reached, holds its place: a receive begun
-    /// behind it while the data arrives does not take the unit the future was woken
-    /// for; the future's next try does, and the receive gets the next unit.
-    #[test]
-    fn a_reached_wait_keeps_its_place_for_the_futures_try() {
-        loom::model(|| {
-            let m = Model::new();
-            let TryIo::WouldBlock(ready) = as_future_try(false, || m.try_receive()) else {
-                panic!("nothing has arrived yet");
-            };
-            let behind = racing_a_delivery(&m, Model::receive);
-            assert!(
-                ready.is_completed(),
-                "the unit arrived but the wait was not reached"
-            );
-            assert!(
-                !behind.is_completed(),
-                "the receive begun later took the unit"
-            );
-            assert!(
-                matches!(as_future_try(true, || m.try_receive()), TryIo::Done(())),
-                "the future's try found nothing"
-            );
-            assert!(!behind.is_completed());
-            m.deliver();
-            assert!(behind.is_completed(), "the next unit went to nobody");
-        });
     }
 
     /// An edge racing with `begin`: data that arrives is never left unclaimed by a

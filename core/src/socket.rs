@@ -270,19 +270,19 @@ impl SocketCore {
             OpKind::Connect => Shutdown::Both,
             _ => Shutdown::Write,
         };
-        let cancelled = queue.cancel(self, addr, &mut completed, || {
+        let cancelled = queue.cancel(addr, &mut completed, || {
             let _ = self.fd.shutdown(how);
         });
-        if cancelled {
-            // Let the next operations see the new state now (after a torn send they
-            // fail with EPIPE) rather than at the next readiness edge.
-            queue.process(self, &mut completed);
+        if !cancelled {
+            return false;
         }
-        // (A place given up also lets operations complete.)
+        // Let the next operations see the new state now (after a torn send they fail
+        // with EPIPE) rather than at the next readiness edge.
+        queue.process(self, &mut completed);
         for op in completed {
             op.notify(&*self.engine);
         }
-        cancelled
+        true
     }
 
     /// Disposes the socket (idempotent): stops both queues, completing every pending

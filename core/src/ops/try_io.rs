@@ -10,13 +10,12 @@
 //! `Aborted` if cancelled). A future built on these loses nothing when dropped: data
 //! is only taken when it is handed straight back.
 //!
-//! A plain `try_*` call's readiness operation gives its place up when it completes:
-//! the queue goes on to the operations behind it, since nothing obliges the caller to
-//! try again. A future's try ([`poll_try`](crate::future::poll_try)) keeps it: once
-//! reached, the readiness operation stays at the head of the queue until the future
-//! tries again, or until its wait is cancelled (dropping the future does that), so an
-//! operation begun while the future waited cannot take the data the future was woken
-//! for.
+//! The readiness operation holds a place in the queue only until it completes. The
+//! queue then goes on to the operations behind it, so an operation begun while a try
+//! waited (a `begin_receive` behind a pending `AsyncRead`, say) may take the data the
+//! try was woken for, before the try runs again. Holding the place until the retry
+//! would need every caller of a `try_*` to retry or cancel the readiness it was given;
+//! the tries keep the simpler contract.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
