@@ -189,6 +189,7 @@ impl TcpStream {
     /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let (read, write) = self.0.into_halves();
+        let write = write.shut_down_when_dropped();
         (OwnedReadHalf { read }, OwnedWriteHalf { write })
     }
 }
@@ -318,12 +319,6 @@ impl OwnedWriteHalf {
     /// The core socket.
     pub fn socket(&self) -> &Socket {
         self.write.socket()
-    }
-}
-
-impl Drop for OwnedWriteHalf {
-    fn drop(&mut self) {
-        self.write.shutdown_behind_sends();
     }
 }
 

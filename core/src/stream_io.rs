@@ -46,6 +46,8 @@ pub struct ReadHalf<R> {
 pub struct WriteHalf<R> {
     socket: Socket,
     waiting: Wait,
+    /// Dropping the half also shuts the write side down (behind the queued sends).
+    shut_down_on_drop: bool,
     _runtime: PhantomData<fn() -> R>,
 }
 
@@ -141,8 +143,17 @@ impl<R: Runtime> WriteHalf<R> {
         WriteHalf {
             socket,
             waiting: Wait::default(),
+            shut_down_on_drop: false,
             _runtime: PhantomData,
         }
+    }
+
+    /// The same half, which when dropped also shuts the write side down behind the
+    /// sends still queued (see [`shutdown_behind_sends`](Self::shutdown_behind_sends)):
+    /// what dropping a split-off write half does, as tokio's own halves do.
+    pub fn shut_down_when_dropped(mut self) -> Self {
+        self.shut_down_on_drop = true;
+        self
     }
 
     /// The socket.
@@ -208,8 +219,9 @@ impl<R: Runtime> WriteHalf<R> {
 
     /// Shuts the write side down behind every send still queued, without waiting:
     /// their bytes go out whole first (a dropped `send` future's too), then the peer
-    /// reads end of stream. What dropping a write half does, as tokio's own halves do.
-    /// A closed socket's write side is down already.
+    /// reads end of stream. What dropping a half made with
+    /// [`shut_down_when_dropped`](Self::shut_down_when_dropped) does, as tokio's own
+    /// halves do. A closed socket's write side is down already.
     pub fn shutdown_behind_sends(&self) {
         behind_sends(&self.socket, |socket| {
             let _ = socket.shutdown(Shutdown::Write);
@@ -227,10 +239,17 @@ impl<R: Runtime> WriteHalf<R> {
 /// dropped `send` future's): their bytes go out whole, and only then does the half's
 /// handle go, so a stream dropped right after a send is closed gracefully, the peer
 /// reading every byte and then end of stream, as with a tokio or std stream whose
-/// bytes sit in the kernel. [`close`](Socket::close) still aborts them.
+/// bytes sit in the kernel. A half made with
+/// [`shut_down_when_dropped`](WriteHalf::shut_down_when_dropped) then also shuts the
+/// write side down. [`close`](Socket::close) still aborts them.
 impl<R> Drop for WriteHalf<R> {
     fn drop(&mut self) {
-        behind_sends(&self.socket, |_| {});
+        let shut_down = self.shut_down_on_drop;
+        behind_sends(&self.socket, move |socket| {
+            if shut_down {
+                let _ = socket.shutdown(Shutdown::Write);
+            }
+        });
     }
 }
 
