@@ -12,9 +12,9 @@ use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 
 /// Accepts one pending connection and registers it with the listener's engine;
-/// `None` if none is pending.
+/// `None` if none is pending. For a socket that [`check_listener`] accepted (every
+/// accept begins with it, and a socket's role does not change).
 pub(crate) fn accept_one(socket: &SocketCore) -> Result<Option<(Socket, SocketAddr)>, Error> {
-    socket.check_ip_addresses()?;
     loop {
         match nonblocking(|| socket.fd().accept()) {
             Ok(Some((accepted, addr))) => {

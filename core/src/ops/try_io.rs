@@ -201,7 +201,8 @@ impl Socket {
     /// # Errors
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] for a socket that is not
-    /// listening (`EINVAL`, or `EOPNOTSUPP` on UDP) and for the OS errors of `accept(2)`
+    /// listening (`EINVAL`, or `EOPNOTSUPP` on UDP), whose addresses are not IP ones
+    /// (`EAFNOSUPPORT`, a Unix listener), and for the OS errors of `accept(2)`
     /// (`EMFILE`, …).
     pub fn try_accept(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
         check_listener(self.core())?;
