@@ -186,34 +186,23 @@ fn accept_on_a_socket_that_is_not_listening_fails_at_begin() {
 #[test]
 fn address_reporting_operations_refuse_non_ip_sockets_before_taking_anything() {
     bounded(secs(10), || {
-        // A Unix datagram socket: `receive_from` could not report the sender as a
-        // `SocketAddr`, so it fails without consuming the datagram.
-        let (ours, theirs) = socket2::Socket::pair(Domain::UNIX, Type::DGRAM, None).unwrap();
-        let s = Socket::try_from(ours).unwrap();
-        theirs.send(b"first").unwrap();
-        let ar = s
-            .begin_receive_from(Vec::with_capacity(16), SocketFlags::NONE, None, None)
-            .unwrap();
-        assert_eq!(errno(s.end_receive_from(&ar)), Some(libc::EAFNOSUPPORT));
-        let ar = s
-            .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
-            .unwrap();
-        let (n, buf) = s.end_receive(&ar).unwrap();
-        assert_eq!(&buf[..n], b"first");
-
-        // A Unix stream: the same, and its bytes stay for `receive`.
-        let (ours, theirs) = socket2::Socket::pair(Domain::UNIX, Type::STREAM, None).unwrap();
-        let s = Socket::try_from(ours).unwrap();
-        theirs.send(b"bytes").unwrap();
-        let ar = s
-            .begin_receive_from(Vec::with_capacity(16), SocketFlags::NONE, None, None)
-            .unwrap();
-        assert_eq!(errno(s.end_receive_from(&ar)), Some(libc::EAFNOSUPPORT));
-        let ar = s
-            .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
-            .unwrap();
-        let (n, buf) = s.end_receive(&ar).unwrap();
-        assert_eq!(&buf[..n], b"bytes");
+        // A Unix datagram socket and a Unix stream: `receive_from` could not report
+        // the sender as a `SocketAddr`, so it fails without consuming anything, and
+        // what was sent stays for `receive`.
+        for (ty, sent) in [(Type::DGRAM, &b"first"[..]), (Type::STREAM, &b"bytes"[..])] {
+            let (ours, theirs) = socket2::Socket::pair(Domain::UNIX, ty, None).unwrap();
+            let s = Socket::try_from(ours).unwrap();
+            theirs.send(sent).unwrap();
+            let ar = s
+                .begin_receive_from(Vec::with_capacity(16), SocketFlags::NONE, None, None)
+                .unwrap();
+            assert_eq!(errno(s.end_receive_from(&ar)), Some(libc::EAFNOSUPPORT));
+            let ar = s
+                .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
+                .unwrap();
+            let (n, buf) = s.end_receive(&ar).unwrap();
+            assert_eq!(&buf[..n], sent);
+        }
 
         // A Unix listener: accepting could not report the peer, so it is refused at
         // begin, and the pending connection stays in the kernel's queue.
