@@ -21,10 +21,12 @@
 //!
 //! Receives, accepts, `AsyncRead` and `AsyncWrite` wait for readiness and then try
 //! again, so that a dropped future loses nothing (`send` is a queued operation of the
-//! core). They never go ahead of an operation begun before them, but a `begin_*` on
-//! the same socket and direction begun while such a future waits may go first (it may
-//! take the bytes the future was woken for): mix the two styles on one direction at a
-//! time only where that order does not matter.
+//! core). A receive, `receive_from` or accept future still has its place in the
+//! socket's order from its first poll: a `begin_*` on the same socket and direction
+//! begun after that runs after it, and dropping the future gives the place up.
+//! `AsyncRead` and `AsyncWrite` keep no place (a stream's reads outlive the futures
+//! that poll them): a `begin_*` begun while they wait may go first, so mix those with
+//! `begin_*` on one direction only where that order does not matter.
 //!
 //! # Which adapter?
 //!

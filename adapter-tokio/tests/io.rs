@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asyncresult_tokio::{Error, Socket, TcpListener, TcpStream, UdpSocket};
+use asyncresult_tokio::{Error, Socket, SocketFlags, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn loopback() -> SocketAddr {
@@ -536,4 +536,174 @@ fn the_contracts_methods_are_the_types_own() {
         let _: (usize, Vec<u8>, SocketAddr) = UdpSocket::receive_from(u, Vec::new()).await?;
         Ok(())
     }
+}
+
+/// One receive operation of [`receive_in_start_order`]'s mix: a future (polled once,
+/// so started) or a `begin_receive`.
+enum Started<F> {
+    Future(std::pin::Pin<Box<F>>),
+    Begun(asyncresult_tokio::AsyncResult<(usize, Vec<u8>)>),
+}
+
+/// Starts `count` one-byte (or one-datagram) receives on `socket` in a pseudo-random
+/// mix of receive futures (`future`) and `begin_receive`s, then has `send` deliver
+/// units `0..count`, one at a time, and checks that the `i`-th receive started got unit
+/// `i` (order, §2).
+async fn receive_in_start_order<F, S>(
+    socket: &Socket,
+    count: u8,
+    mut future: impl FnMut() -> F,
+    send: impl FnOnce() -> S,
+) where
+    F: std::future::Future<Output = Result<(usize, Vec<u8>), Error>>,
+    S: std::future::Future<Output = ()>,
+{
+    let mut seed = 0x9E37_79B9_u32;
+    let mut started = Vec::new();
+    let mut futures = 0;
+    for _ in 0..count {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        if seed >> 31 == 1 {
+            let mut f = Box::pin(future());
+            assert!(poll_once(&mut f).await.is_pending(), "nothing sent yet");
+            started.push(Started::Future(f));
+            futures += 1;
+        } else {
+            let ar = socket
+                .begin_receive(Vec::with_capacity(1), SocketFlags::NONE, None, None)
+                .unwrap();
+            started.push(Started::Begun(ar));
+        }
+    }
+    assert!(futures > 0 && futures < count, "a mix of both styles");
+    send().await;
+    let results = futures::future::join_all(started.into_iter().map(|op| async move {
+        match op {
+            Started::Future(f) => f.await,
+            Started::Begun(ar) => {
+                std::future::poll_fn(|cx| ar.poll_completed(cx)).await;
+                socket.end_receive(&ar)
+            }
+        }
+    }))
+    .await;
+    for (i, result) in results.into_iter().enumerate() {
+        let (n, buf) = result.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            usize::from(buf[0]),
+            i,
+            "the receive started {i}th got unit {}",
+            buf[0]
+        );
+    }
+}
+
+/// Receive futures and `begin_receive`s mixed on one stream take the bytes in the
+/// order they were started (a future at its first poll), whichever style each is.
+#[tokio::test(flavor = "current_thread")]
+async fn mixed_stream_receives_take_bytes_in_start_order() {
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let socket = client.socket().clone();
+        receive_in_start_order(
+            &socket,
+            64,
+            || client.receive(Vec::with_capacity(1)),
+            || async move {
+                for unit in 0..64u8 {
+                    server.write_all(&[unit]).await.unwrap();
+                }
+            },
+        )
+        .await;
+    })
+    .await;
+}
+
+/// The same for datagrams, on the multi-thread runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_datagram_receives_take_datagrams_in_start_order() {
+    bounded(async {
+        let receiver = UdpSocket::bind(loopback()).await.unwrap();
+        let sender = UdpSocket::bind(loopback()).await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        let socket = receiver.socket().clone();
+        receive_in_start_order(
+            &socket,
+            64,
+            || receiver.receive(Vec::with_capacity(1)),
+            || async move {
+                for unit in 0..64u8 {
+                    sender.send_to(vec![unit], to).await.unwrap();
+                }
+            },
+        )
+        .await;
+    })
+    .await;
+}
+
+/// A receive future dropped after it was woken, before it tried again: its place goes,
+/// and the receive queued behind it gets the bytes (nothing is held up or lost).
+#[tokio::test(flavor = "current_thread")]
+async fn a_woken_receive_dropped_before_its_try_gives_its_place_up() {
+    /// A waker that tells the test it was woken.
+    struct Woken(tokio::sync::Notify);
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.notify_one();
+        }
+    }
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let socket = client.socket().clone();
+        let mut first = Box::pin(client.receive(Vec::with_capacity(64)));
+        let woken = std::sync::Arc::new(Woken(tokio::sync::Notify::new()));
+        let waker = std::task::Waker::from(std::sync::Arc::clone(&woken));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(
+            std::future::Future::poll(first.as_mut(), &mut cx).is_pending(),
+            "nothing sent yet"
+        );
+        let second = socket
+            .begin_receive(Vec::with_capacity(64), SocketFlags::NONE, None, None)
+            .unwrap();
+        server.write_all(b"A").await.unwrap();
+        // Woken: the first receive now holds the head of the queue for its next try.
+        woken.0.notified().await;
+        assert!(!second.is_completed(), "the later receive went first");
+        drop(first);
+        std::future::poll_fn(|cx| second.poll_completed(cx)).await;
+        let (n, buf) = socket.end_receive(&second).unwrap();
+        assert_eq!(&buf[..n], b"A");
+    })
+    .await;
+}
+
+/// An accept future, once polled, keeps its place too: the first connection is its,
+/// the next one the `begin_accept`'s begun after it.
+#[tokio::test(flavor = "current_thread")]
+async fn an_accept_future_keeps_its_place_ahead_of_a_later_begin_accept() {
+    bounded(async {
+        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let socket = listener.socket().clone();
+        let mut first = Box::pin(listener.accept());
+        assert!(poll_once(&mut first).await.is_pending(), "no client yet");
+        let second = socket.begin_accept(None, None).unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, from) = first.await.unwrap();
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(accepted.peer_addr().unwrap(), a.local_addr().unwrap());
+        assert!(!second.is_completed(), "the later accept went first");
+        let b = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        std::future::poll_fn(|cx| second.poll_completed(cx)).await;
+        let accepted = socket.end_accept(&second).unwrap();
+        assert_eq!(accepted.peer_addr().unwrap(), b.local_addr().unwrap());
+    })
+    .await;
 }

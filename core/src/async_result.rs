@@ -79,6 +79,11 @@ impl<T> AsyncResult<T> {
         self.op.header()
     }
 
+    /// The operation's address, as its queue knows it (`QueuedOp::addr`).
+    pub(crate) fn op_addr(&self) -> *const () {
+        Arc::as_ptr(&self.op).cast()
+    }
+
     /// Whether the operation has completed, successfully or not (`IsCompleted`).
     pub fn is_completed(&self) -> bool {
         self.header().is_completed()

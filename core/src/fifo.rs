@@ -58,6 +58,12 @@ impl<T> InlineFifo<T> {
         }
     }
 
+    /// Puts `value` in the oldest element's place, returning that one (or, if the
+    /// queue is empty, makes `value` its only element).
+    pub(crate) fn replace_front(&mut self, value: T) -> Option<T> {
+        self.head.replace(value)
+    }
+
     /// Removes and returns the oldest element.
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let head = self.head.take();

@@ -8,7 +8,8 @@
 //!   later send. Used for sends and connects.
 //! - [`ReadinessFuture`] loops over a `try_*` attempt ([`TryAttempt`]) and waits on
 //!   readiness between tries. It takes data only when it returns it, so dropping it
-//!   loses nothing: **cancel safe**. Used for receives and accepts.
+//!   loses nothing: **cancel safe**. It keeps its place in the socket's order from its
+//!   first poll. Used for receives and accepts.
 //!
 //! Both implement [`Cancel`], which [`Timeout`] uses to bound them with any runtime's
 //! timer: at expiry the pending core operation is cancelled (as
@@ -33,7 +34,8 @@ use crate::buf::{take_filled, IoBuf, IoBufMut};
 use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
-use crate::ops::try_io::TryIo;
+pub use crate::ops::try_io::Turn;
+use crate::ops::try_io::{TryIo, TurnKind};
 use crate::queue::Started;
 use crate::socket::Socket;
 
@@ -220,26 +222,50 @@ impl<T, R> Unpin for OperationFuture<T, R> {}
 pub trait TryAttempt {
     /// What the future resolves to on success.
     type Output;
-    /// Tries once, without blocking.
+    /// Tries once, without blocking, in `turn` (where the future stands in its
+    /// socket's queue: pass it on to the `try_*`).
     ///
     /// # Errors
     ///
     /// Whatever the underlying `try_*` reports; the future resolves to it.
-    fn try_once(&mut self) -> Result<TryIo<Self::Output>, Error>;
+    fn try_once(&mut self, turn: Turn<'_>) -> Result<TryIo<Self::Output>, Error>;
 }
 
 /// Drives `attempt` with readiness waits in between, holding the wait in `waiting`
-/// (so that a caller that polls again after dropping a future reuses it).
+/// (so that a caller that polls again after dropping a future reuses it). The
+/// readiness operations of these tries give their place up once they complete (see
+/// [`TryIo`]): nothing obliges the caller to poll again.
 pub fn poll_try<R: Runtime, T>(
     waiting: &mut Option<AsyncResult<()>>,
     cx: &mut Context<'_>,
     mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
+    poll_tries::<R, T>(waiting, cx, false, |_| attempt())
+}
+
+/// [`poll_try`] for a future that tries in its own turn (`keeps_place`, see
+/// [`Turn`]), or not. A future's turn: its readiness wait, once reached, keeps its
+/// place at the head of the queue until the retry here; if the future goes away
+/// instead, dropping its [`ReadyWait`] gives the place up.
+fn poll_tries<R: Runtime, T>(
+    waiting: &mut Option<AsyncResult<()>>,
+    cx: &mut Context<'_>,
+    keeps_place: bool,
+    mut attempt: impl FnMut(Turn<'_>) -> Result<TryIo<T>, Error>,
+) -> Poll<Result<T, Error>> {
+    let first = if keeps_place {
+        Turn(TurnKind::Future)
+    } else {
+        Turn::ONCE
+    };
     with_budget::<R, _>(cx, |cx| {
         // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
         // be free: tokio's looks the runtime up), not on every poll of it.
         let mut began = false;
         loop {
+            // The reached wait is held for the try, in a guard that gives its place up
+            // should the try unwind (a panicking buffer).
+            let mut reached = ReadyWait(None);
             if let Some(ready) = waiting.as_ref() {
                 if poll_completed_quietly(ready, cx).is_pending() {
                     if began {
@@ -250,12 +276,20 @@ pub fn poll_try<R: Runtime, T>(
                 // Readiness reached, or the wait was cancelled or disposed: the next try
                 // reports a closed socket itself.
                 let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
-                *waiting = None;
+                reached.0 = waiting.take();
                 if cancelled {
+                    reached.0 = None;
                     return Poll::Ready(Err(Error::Aborted));
                 }
             }
-            match attempt() {
+            let turn = match &reached.0 {
+                Some(ready) if keeps_place => Turn(TurnKind::Reached(ready)),
+                _ => first,
+            };
+            let tried = attempt(turn);
+            // Taken or kept by the try: nothing to give up.
+            reached.0 = None;
+            match tried {
                 Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
                 Ok(TryIo::WouldBlock(ready)) => {
                     *waiting = Some(ready);
@@ -287,12 +321,16 @@ impl Drop for ReadyWait {
     }
 }
 
-/// A future that retries a [`TryAttempt`] on readiness.
+/// A future that retries a [`TryAttempt`] on readiness, in its own turn: from its first
+/// poll it has a place in its socket's order, which it keeps while it waits and after
+/// it is woken, until its try takes something (see [`Turn`]). An operation begun after
+/// that first poll runs after it.
 ///
 /// # Cancel safety
 ///
 /// Cancel safe: data is taken only in the poll that returns it, so dropping the
-/// future (in `select!`, on a timeout) loses nothing; its readiness wait is cancelled.
+/// future (in `select!`, on a timeout) loses nothing; its readiness wait is cancelled
+/// and its place given up, so what was begun behind it goes on.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct ReadinessFuture<A, R> {
@@ -323,7 +361,7 @@ impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
             return Poll::Ready(Err(Error::Aborted));
         }
         let attempt = &mut this.attempt;
-        poll_try::<R, _>(&mut this.waiting.0, cx, || attempt.try_once())
+        poll_tries::<R, _>(&mut this.waiting.0, cx, true, |turn| attempt.try_once(turn))
     }
 }
 
@@ -417,12 +455,17 @@ impl<B> Unpin for ReceiveAttempt<B> {}
 impl<B: IoBufMut> TryAttempt for ReceiveAttempt<B> {
     type Output = (usize, B);
 
-    fn try_once(&mut self) -> Result<TryIo<(usize, B)>, Error> {
+    fn try_once(&mut self, turn: Turn<'_>) -> Result<TryIo<(usize, B)>, Error> {
         let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
-        Ok(match self.socket.try_receive(buf, SocketFlags::NONE)? {
-            TryIo::Done(n) => TryIo::Done((n, take_filled(&mut self.buf)?)),
-            TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
-        })
+        Ok(
+            match self
+                .socket
+                .try_receive_in_turn(buf, SocketFlags::NONE, turn)?
+            {
+                TryIo::Done(n) => TryIo::Done((n, take_filled(&mut self.buf)?)),
+                TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
+            },
+        )
     }
 }
 
@@ -450,10 +493,13 @@ impl<B> Unpin for ReceiveFromAttempt<B> {}
 impl<B: IoBufMut> TryAttempt for ReceiveFromAttempt<B> {
     type Output = (usize, B, SocketAddr);
 
-    fn try_once(&mut self) -> Result<TryIo<(usize, B, SocketAddr)>, Error> {
+    fn try_once(&mut self, turn: Turn<'_>) -> Result<TryIo<(usize, B, SocketAddr)>, Error> {
         let buf = self.buf.as_mut().ok_or(Error::AlreadyEnded)?;
         Ok(
-            match self.socket.try_receive_from(buf, SocketFlags::NONE)? {
+            match self
+                .socket
+                .try_receive_from_in_turn(buf, SocketFlags::NONE, turn)?
+            {
                 TryIo::Done((n, from)) => TryIo::Done((n, take_filled(&mut self.buf)?, from)),
                 TryIo::WouldBlock(ready) => TryIo::WouldBlock(ready),
             },
@@ -484,12 +530,12 @@ pub struct AcceptAttempt {
 impl TryAttempt for AcceptAttempt {
     type Output = (Socket, SocketAddr);
 
-    fn try_once(&mut self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
-        if self.checked {
-            return self.socket.try_accept_again();
+    fn try_once(&mut self, turn: Turn<'_>) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
+        if !self.checked {
+            self.socket.check_can_accept()?;
+            self.checked = true;
         }
-        self.checked = true;
-        self.socket.try_accept()
+        self.socket.try_accept_in_turn(turn)
     }
 }
 

@@ -8,11 +8,11 @@
 //! - **Whole sends.** A send on a stream completes only when every byte is in the
 //!   kernel; its count is the whole length. A datagram send is one datagram.
 //! - **Order.** Operations of one direction of one socket run in the order they were
-//!   begun, from any threads; bytes of two sends never interleave. (A futures
-//!   adapter's receive, `AsyncRead` and `AsyncWrite` wait for readiness and then try
-//!   again, see [`TryIo`]: they never go ahead of an operation begun before them, but
-//!   one begun while they wait may go first. Mix the two styles on one direction at a
-//!   time only where that order does not matter.)
+//!   begun, from any threads; bytes of two sends never interleave. A receive or
+//!   accept future ([`future`]) is begun at its first poll and keeps its place until
+//!   it returns or is dropped. (`AsyncRead` and `AsyncWrite`, see [`stream_io`], keep
+//!   none: an operation begun while they wait for readiness may go first. Mix them
+//!   with `begin_*` on one direction only where that order does not matter.)
 //! - **Fast path.** When nothing is queued and the kernel has room, `begin_send`
 //!   finishes the whole send with one `send` syscall on the calling thread, touches no
 //!   poller state, and reports [`AsyncResult::completed_synchronously`].

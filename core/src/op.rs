@@ -143,6 +143,11 @@ pub(crate) trait QueuedOp<C>: Send + Sync {
     fn notify(self: Arc<Self>, sink: &dyn TaskSink);
     /// The address of the operation, to find it in a queue.
     fn addr(&self) -> *const ();
+    /// Whether it has completed.
+    fn is_done(&self) -> bool;
+    /// Whether, once completed, it keeps the head of its queue for its future's next
+    /// try (a future's readiness operation; see `queue`'s "A future's turn").
+    fn keeps_place(&self) -> bool;
 }
 
 /// Work for a callback thread: run an operation's callback.
@@ -177,6 +182,10 @@ pub(crate) struct OpHeader {
     done: Event,
     /// Set, for good, by the first thread that listens on `done`.
     listening: AtomicBool,
+    /// A future's readiness operation, which once completed keeps the head of its
+    /// queue until the future tries again or gives its turn up (see `queue`). Written
+    /// under the queue's lock, before the operation is queued.
+    keeps_place: AtomicBool,
 }
 
 impl OpHeader {
@@ -202,7 +211,17 @@ impl OpHeader {
             waker: AtomicWaker::new(),
             done: Event::new(),
             listening: AtomicBool::new(false),
+            keeps_place: AtomicBool::new(false),
         }
+    }
+
+    /// See [`QueuedOp::keeps_place`].
+    pub(crate) fn keeps_place(&self) -> bool {
+        self.keeps_place.load(Ordering::Relaxed)
+    }
+
+    fn set_keeps_place(&self, on: bool) {
+        self.keeps_place.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn kind(&self) -> OpKind {
@@ -399,6 +418,12 @@ impl<W: Produces> Op<W> {
         true
     }
 
+    /// Sets whether the operation, once completed, keeps its place (see
+    /// [`QueuedOp::keeps_place`]); before it is queued.
+    pub(crate) fn set_keeps_place(&self, on: bool) {
+        self.header.set_keeps_place(on);
+    }
+
     /// The address of the operation, to find it in a queue.
     pub(crate) fn address(&self) -> *const () {
         (self as *const Self).cast()
@@ -460,6 +485,14 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
     fn addr(&self) -> *const () {
         self.address()
     }
+
+    fn is_done(&self) -> bool {
+        self.header.is_completed()
+    }
+
+    fn keeps_place(&self) -> bool {
+        self.header.keeps_place()
+    }
 }
 
 impl<W: Produces> Task for Op<W> {
@@ -494,6 +527,14 @@ impl<W: Produces> Completion<W::Output> for Op<W> {
 
     fn cancel(&self) -> bool {
         if self.header.is_completed() {
+            if self.header.keeps_place() {
+                // A future's readiness, reached, that it will not try on: its place
+                // goes (if it still holds it), so the operations behind it go on. The
+                // result stays as it is.
+                if let Some(socket) = self.header.socket.upgrade() {
+                    socket.cancel(self.header.kind, self.address());
+                }
+            }
             return false;
         }
         match self.header.socket.upgrade() {

@@ -58,6 +58,22 @@
 //! attempt: its wait is cheap, on the thread that drains the poller, and keeping it
 //! only after a wait gave back the 15% it gains on tokio's multi-thread fan-in.
 //!
+//! # A future's turn
+//!
+//! A future's try ([`try_now`](OpQueue::try_now) with a [`Turn`] other than a plain
+//! call's) that cannot run leaves a readiness operation that *keeps its place*: when
+//! it is reached (an edge, or the operation before it completed), it completes and
+//! wakes the future but stays at the head, done, and the queue serves nothing behind
+//! it. The future's next try finds its own operation there and runs its syscall in
+//! its place: if that takes something (or fails), the place goes and what waits
+//! behind is served before the lock goes (as for a missed edge); if it finds nothing,
+//! a fresh readiness operation takes the head, pending, and waits for the next edge.
+//! A future that goes away instead (dropped, cancelled, timed out) gives its place up
+//! through `cancel`, which then serves the queue. So an operation begun after a
+//! future started never takes what the future was woken for, and nothing is taken
+//! that the future does not return. A plain `try_*` call's readiness gives its place
+//! up when it completes, since nothing obliges its caller to try again.
+//!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
@@ -68,7 +84,7 @@ use crate::context;
 use crate::error::Error;
 use crate::fifo::InlineFifo;
 use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
-use crate::ops::try_io::{ReadyWork, TryIo};
+use crate::ops::try_io::{ReadyWork, TryIo, Turn, TurnKind};
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
 
@@ -263,10 +279,13 @@ impl<C: OpContext> OpQueue<C> {
     /// operation of `ready_kind` instead, which completes when this direction is worth
     /// trying again: at its next readiness edge once it reaches the head of the queue.
     /// Nothing is consumed unless `now` returns a value.
+    /// Whether that readiness operation keeps its place once reached, and whether this
+    /// try takes a place kept for it, is `turn`'s (see "A future's turn").
     pub(crate) fn try_now<T>(
         &self,
         socket: &Arc<C>,
         ready_kind: OpKind,
+        turn: Turn<'_>,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let mut inner = self.inner.lock();
@@ -274,7 +293,7 @@ impl<C: OpContext> OpQueue<C> {
             return Err(Error::Disposed);
         }
         let drained = self.announce();
-        let outcome = self.try_held(&mut inner, socket, ready_kind, drained, now);
+        let outcome = self.try_held(&mut inner, socket, ready_kind, turn, drained, now);
         self.let_go(inner, socket);
         outcome
     }
@@ -300,14 +319,73 @@ impl<C: OpContext> OpQueue<C> {
         inner: &mut Inner<C>,
         socket: &Arc<C>,
         ready_kind: OpKind,
+        turn: Turn<'_>,
         drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
+        let keeps_place = match turn.0 {
+            TurnKind::Once => false,
+            TurnKind::Future => true,
+            TurnKind::Reached(reached) => {
+                let own = inner
+                    .ops
+                    .front()
+                    .is_some_and(|head| std::ptr::eq(head.addr(), reached.op_addr()));
+                if own {
+                    return self.take_turn(inner, socket, ready_kind, drained, now);
+                }
+                // Not kept (it was given up): a try like the first.
+                true
+            }
+        };
         if inner.ops.is_empty() && !drained {
             if let Some(value) = now(socket)? {
                 return Ok(TryIo::Done(value));
             }
         }
+        let op = self.ready_op(inner, socket, ready_kind, keeps_place);
+        inner.ops.push_back(op.clone());
+        Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
+    }
+
+    /// A future's try in the place its reached readiness operation kept at the head
+    /// (see "A future's turn").
+    fn take_turn<T>(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        drained: bool,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<TryIo<T>, Error> {
+        let taken = if drained { Ok(None) } else { now(socket) };
+        let outcome = match taken {
+            Ok(None) => {
+                // Nothing there after all: wait at the head again, for the next edge.
+                let op = self.ready_op(inner, socket, ready_kind, true);
+                inner.ops.replace_front(op.clone());
+                return Ok(TryIo::WouldBlock(AsyncResult::from_op(op)));
+            }
+            Ok(Some(value)) => Ok(TryIo::Done(value)),
+            Err(e) => Err(e),
+        };
+        // The turn is over: what waits behind is served before the lock goes.
+        inner.ops.pop_front();
+        if !inner.ops.is_empty() {
+            self.state.fetch_or(MISSED, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    /// A pending readiness operation of `ready_kind` to queue, keeping its place once
+    /// reached if `keeps_place`.
+    fn ready_op(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        keeps_place: bool,
+    ) -> Arc<Op<ReadyWork>> {
         // Reuse the spare readiness operation if it is done with: the spare slot holds
         // the only reference (`Arc::get_mut`, which also orders the last other
         // holder's drop before this reuse), so it is in no queue and no result handle
@@ -321,9 +399,9 @@ impl<C: OpContext> OpQueue<C> {
             Some(spare) if reusable => spare,
             _ => Arc::new(Op::pending(ready_kind, socket, ReadyWork, None, None)),
         };
+        op.set_keeps_place(keeps_place);
         inner.spare_ready = Some(Arc::clone(&op));
-        inner.ops.push_back(op.clone());
-        Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
+        op
     }
 
     /// Runs queued operations in order until one would block; completed ones go to
@@ -446,8 +524,13 @@ impl<C: OpContext> OpQueue<C> {
     /// `completed`); `false` if it was no longer queued (it had completed). If it had
     /// already moved some bytes, `on_torn` runs before the lock is released, so no
     /// other operation of this direction can run in between.
+    ///
+    /// A future's readiness operation that was reached and kept its place (see "A
+    /// future's turn") is removed too, its result untouched: its place goes, and the
+    /// operations behind it are served (`false`: nothing was cancelled).
     pub(crate) fn cancel(
         &self,
+        socket: &C,
         addr: *const (),
         completed: &mut Completed<C>,
         on_torn: impl FnOnce(),
@@ -463,6 +546,10 @@ impl<C: OpContext> OpQueue<C> {
         let Some(op) = inner.ops.remove(pos) else {
             return false;
         };
+        if op.is_done() {
+            self.serve_held(&mut inner, socket, completed);
+            return false;
+        }
         if op.has_progress() {
             on_torn();
         }
@@ -476,9 +563,21 @@ impl<C: OpContext> OpQueue<C> {
 
 /// Runs the queue's operations from the head while they complete (moving them to
 /// `completed` for notification after the lock is released).
+///
+/// A future's readiness operation, once reached, stays at the head: it is notified
+/// but not popped, and nothing behind it runs until its future's turn is over (see "A
+/// future's turn").
 fn serve<C>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
     while let Some(head) = inner.ops.front() {
+        if head.keeps_place() && head.is_done() {
+            // Reached already: its future's try has not come yet.
+            break;
+        }
         if !head.attempt(socket) {
+            break;
+        }
+        if head.keeps_place() {
+            completed.push(Arc::clone(head));
             break;
         }
         if let Some(op) = inner.ops.pop_front() {
@@ -554,7 +653,7 @@ mod model {
         }
         fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
             let mut completed = Completed::new();
-            let cancelled = self.queue.cancel(addr, &mut completed, || {});
+            let cancelled = self.queue.cancel(self, addr, &mut completed, || {});
             for op in completed {
                 op.notify(&self.sink);
             }
@@ -635,10 +734,13 @@ mod model {
             }
         }
 
-        /// A future's receive attempt (`try_now`): what `now` takes, or a readiness
-        /// wait.
-        fn try_now<T>(self: &Arc<Self>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
-            match self.queue.try_now(self, OpKind::Receive, |m| Ok(now(m))) {
+        /// A receive attempt (`try_now`) in `turn`: what `now` takes, or a
+        /// readiness wait.
+        fn try_now<T>(self: &Arc<Self>, turn: Turn<'_>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
+            match self
+                .queue
+                .try_now(self, OpKind::Receive, turn, |m| Ok(now(m)))
+            {
                 Ok(attempt) => attempt,
                 Err(e) => panic!("try_now failed: {e}"),
             }
@@ -648,8 +750,14 @@ mod model {
             self.start(Take)
         }
 
+        /// A future's first attempt to take one unit.
         fn try_receive(self: &Arc<Self>) -> TryIo<()> {
-            self.try_now(|m| m.take().then_some(()))
+            self.try_now(Turn(TurnKind::Future), |m| m.take().then_some(()))
+        }
+
+        /// A future's attempt to take one unit after its wait `reached` completed.
+        fn retry_receive(self: &Arc<Self>, reached: &AsyncResult<()>) -> TryIo<()> {
+            self.try_now(Turn(TurnKind::Reached(reached)), |m| m.take().then_some(()))
         }
 
         /// A receive that takes all there is.
@@ -659,7 +767,9 @@ mod model {
 
         /// A future's attempt to take all there is.
         fn try_receive_all(self: &Arc<Self>) -> TryIo<usize> {
-            self.try_now(|m| Some(m.take_all()).filter(|&took| took > 0))
+            self.try_now(Turn(TurnKind::Future), |m| {
+                Some(m.take_all()).filter(|&took| took > 0)
+            })
         }
     }
 
@@ -721,6 +831,83 @@ mod model {
             if let TryIo::WouldBlock(ready) = attempt {
                 assert!(ready.is_completed(), "data arrived but the attempt waits");
             }
+        });
+    }
+
+    /// A future's readiness wait, once reached, keeps its place: a receive begun behind
+    /// it while the data arrives does not take the unit the future was woken for; the
+    /// future's next try does, and the receive gets the next unit.
+    #[test]
+    fn a_reached_wait_keeps_its_place_for_the_futures_try() {
+        loom::model(|| {
+            let m = Model::new();
+            let TryIo::WouldBlock(ready) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            let behind = racing_a_delivery(&m, Model::receive);
+            assert!(ready.is_completed(), "the unit arrived but the wait waits");
+            assert!(
+                !behind.is_completed(),
+                "the receive begun later took the unit"
+            );
+            assert!(
+                matches!(m.retry_receive(&ready), TryIo::Done(())),
+                "the future's try found nothing"
+            );
+            assert!(!behind.is_completed(), "only one unit arrived");
+            m.deliver();
+            assert!(behind.is_completed(), "the next unit went to nobody");
+        });
+    }
+
+    /// A future's try that finds nothing in its place (the unit went elsewhere) waits
+    /// at the head again: the next unit, whenever its edge comes, is still the
+    /// future's, not the receive's begun behind it.
+    #[test]
+    fn a_try_that_finds_nothing_keeps_the_head() {
+        loom::model(|| {
+            let m = Model::new();
+            let TryIo::WouldBlock(ready) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            m.deliver();
+            let behind = m.receive();
+            assert!(m.take(), "another reader takes the unit");
+            let TryIo::WouldBlock(again) = m.retry_receive(&ready) else {
+                panic!("the unit is gone");
+            };
+            drop(ready);
+            racing_a_delivery(&m, |_| ());
+            assert!(again.is_completed(), "the unit arrived but the wait waits");
+            assert!(
+                !behind.is_completed(),
+                "the receive begun later took the unit"
+            );
+            assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
+            m.deliver();
+            assert!(behind.is_completed(), "the next unit went to nobody");
+        });
+    }
+
+    /// A future that goes away after its wait was reached gives its place up, racing
+    /// the next delivery: the receive behind it takes the unit the future left, and
+    /// nothing is lost or stuck.
+    #[test]
+    fn a_reached_wait_given_up_lets_the_queue_go_on() {
+        loom::model(|| {
+            let m = Model::new();
+            let TryIo::WouldBlock(ready) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            m.deliver();
+            let (first, second) = (m.receive(), m.receive());
+            assert!(ready.is_completed() && !first.is_completed());
+            let giver = loom::thread::spawn(move || ready.cancel());
+            m.deliver();
+            assert!(!join(giver), "a reached wait has nothing to cancel");
+            assert!(first.is_completed(), "the unit left is the first receive's");
+            assert!(second.is_completed(), "the next unit went to nobody");
+            assert_eq!(m.unread(), 0);
         });
     }
 

@@ -270,19 +270,19 @@ impl SocketCore {
             OpKind::Connect => Shutdown::Both,
             _ => Shutdown::Write,
         };
-        let cancelled = queue.cancel(addr, &mut completed, || {
+        let cancelled = queue.cancel(self, addr, &mut completed, || {
             let _ = self.fd.shutdown(how);
         });
-        if !cancelled {
-            return false;
+        if cancelled {
+            // Let the next operations see the new state now (after a torn send they
+            // fail with EPIPE) rather than at the next readiness edge.
+            queue.process(self, &mut completed);
         }
-        // Let the next operations see the new state now (after a torn send they fail
-        // with EPIPE) rather than at the next readiness edge.
-        queue.process(self, &mut completed);
+        // (A future's turn given up serves the queue too.)
         for op in completed {
             op.notify(&*self.engine);
         }
-        true
+        cancelled
     }
 
     /// Disposes the socket (idempotent): stops both queues, completing every pending

@@ -7,7 +7,10 @@
 //! operations queued through other paths (for example a dropped `send` future, whose
 //! bytes go out first). When the kernel would block, the half keeps one readiness wait
 //! and reuses it across polls, so a read future dropped by `select!` or a timeout
-//! leaves nothing behind and loses no byte: **cancel safe**.
+//! leaves nothing behind and loses no byte: **cancel safe**. That wait keeps no place
+//! in the socket's order once it completes (a half cannot tell whether the future that
+//! polled it is still there): a `begin_*` of the same direction begun while a read or
+//! write waits may go first.
 //!
 //! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
 //! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them. Through

@@ -10,12 +10,15 @@
 //! `Aborted` if cancelled). A future built on these loses nothing when dropped: data
 //! is only taken when it is handed straight back.
 //!
-//! The readiness operation holds a place in the queue only until it completes. The
-//! queue then goes on to the operations behind it, so an operation begun while a try
-//! waited (a `begin_receive` behind a pending `AsyncRead`, say) may take the data the
-//! try was woken for, before the try runs again. Holding the place until the retry
-//! would need every caller of a `try_*` to retry or cancel the readiness it was given;
-//! the tries keep the simpler contract.
+//! Whether the readiness operation keeps its place once it completes depends on whose
+//! try left it (a [`Turn`]). A plain `try_*` call's gives its place up: the queue goes
+//! on to the operations behind it, since nothing obliges the caller to try again. A
+//! future's ([`ReadinessFuture`](crate::future::ReadinessFuture): the adapters'
+//! receive, `receive_from` and accept futures) keeps it: once reached, it stays at the
+//! head of the queue until the future tries again, and a try that finds nothing waits
+//! at the head again, so an operation begun after the future started cannot take what
+//! the future was woken for (order, semantics §2). Dropping or cancelling the future
+//! gives its turn up.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -44,6 +47,30 @@ pub enum TryIo<T> {
     WouldBlock(AsyncResult<()>),
 }
 
+/// Whose try a `try_*` runs, and so what the readiness operation it may leave does once
+/// it completes (see the module docs). Made by the futures of
+/// [`future`](crate::future), handed to [`TryAttempt::try_once`](crate::future::TryAttempt::try_once).
+#[derive(Clone, Copy, Debug)]
+pub struct Turn<'a>(pub(crate) TurnKind<'a>);
+
+/// What a [`Turn`] is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TurnKind<'a> {
+    /// A plain `try_*` call: its readiness operation gives its place up once complete.
+    Once,
+    /// A future's first try, or its try after its wait was given up: its readiness
+    /// operation keeps its place once reached.
+    Future,
+    /// A future's try after its wait (`AsyncResult<()>`) was reached: it takes the
+    /// place the wait kept at the head of the queue.
+    Reached(&'a AsyncResult<()>),
+}
+
+impl Turn<'_> {
+    /// A plain `try_*` call's.
+    pub(crate) const ONCE: Turn<'static> = Turn(TurnKind::Once);
+}
+
 /// The work of a readiness operation: by the time the queue runs it (at the head,
 /// after a readiness edge or after the operation before it completed), the direction
 /// is worth trying again.
@@ -65,10 +92,11 @@ impl Socket {
     fn try_side<T>(
         &self,
         ready_kind: OpKind,
+        turn: Turn<'_>,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let core = self.core();
-        core.queue(ready_kind).try_now(core, ready_kind, now)
+        core.queue(ready_kind).try_now(core, ready_kind, turn, now)
     }
 
     /// [`try_side`](Self::try_side) for sends: a send's error goes through
@@ -77,16 +105,17 @@ impl Socket {
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        self.try_side(OpKind::SendReady, |core| {
+        self.try_side(OpKind::SendReady, Turn::ONCE, |core| {
             now(core).map_err(|e| core.send_failed(e))
         })
     }
 
     fn try_receive_side<T>(
         &self,
+        turn: Turn<'_>,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        self.try_side(OpKind::ReceiveReady, now)
+        self.try_side(OpKind::ReceiveReady, turn, now)
     }
 
     /// Sends what the kernel takes of `buf` now, with one syscall, if no send is
@@ -157,8 +186,18 @@ impl Socket {
         buf: &mut B,
         flags: SocketFlags,
     ) -> Result<TryIo<usize>, Error> {
+        self.try_receive_in_turn(buf, flags, Turn::ONCE)
+    }
+
+    /// [`try_receive`](Socket::try_receive) as a future's `turn`.
+    pub(crate) fn try_receive_in_turn<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+        turn: Turn<'_>,
+    ) -> Result<TryIo<usize>, Error> {
         let flags = flags.to_msg_flags();
-        self.try_receive_side(|core| receive_into(core, buf, flags))
+        self.try_receive_side(turn, |core| receive_into(core, buf, flags))
     }
 
     /// Reads into `buf` now (as `read(2)`), if data is there and no receive is queued.
@@ -178,7 +217,7 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> Result<TryIo<usize>, Error> {
-        self.try_receive_side(|core| core.read_stream(buf, 0))
+        self.try_receive_side(Turn::ONCE, |core| core.read_stream(buf, 0))
     }
 
     /// Receives one datagram and its sender now, if one is there and no receive is
@@ -192,8 +231,18 @@ impl Socket {
         buf: &mut B,
         flags: SocketFlags,
     ) -> Result<TryIo<(usize, SocketAddr)>, Error> {
+        self.try_receive_from_in_turn(buf, flags, Turn::ONCE)
+    }
+
+    /// [`try_receive_from`](Socket::try_receive_from) as a future's `turn`.
+    pub(crate) fn try_receive_from_in_turn<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+        turn: Turn<'_>,
+    ) -> Result<TryIo<(usize, SocketAddr)>, Error> {
         let flags = flags.to_msg_flags();
-        self.try_receive_side(|core| receive_from_into(core, buf, flags))
+        self.try_receive_side(turn, |core| receive_from_into(core, buf, flags))
     }
 
     /// Accepts a pending connection now, if one is there and no accept is queued.
@@ -206,13 +255,22 @@ impl Socket {
     /// (`EMFILE`, …).
     pub fn try_accept(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
         check_listener(self.core())?;
-        self.try_accept_again()
+        self.try_accept_in_turn(Turn::ONCE)
     }
 
-    /// [`try_accept`](Socket::try_accept) on a socket already checked to be a
-    /// listener (a role does not change: retries skip the `getsockopt`).
-    pub(crate) fn try_accept_again(&self) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
-        self.try_receive_side(accept_one)
+    /// [`try_accept`](Socket::try_accept) as a future's `turn`, on a socket already
+    /// checked to be a listener (a role does not change: retries skip the
+    /// `getsockopt`).
+    pub(crate) fn try_accept_in_turn(
+        &self,
+        turn: Turn<'_>,
+    ) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
+        self.try_receive_side(turn, accept_one)
+    }
+
+    /// Checks, once, that the socket can accept (see [`try_accept`](Socket::try_accept)).
+    pub(crate) fn check_can_accept(&self) -> Result<(), Error> {
+        check_listener(self.core())
     }
 
     /// `Done` if no send is queued; otherwise a readiness operation that completes
