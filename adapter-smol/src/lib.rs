@@ -23,10 +23,12 @@
 //! again, so that a dropped future loses nothing (`send` is a queued operation of the
 //! core). A receive, `receive_from` or accept future still has its place in the
 //! socket's order from its first poll: a `begin_*` on the same socket and direction
-//! begun after that runs after it, and dropping the future gives the place up.
-//! `AsyncRead` and `AsyncWrite` keep no place (a stream's reads outlive the futures
-//! that poll them): a `begin_*` begun while they wait may go first, so mix those with
-//! `begin_*` on one direction only where that order does not matter.
+//! begun after that runs after it (a future kept but not polled holds it up), and
+//! dropping the future gives the place up. Futures are not ordered among themselves,
+//! as with the runtime's own sockets: one polled while another waits may take the data
+//! first. `AsyncRead` and `AsyncWrite` keep no place (a stream's reads outlive the
+//! futures that poll them): a `begin_*` begun while they wait may go first, so mix
+//! those with `begin_*` on one direction only where that order does not matter.
 //!
 //! # Which adapter?
 //!

@@ -707,3 +707,82 @@ async fn an_accept_future_keeps_its_place_ahead_of_a_later_begin_accept() {
     })
     .await;
 }
+
+/// A receive future whose first poll tokio's cooperative budget puts off still takes
+/// its place at that poll: a `begin_receive_from` begun after it gets the second
+/// datagram, the future the first.
+#[tokio::test(flavor = "current_thread")]
+async fn a_first_poll_put_off_by_the_budget_still_takes_its_place() {
+    bounded(async {
+        let spender = UdpSocket::bind(loopback()).await.unwrap();
+        let receiver = UdpSocket::bind(loopback()).await.unwrap();
+        let sender = std::net::UdpSocket::bind(loopback()).unwrap();
+        for unit in 0..300u16 {
+            sender
+                .send_to(&unit.to_le_bytes(), spender.local_addr().unwrap())
+                .unwrap();
+        }
+        tokio::task::yield_now().await;
+        // Spend this poll's budget on receives that complete at once.
+        let mut spent = 0;
+        loop {
+            let mut f = Box::pin(spender.receive_from(Vec::with_capacity(2)));
+            if poll_once(&mut f).await.is_pending() {
+                break;
+            }
+            spent += 1;
+            assert!(spent < 300, "no budget ran out");
+        }
+        let mut first = Box::pin(receiver.receive_from(Vec::with_capacity(1)));
+        assert!(poll_once(&mut first).await.is_pending(), "put off");
+        let socket = receiver.socket().clone();
+        let second = socket
+            .begin_receive_from(Vec::with_capacity(1), SocketFlags::NONE, None, None)
+            .unwrap();
+        let to = receiver.local_addr().unwrap();
+        sender.send_to(&[0], to).unwrap();
+        sender.send_to(&[1], to).unwrap();
+        let (n, buf, _) = first.await.unwrap();
+        assert_eq!(
+            &buf[..n],
+            [0],
+            "the future begun first got the second datagram"
+        );
+        std::future::poll_fn(|cx| second.poll_completed(cx)).await;
+        let (n, buf, _) = socket.end_receive_from(&second).unwrap();
+        assert_eq!(&buf[..n], [1]);
+    })
+    .await;
+}
+
+/// A receive future kept after its timeout, not polled and not dropped, holds up no
+/// other future: tries are not ordered among themselves (as with tokio's own sockets),
+/// so a second receive gets the datagram, and the kept one the next.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_but_unpolled_receive_does_not_hold_up_another_future() {
+    bounded(async {
+        let receiver = UdpSocket::bind(loopback()).await.unwrap();
+        let sender = UdpSocket::bind(loopback()).await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        let mut kept = Box::pin(receiver.receive_from(Vec::with_capacity(1)));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), &mut kept)
+                .await
+                .is_err(),
+            "nothing sent yet"
+        );
+        sender.send_to(vec![0], to).await.unwrap();
+        let (n, buf, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            receiver.receive_from(Vec::with_capacity(1)),
+        )
+        .await
+        .expect("the kept future held the second one up")
+        .unwrap();
+        assert_eq!(&buf[..n], [0]);
+        sender.send_to(vec![1], to).await.unwrap();
+        let (n, buf, _) = kept.await.unwrap();
+        assert_eq!(&buf[..n], [1]);
+    })
+    .await;
+}

@@ -240,65 +240,88 @@ pub fn poll_try<R: Runtime, T>(
     cx: &mut Context<'_>,
     mut attempt: impl FnMut() -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
-    poll_tries::<R, T>(waiting, cx, false, |_| attempt())
+    poll_tries::<R, T>(waiting, cx, None, |_| attempt())
 }
 
-/// [`poll_try`] for a future that tries in its own turn (`keeps_place`, see
-/// [`Turn`]), or not. A future's turn: its readiness wait, once reached, keeps its
-/// place at the head of the queue until the retry here; if the future goes away
-/// instead, dropping its [`ReadyWait`] gives the place up.
+/// [`poll_try`] for a future that tries in its own turn (`place`: `Some`, see
+/// [`Turn`]), or not (`None`). A future's turn: its readiness wait, once reached,
+/// keeps its place at the head of the queue until the retry here; if the future goes
+/// away instead, dropping its [`ReadyWait`] gives the place up. `place` holds whether
+/// the future took its place without a try (its first poll was put off by the
+/// runtime's budget), so that its next poll tries in that place.
 fn poll_tries<R: Runtime, T>(
     waiting: &mut Option<AsyncResult<()>>,
     cx: &mut Context<'_>,
-    keeps_place: bool,
+    mut place: Option<&mut bool>,
     mut attempt: impl FnMut(Turn<'_>) -> Result<TryIo<T>, Error>,
 ) -> Poll<Result<T, Error>> {
+    let Poll::Ready(budget) = R::poll_budget(cx) else {
+        // Put off by the runtime's budget (the task runs again soon). A future's first
+        // poll takes its place all the same, without a try, so that what is begun
+        // after this poll runs after the future.
+        if let Some(untried) = place {
+            if waiting.is_none() {
+                match attempt(Turn(TurnKind::Hold)) {
+                    Ok(TryIo::WouldBlock(ready)) => {
+                        *waiting = Some(ready);
+                        *untried = true;
+                    }
+                    Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        return Poll::Pending;
+    };
+    let keeps_place = place.is_some();
     let first = if keeps_place {
         Turn(TurnKind::Future)
     } else {
         Turn::ONCE
     };
-    with_budget::<R, _>(cx, |cx| {
-        // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
-        // be free: tokio's looks the runtime up), not on every poll of it.
-        let mut began = false;
-        loop {
-            // The reached wait is held for the try, in a guard that gives its place up
-            // should the try unwind (a panicking buffer).
-            let mut reached = ReadyWait(None);
-            if let Some(ready) = waiting.as_ref() {
-                if poll_completed_quietly(ready, cx).is_pending() {
-                    if began {
-                        R::will_wait();
-                    }
-                    return Poll::Pending;
+    // The runtime is told once per wait, when it begins (`Runtime::will_wait` need not
+    // be free: tokio's looks the runtime up), not on every poll of it.
+    let mut began = false;
+    let polled = loop {
+        // The reached wait is held for the try, in a guard that gives its place up
+        // should the try unwind (a panicking buffer).
+        let mut reached = ReadyWait(None);
+        if let Some(ready) = waiting.as_ref() {
+            let untried = place.as_deref_mut().is_some_and(std::mem::take);
+            if !untried && poll_completed_quietly(ready, cx).is_pending() {
+                if began {
+                    R::will_wait();
                 }
-                // Readiness reached, or the wait was cancelled or disposed: the next try
-                // reports a closed socket itself.
-                let cancelled = matches!(ready.take_ready_result(), Err(Error::Aborted));
-                reached.0 = waiting.take();
-                if cancelled {
-                    reached.0 = None;
-                    return Poll::Ready(Err(Error::Aborted));
-                }
+                break Poll::Pending;
             }
-            let turn = match &reached.0 {
-                Some(ready) if keeps_place => Turn(TurnKind::Reached(ready)),
-                _ => first,
-            };
-            let tried = attempt(turn);
-            // Taken or kept by the try: nothing to give up.
-            reached.0 = None;
-            match tried {
-                Ok(TryIo::Done(value)) => return Poll::Ready(Ok(value)),
-                Ok(TryIo::WouldBlock(ready)) => {
-                    *waiting = Some(ready);
-                    began = true;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            // Readiness reached, or the wait was cancelled or disposed (the next try
+            // reports a closed socket itself); or a place taken without a try.
+            if ready.is_completed() && matches!(ready.take_ready_result(), Err(Error::Aborted)) {
+                *waiting = None;
+                break Poll::Ready(Err(Error::Aborted));
             }
+            reached.0 = waiting.take();
         }
-    })
+        let turn = match &reached.0 {
+            Some(ready) if keeps_place => Turn(TurnKind::Reached(ready)),
+            _ => first,
+        };
+        let tried = attempt(turn);
+        // Taken or kept by the try: nothing to give up.
+        reached.0 = None;
+        match tried {
+            Ok(TryIo::Done(value)) => break Poll::Ready(Ok(value)),
+            Ok(TryIo::WouldBlock(ready)) => {
+                *waiting = Some(ready);
+                began = true;
+            }
+            Err(e) => break Poll::Ready(Err(e)),
+        }
+    };
+    if polled.is_ready() {
+        R::made_progress(budget);
+    }
+    polled
 }
 
 /// The readiness wait a [`poll_try`] loop holds between polls. Dropping it cancels the
@@ -324,7 +347,9 @@ impl Drop for ReadyWait {
 /// A future that retries a [`TryAttempt`] on readiness, in its own turn: from its first
 /// poll it has a place in its socket's order, which it keeps while it waits and after
 /// it is woken, until its try takes something (see [`Turn`]). An operation begun after
-/// that first poll runs after it.
+/// that first poll runs after it; kept but not polled, the future holds such
+/// operations up. Other futures' tries are not held up: tries race, as with tokio's
+/// and async-io's sockets.
 ///
 /// # Cancel safety
 ///
@@ -336,6 +361,8 @@ impl Drop for ReadyWait {
 pub struct ReadinessFuture<A, R> {
     attempt: A,
     waiting: ReadyWait,
+    /// Its wait is a place taken without a try (see `poll_tries`).
+    untried: bool,
     cancelled: bool,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -346,6 +373,7 @@ impl<A: TryAttempt, R: Runtime> ReadinessFuture<A, R> {
         ReadinessFuture {
             attempt,
             waiting: ReadyWait::default(),
+            untried: false,
             cancelled: false,
             _runtime: PhantomData,
         }
@@ -361,7 +389,9 @@ impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
             return Poll::Ready(Err(Error::Aborted));
         }
         let attempt = &mut this.attempt;
-        poll_tries::<R, _>(&mut this.waiting.0, cx, true, |turn| attempt.try_once(turn))
+        poll_tries::<R, _>(&mut this.waiting.0, cx, Some(&mut this.untried), |turn| {
+            attempt.try_once(turn)
+        })
     }
 }
 

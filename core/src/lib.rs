@@ -10,9 +10,12 @@
 //! - **Order.** Operations of one direction of one socket run in the order they were
 //!   begun, from any threads; bytes of two sends never interleave. A receive or
 //!   accept future ([`future`]) is begun at its first poll and keeps its place until
-//!   it returns or is dropped. (`AsyncRead` and `AsyncWrite`, see [`stream_io`], keep
-//!   none: an operation begun while they wait for readiness may go first. Mix them
-//!   with `begin_*` on one direction only where that order does not matter.)
+//!   it returns or is dropped, so what is begun after it runs after it (a future kept
+//!   but not polled holds those up). Futures' tries are not ordered among themselves,
+//!   as with tokio's sockets: one polled while another waits may take the data first.
+//!   `AsyncRead` and `AsyncWrite` ([`stream_io`]) keep no place: an operation begun
+//!   while they wait may go first, so mix them with `begin_*` on one direction only
+//!   where that order does not matter.
 //! - **Fast path.** When nothing is queued and the kernel has room, `begin_send`
 //!   finishes the whole send with one `send` syscall on the calling thread, touches no
 //!   poller state, and reports [`AsyncResult::completed_synchronously`].

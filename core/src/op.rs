@@ -60,6 +60,11 @@ pub(crate) enum OpKind {
 }
 
 impl OpKind {
+    /// Whether it is a readiness operation (a wait left by a `try_*`, see `TryIo`).
+    pub(crate) fn is_readiness(self) -> bool {
+        matches!(self, OpKind::SendReady | OpKind::ReceiveReady)
+    }
+
     /// Whether the operation waits on the send side (writability) of its socket.
     pub(crate) fn is_send_side(self) -> bool {
         matches!(
@@ -145,6 +150,8 @@ pub(crate) trait QueuedOp<C>: Send + Sync {
     fn addr(&self) -> *const ();
     /// Whether it has completed.
     fn is_done(&self) -> bool;
+    /// Whether it is a readiness operation ([`OpKind::is_readiness`]).
+    fn is_readiness(&self) -> bool;
     /// Whether, once completed, it keeps the head of its queue for its future's next
     /// try (a future's readiness operation; see `queue`'s "A future's turn").
     fn keeps_place(&self) -> bool;
@@ -488,6 +495,10 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
 
     fn is_done(&self) -> bool {
         self.header.is_completed()
+    }
+
+    fn is_readiness(&self) -> bool {
+        self.header.kind().is_readiness()
     }
 
     fn keeps_place(&self) -> bool {

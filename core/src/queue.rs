@@ -71,8 +71,15 @@
 //! A future that goes away instead (dropped, cancelled, timed out) gives its place up
 //! through `cancel`, which then serves the queue. So an operation begun after a
 //! future started never takes what the future was woken for, and nothing is taken
-//! that the future does not return. A plain `try_*` call's readiness gives its place
-//! up when it completes, since nothing obliges its caller to try again.
+//! that the future does not return. A future whose first poll the runtime's budget
+//! puts off takes its place without a try (`Hold`), and tries in it at its next poll.
+//!
+//! Tries are ordered only after the operations queued before them, not among
+//! themselves: a try runs its syscall when only readiness operations are queued, as
+//! the tries of tokio's and async-io's sockets race for the data. So a future kept
+//! but not polled holds up the operations begun behind it, never another future's
+//! try, and a plain `try_*` call's readiness gives its place up when it completes,
+//! since nothing obliges its caller to try again.
 //!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
@@ -326,19 +333,28 @@ impl<C: OpContext> OpQueue<C> {
         let keeps_place = match turn.0 {
             TurnKind::Once => false,
             TurnKind::Future => true,
+            TurnKind::Hold => {
+                let op = self.ready_op(inner, socket, ready_kind, true);
+                inner.ops.push_back(op.clone());
+                return Ok(TryIo::WouldBlock(AsyncResult::from_op(op)));
+            }
             TurnKind::Reached(reached) => {
-                let own = inner
-                    .ops
-                    .front()
-                    .is_some_and(|head| std::ptr::eq(head.addr(), reached.op_addr()));
-                if own {
+                let own = |op: &Arc<dyn QueuedOp<C>>| std::ptr::eq(op.addr(), reached.op_addr());
+                if inner.ops.front().is_some_and(own) {
                     return self.take_turn(inner, socket, ready_kind, drained, now);
+                }
+                if inner.ops.iter().any(own) {
+                    // A place taken without a try, with operations still ahead of it:
+                    // it waits for them.
+                    return Ok(TryIo::WouldBlock(reached.clone()));
                 }
                 // Not kept (it was given up): a try like the first.
                 true
             }
         };
-        if inner.ops.is_empty() && !drained {
+        // Tries are not ordered among themselves, only after the operations queued
+        // before them: another try's wait, reached or not, does not hold this one up.
+        if !drained && inner.ops.iter().all(|op| op.is_readiness()) {
             if let Some(value) = now(socket)? {
                 return Ok(TryIo::Done(value));
             }
@@ -739,7 +755,7 @@ mod model {
         fn try_now<T>(self: &Arc<Self>, turn: Turn<'_>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
             match self
                 .queue
-                .try_now(self, OpKind::Receive, turn, |m| Ok(now(m)))
+                .try_now(self, OpKind::ReceiveReady, turn, |m| Ok(now(m)))
             {
                 Ok(attempt) => attempt,
                 Err(e) => panic!("try_now failed: {e}"),
@@ -886,6 +902,38 @@ mod model {
             assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
             m.deliver();
             assert!(behind.is_completed(), "the next unit went to nobody");
+        });
+    }
+
+    /// Another future's try is not held up by a reached wait (tries are not ordered
+    /// among themselves): it takes the unit; the woken future's try finds nothing and
+    /// waits at the head again, still ahead of a receive begun after it, racing the
+    /// next delivery.
+    #[test]
+    fn a_try_is_not_held_up_by_another_futures_wait() {
+        loom::model(|| {
+            let m = Model::new();
+            let TryIo::WouldBlock(ready) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            m.deliver();
+            assert!(ready.is_completed());
+            assert!(
+                matches!(m.try_receive(), TryIo::Done(())),
+                "another future's try waited behind the reached wait"
+            );
+            let TryIo::WouldBlock(again) = m.retry_receive(&ready) else {
+                panic!("the unit was taken");
+            };
+            let behind = racing_a_delivery(&m, Model::receive);
+            assert!(again.is_completed(), "the unit arrived but the wait waits");
+            assert!(
+                !behind.is_completed(),
+                "the receive begun later took the unit"
+            );
+            assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
+            m.deliver();
+            assert!(behind.is_completed());
         });
     }
 

@@ -18,7 +18,8 @@
 //! head of the queue until the future tries again, and a try that finds nothing waits
 //! at the head again, so an operation begun after the future started cannot take what
 //! the future was woken for (order, semantics §2). Dropping or cancelling the future
-//! gives its turn up.
+//! gives its turn up. Tries are not ordered among themselves: one runs whenever only
+//! readiness operations are queued ahead of it.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -61,9 +62,13 @@ pub(crate) enum TurnKind<'a> {
     /// A future's first try, or its try after its wait was given up: its readiness
     /// operation keeps its place once reached.
     Future,
-    /// A future's try after its wait (`AsyncResult<()>`) was reached: it takes the
-    /// place the wait kept at the head of the queue.
+    /// A future's try after its wait (`AsyncResult<()>`) was reached, or after it took
+    /// its place without a try (`Hold`): it runs in that place once it is at the head
+    /// of the queue.
     Reached(&'a AsyncResult<()>),
+    /// A future's first poll, put off by the runtime's budget: no try, only a place
+    /// taken (a readiness operation queued) for the next poll's try.
+    Hold,
 }
 
 impl Turn<'_> {
