@@ -757,7 +757,8 @@ async fn a_first_poll_put_off_by_the_budget_still_takes_its_place() {
 
 /// A receive future kept after its timeout, not polled and not dropped, holds up no
 /// other future: tries are not ordered among themselves (as with tokio's own sockets),
-/// so a second receive gets the datagram, and the kept one the next.
+/// so a second receive, waiting before the datagram arrives, gets it, and the kept one
+/// the next. So does a stream's `AsyncRead`.
 #[tokio::test(flavor = "current_thread")]
 async fn a_kept_but_unpolled_receive_does_not_hold_up_another_future() {
     bounded(async {
@@ -771,18 +772,34 @@ async fn a_kept_but_unpolled_receive_does_not_hold_up_another_future() {
                 .is_err(),
             "nothing sent yet"
         );
+        let mut second = Box::pin(receiver.receive_from(Vec::with_capacity(1)));
+        assert!(
+            poll_once(&mut second).await.is_pending(),
+            "nothing sent yet"
+        );
         sender.send_to(vec![0], to).await.unwrap();
-        let (n, buf, _) = tokio::time::timeout(
-            Duration::from_secs(5),
-            receiver.receive_from(Vec::with_capacity(1)),
-        )
-        .await
-        .expect("the kept future held the second one up")
-        .unwrap();
+        let (n, buf, _) = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the kept future held the second one up")
+            .unwrap();
         assert_eq!(&buf[..n], [0]);
         sender.send_to(vec![1], to).await.unwrap();
         let (n, buf, _) = kept.await.unwrap();
         assert_eq!(&buf[..n], [1]);
+
+        let (mut client, mut server) = pair().await;
+        let mut kept = Box::pin(client.receive(Vec::with_capacity(1)));
+        assert!(poll_once(&mut kept).await.is_pending(), "nothing sent yet");
+        let mut got = [0u8; 4];
+        let mut read = Box::pin(client.read(&mut got));
+        assert!(poll_once(&mut read).await.is_pending(), "nothing sent yet");
+        server.write_all(b"read").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("the kept future held the read up")
+            .unwrap();
+        assert_eq!(&got[..n], &b"read"[..n]);
+        drop(kept);
     })
     .await;
 }

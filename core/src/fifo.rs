@@ -58,10 +58,20 @@ impl<T> InlineFifo<T> {
         }
     }
 
-    /// Puts `value` in the oldest element's place, returning that one (or, if the
-    /// queue is empty, makes `value` its only element).
-    pub(crate) fn replace_front(&mut self, value: T) -> Option<T> {
-        self.head.replace(value)
+    /// The element at `index` (0 is the oldest).
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+        match index {
+            0 => self.head.as_ref(),
+            _ => self.rest.as_ref()?.get(index - 1),
+        }
+    }
+
+    /// The element at `index`, to change in place.
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        match index {
+            0 => self.head.as_mut(),
+            _ => self.rest.as_mut()?.get_mut(index - 1),
+        }
     }
 
     /// Removes and returns the oldest element.
@@ -108,13 +118,19 @@ mod tests {
         }
         assert_eq!(fifo.len(), 5);
         assert_eq!(fifo.front(), Some(&0));
+        assert_eq!(fifo.get(3), Some(&3));
+        if let Some(three) = fifo.get_mut(3) {
+            *three = 30;
+        }
+        assert_eq!(fifo.get(3), Some(&30));
+        assert_eq!(fifo.get(5), None);
         assert_eq!(fifo.remove(2), Some(2));
         assert_eq!(fifo.remove(0), Some(0));
-        assert_eq!(fifo.iter().copied().collect::<Vec<_>>(), [1, 3, 4]);
+        assert_eq!(fifo.iter().copied().collect::<Vec<_>>(), [1, 30, 4]);
         assert_eq!(fifo.pop_front(), Some(1));
         fifo.push_back(5);
         assert_eq!(fifo.remove(9), None);
-        assert_eq!(fifo.drain().collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(fifo.drain().collect::<Vec<_>>(), [30, 4, 5]);
         assert!(fifo.is_empty());
         assert_eq!(fifo.len(), 0);
     }

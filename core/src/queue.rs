@@ -62,12 +62,13 @@
 //!
 //! A future's try ([`try_now`](OpQueue::try_now) with a [`Turn`] other than a plain
 //! call's) that cannot run leaves a readiness operation that *keeps its place*: when
-//! it is reached (an edge, or the operation before it completed), it completes and
-//! wakes the future but stays at the head, done, and the queue serves nothing behind
-//! it. The future's next try finds its own operation there and runs its syscall in
-//! its place: if that takes something (or fails), the place goes and what waits
-//! behind is served before the lock goes (as for a missed edge); if it finds nothing,
-//! a fresh readiness operation takes the head, pending, and waits for the next edge.
+//! it is reached (an edge, or the operations before it completed), it completes and
+//! wakes the future but stays in the queue, done, and no operation behind it that is
+//! not a readiness one runs. The future's next try finds its own operation there and
+//! runs its syscall in its place: if that takes something (or fails), the place goes
+//! and an operation it leaves at the head is served before the lock goes (as for a
+//! missed edge); if it finds nothing, a fresh readiness operation takes the same
+//! place, pending, and waits for the next edge.
 //! A future that goes away instead (dropped, cancelled, timed out) gives its place up
 //! through `cancel`, which then serves the queue. So an operation begun after a
 //! future started never takes what the future was woken for, and nothing is taken
@@ -75,11 +76,13 @@
 //! puts off takes its place without a try (`Hold`), and tries in it at its next poll.
 //!
 //! Tries are ordered only after the operations queued before them, not among
-//! themselves: a try runs its syscall when only readiness operations are queued, as
-//! the tries of tokio's and async-io's sockets race for the data. So a future kept
-//! but not polled holds up the operations begun behind it, never another future's
-//! try, and a plain `try_*` call's readiness gives its place up when it completes,
-//! since nothing obliges its caller to try again.
+//! themselves, as the tries of tokio's and async-io's sockets race for the data: a
+//! try runs its syscall when only readiness operations are ahead of it (its own place,
+//! or the back of the queue), and an edge wakes every readiness operation at the front
+//! of the queue, reached places staying where they are. So a future kept but not
+//! polled holds up the operations begun behind it, never another future's try; and a
+//! plain `try_*` call's readiness gives its place up when it completes, since nothing
+//! obliges its caller to try again.
 //!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
@@ -339,13 +342,16 @@ impl<C: OpContext> OpQueue<C> {
                 return Ok(TryIo::WouldBlock(AsyncResult::from_op(op)));
             }
             TurnKind::Reached(reached) => {
-                let own = |op: &Arc<dyn QueuedOp<C>>| std::ptr::eq(op.addr(), reached.op_addr());
-                if inner.ops.front().is_some_and(own) {
-                    return self.take_turn(inner, socket, ready_kind, drained, now);
-                }
-                if inner.ops.iter().any(own) {
-                    // A place taken without a try, with operations still ahead of it:
-                    // it waits for them.
+                let own = inner
+                    .ops
+                    .iter()
+                    .position(|op| std::ptr::eq(op.addr(), reached.op_addr()));
+                if let Some(at) = own {
+                    if inner.ops.iter().take(at).all(|op| op.is_readiness()) {
+                        return self.take_turn(inner, socket, ready_kind, at, drained, now);
+                    }
+                    // A place taken without a try (`Hold`), with operations still
+                    // ahead of it: it waits for them.
                     return Ok(TryIo::WouldBlock(reached.clone()));
                 }
                 // Not kept (it was given up): a try like the first.
@@ -364,30 +370,36 @@ impl<C: OpContext> OpQueue<C> {
         Ok(TryIo::WouldBlock(AsyncResult::from_op(op)))
     }
 
-    /// A future's try in the place its reached readiness operation kept at the head
-    /// (see "A future's turn").
+    /// A future's try in the place (at index `at`, with only readiness operations
+    /// ahead of it) that its readiness operation kept (see "A future's turn").
     fn take_turn<T>(
         &self,
         inner: &mut Inner<C>,
         socket: &Arc<C>,
         ready_kind: OpKind,
+        at: usize,
         drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let taken = if drained { Ok(None) } else { now(socket) };
         let outcome = match taken {
             Ok(None) => {
-                // Nothing there after all: wait at the head again, for the next edge.
+                // Nothing there after all: wait in the same place again, for the next
+                // edge.
                 let op = self.ready_op(inner, socket, ready_kind, true);
-                inner.ops.replace_front(op.clone());
+                if let Some(place) = inner.ops.get_mut(at) {
+                    *place = op.clone();
+                }
                 return Ok(TryIo::WouldBlock(AsyncResult::from_op(op)));
             }
             Ok(Some(value)) => Ok(TryIo::Done(value)),
             Err(e) => Err(e),
         };
-        // The turn is over: what waits behind is served before the lock goes.
-        inner.ops.pop_front();
-        if !inner.ops.is_empty() {
+        // The turn is over. If that leaves an operation at the head (not another
+        // future's wait: those were woken with this one), it is served before the lock
+        // goes, as for a missed edge.
+        inner.ops.remove(at);
+        if inner.ops.front().is_some_and(|op| !op.is_readiness()) {
             self.state.fetch_or(MISSED, Ordering::AcqRel);
         }
         outcome
@@ -580,20 +592,35 @@ impl<C: OpContext> OpQueue<C> {
 /// Runs the queue's operations from the head while they complete (moving them to
 /// `completed` for notification after the lock is released).
 ///
-/// A future's readiness operation, once reached, stays at the head: it is notified
-/// but not popped, and nothing behind it runs until its future's turn is over (see "A
-/// future's turn").
+/// The readiness operations at the front are all served: tries race, so every waiting
+/// one is woken. A future's readiness operation, once reached, stays in its place: it
+/// is notified but not removed, and the first operation that is not a readiness one
+/// waits until no such place is ahead of it (see "A future's turn").
 fn serve<C>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
-    while let Some(head) = inner.ops.front() {
-        if head.keeps_place() && head.is_done() {
-            // Reached already: its future's try has not come yet.
+    let mut at = 0;
+    while let Some(op) = inner.ops.get(at) {
+        if op.is_readiness() {
+            if op.keeps_place() && op.is_done() {
+                // Reached already: its future's try has not come yet.
+                at += 1;
+                continue;
+            }
+            if !op.attempt(socket) {
+                break;
+            }
+            if op.keeps_place() {
+                completed.push(Arc::clone(op));
+                at += 1;
+            } else if let Some(op) = inner.ops.remove(at) {
+                completed.push(op);
+            }
+            continue;
+        }
+        if at > 0 {
+            // Futures' places ahead of it: their turns come first.
             break;
         }
-        if !head.attempt(socket) {
-            break;
-        }
-        if head.keeps_place() {
-            completed.push(Arc::clone(head));
+        if !op.attempt(socket) {
             break;
         }
         if let Some(op) = inner.ops.pop_front() {
@@ -934,6 +961,40 @@ mod model {
             assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
             m.deliver();
             assert!(behind.is_completed());
+        });
+    }
+
+    /// A future kept but not polled (its wait reached, its try not coming) holds no
+    /// other future up: a later future's wait, queued behind it before the data
+    /// arrives, is woken by the same edge, racing it, and its try takes the unit. A
+    /// receive begun after both waits for the kept one's turn, and a try begun after
+    /// the receive waits behind it; giving the kept place up lets both go on.
+    #[test]
+    fn a_wait_behind_a_reached_one_is_woken_too() {
+        loom::model(|| {
+            let m = Model::new();
+            let TryIo::WouldBlock(kept) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            let TryIo::WouldBlock(later) = m.try_receive() else {
+                panic!("nothing has arrived yet");
+            };
+            let behind = m.receive();
+            m.deliver();
+            assert!(kept.is_completed(), "the unit arrived but the first waits");
+            assert!(later.is_completed(), "the second wait was not woken");
+            assert!(matches!(m.retry_receive(&later), TryIo::Done(())));
+            m.deliver();
+            assert!(!behind.is_completed(), "went ahead of the kept future");
+            let TryIo::WouldBlock(last) = m.try_receive() else {
+                panic!("a try went ahead of the receive begun before it");
+            };
+            let giver = loom::thread::spawn(move || kept.cancel());
+            m.deliver();
+            join(giver);
+            assert!(behind.is_completed(), "the kept place was given up");
+            assert!(last.is_completed(), "the next unit's try was not woken");
+            assert!(matches!(m.retry_receive(&last), TryIo::Done(())));
         });
     }
 
