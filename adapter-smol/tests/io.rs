@@ -405,3 +405,37 @@ fn mixed_receives_take_bytes_in_start_order() {
         }
     });
 }
+
+/// A receive future polled once and kept, not polled again, holds up no other reader:
+/// a second receive future and a `&TcpStream` read, each waiting before its byte
+/// arrives, are woken by it (futures race, as with async-io's own sockets).
+#[test]
+fn a_kept_but_unpolled_receive_does_not_hold_up_other_readers() {
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let mut kept = Box::pin(client.receive(Vec::with_capacity(1)));
+        assert!(
+            futures::poll!(kept.as_mut()).is_pending(),
+            "nothing sent yet"
+        );
+        let mut second = Box::pin(client.receive(Vec::with_capacity(1)));
+        assert!(
+            futures::poll!(second.as_mut()).is_pending(),
+            "nothing sent yet"
+        );
+        server.write_all(b"a").await.unwrap();
+        let (n, buf) = second.await.unwrap();
+        assert_eq!(&buf[..n], b"a");
+        let mut got = [0u8; 1];
+        let mut reader = &client;
+        let mut read = Box::pin(reader.read(&mut got));
+        assert!(
+            futures::poll!(read.as_mut()).is_pending(),
+            "nothing sent yet"
+        );
+        server.write_all(b"b").await.unwrap();
+        assert_eq!(read.await.unwrap(), 1);
+        assert_eq!(&got, b"b");
+        drop(kept);
+    });
+}
