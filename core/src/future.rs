@@ -245,7 +245,7 @@ pub fn poll_try<R: Runtime, T>(
 
 /// [`poll_try`] for a future that tries in its own turn (`place`: `Some`, see
 /// [`Turn`]), or not (`None`). A future's turn: its readiness wait, once reached,
-/// keeps its place at the head of the queue until the retry here; if the future goes
+/// keeps its place in the queue until the retry here; if the future goes
 /// away instead, dropping its [`ReadyWait`] gives the place up. `place` holds whether
 /// the future took its place without a try (its first poll was put off by the
 /// runtime's budget), so that its next poll tries in that place.

@@ -152,7 +152,7 @@ pub(crate) trait QueuedOp<C>: Send + Sync {
     fn is_done(&self) -> bool;
     /// Whether it is a readiness operation ([`OpKind::is_readiness`]).
     fn is_readiness(&self) -> bool;
-    /// Whether, once completed, it keeps the head of its queue for its future's next
+    /// Whether, once completed, it keeps its place in its queue for its future's next
     /// try (a future's readiness operation; see `queue`'s "A future's turn").
     fn keeps_place(&self) -> bool;
 }
@@ -189,7 +189,7 @@ pub(crate) struct OpHeader {
     done: Event,
     /// Set, for good, by the first thread that listens on `done`.
     listening: AtomicBool,
-    /// A future's readiness operation, which once completed keeps the head of its
+    /// A future's readiness operation, which once completed keeps its place in its
     /// queue until the future tries again or gives its turn up (see `queue`). Written
     /// under the queue's lock, before the operation is queued.
     keeps_place: AtomicBool,

@@ -14,10 +14,10 @@
 //! try left it (a [`Turn`]). A plain `try_*` call's gives its place up: the queue goes
 //! on to the operations behind it, since nothing obliges the caller to try again. A
 //! future's ([`ReadinessFuture`](crate::future::ReadinessFuture): the adapters'
-//! receive, `receive_from` and accept futures) keeps it: once reached, it stays at the
-//! head of the queue until the future tries again, and a try that finds nothing waits
-//! at the head again, so an operation begun after the future started cannot take what
-//! the future was woken for (order, semantics §2). Dropping or cancelling the future
+//! receive, `receive_from` and accept futures) keeps it: once reached, it stays in its
+//! place until the future tries again, and a try that finds nothing waits in the same
+//! place again, so an operation begun after the future started cannot take what the
+//! future was woken for (order, semantics §2). Dropping or cancelling the future
 //! gives its turn up. Tries are not ordered among themselves: one runs whenever only
 //! readiness operations are queued ahead of it.
 
@@ -63,8 +63,8 @@ pub(crate) enum TurnKind<'a> {
     /// operation keeps its place once reached.
     Future,
     /// A future's try after its wait (`AsyncResult<()>`) was reached, or after it took
-    /// its place without a try (`Hold`): it runs in that place once it is at the head
-    /// of the queue.
+    /// its place without a try (`Hold`): it runs in that place once only readiness
+    /// operations are ahead of it.
     Reached(&'a AsyncResult<()>),
     /// A future's first poll, put off by the runtime's budget: no try, only a place
     /// taken (a readiness operation queued) for the next poll's try.
