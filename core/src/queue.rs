@@ -657,6 +657,14 @@ mod model {
         out
     }
 
+    /// The wait of a try that found nothing; panics with `why` if it took something.
+    fn waiting(attempt: TryIo<()>, why: &str) -> AsyncResult<()> {
+        match attempt {
+            TryIo::WouldBlock(ready) => ready,
+            TryIo::Done(()) => panic!("{why}"),
+        }
+    }
+
     /// Joins a model thread, re-raising its panic (with its own message) if it had one.
     fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
         handle
@@ -884,9 +892,7 @@ mod model {
     fn a_reached_wait_keeps_its_place_for_the_futures_try() {
         loom::model(|| {
             let m = Model::new();
-            let TryIo::WouldBlock(ready) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
+            let ready = waiting(m.try_receive(), "nothing has arrived yet");
             let behind = racing_a_delivery(&m, Model::receive);
             assert!(ready.is_completed(), "the unit arrived but the wait waits");
             assert!(
@@ -910,15 +916,11 @@ mod model {
     fn a_try_that_finds_nothing_keeps_the_head() {
         loom::model(|| {
             let m = Model::new();
-            let TryIo::WouldBlock(ready) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
+            let ready = waiting(m.try_receive(), "nothing has arrived yet");
             m.deliver();
             let behind = m.receive();
             assert!(m.take(), "another reader takes the unit");
-            let TryIo::WouldBlock(again) = m.retry_receive(&ready) else {
-                panic!("the unit is gone");
-            };
+            let again = waiting(m.retry_receive(&ready), "the unit is gone");
             drop(ready);
             racing_a_delivery(&m, |_| ());
             assert!(again.is_completed(), "the unit arrived but the wait waits");
@@ -940,18 +942,14 @@ mod model {
     fn a_try_is_not_held_up_by_another_futures_wait() {
         loom::model(|| {
             let m = Model::new();
-            let TryIo::WouldBlock(ready) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
+            let ready = waiting(m.try_receive(), "nothing has arrived yet");
             m.deliver();
             assert!(ready.is_completed());
             assert!(
                 matches!(m.try_receive(), TryIo::Done(())),
                 "another future's try waited behind the reached wait"
             );
-            let TryIo::WouldBlock(again) = m.retry_receive(&ready) else {
-                panic!("the unit was taken");
-            };
+            let again = waiting(m.retry_receive(&ready), "the unit was taken");
             let behind = racing_a_delivery(&m, Model::receive);
             assert!(again.is_completed(), "the unit arrived but the wait waits");
             assert!(
@@ -973,12 +971,8 @@ mod model {
     fn a_wait_behind_a_reached_one_is_woken_too() {
         loom::model(|| {
             let m = Model::new();
-            let TryIo::WouldBlock(kept) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
-            let TryIo::WouldBlock(later) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
+            let kept = waiting(m.try_receive(), "nothing has arrived yet");
+            let later = waiting(m.try_receive(), "nothing has arrived yet");
             let behind = m.receive();
             m.deliver();
             assert!(kept.is_completed(), "the unit arrived but the first waits");
@@ -986,9 +980,10 @@ mod model {
             assert!(matches!(m.retry_receive(&later), TryIo::Done(())));
             m.deliver();
             assert!(!behind.is_completed(), "went ahead of the kept future");
-            let TryIo::WouldBlock(last) = m.try_receive() else {
-                panic!("a try went ahead of the receive begun before it");
-            };
+            let last = waiting(
+                m.try_receive(),
+                "a try went ahead of the receive begun before it",
+            );
             let giver = loom::thread::spawn(move || kept.cancel());
             m.deliver();
             join(giver);
@@ -1005,9 +1000,7 @@ mod model {
     fn a_reached_wait_given_up_lets_the_queue_go_on() {
         loom::model(|| {
             let m = Model::new();
-            let TryIo::WouldBlock(ready) = m.try_receive() else {
-                panic!("nothing has arrived yet");
-            };
+            let ready = waiting(m.try_receive(), "nothing has arrived yet");
             m.deliver();
             let (first, second) = (m.receive(), m.receive());
             assert!(ready.is_completed() && !first.is_completed());
