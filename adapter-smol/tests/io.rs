@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asyncresult_smol::{Error, SocketFlags, TcpListener, TcpStream, UdpSocket};
+use asyncresult_smol::{Error, TcpListener, TcpStream, UdpSocket};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 fn loopback() -> SocketAddr {
@@ -347,63 +347,6 @@ fn the_contracts_methods_are_the_types_own() {
         let _: (usize, Vec<u8>, SocketAddr) = UdpSocket::receive_from(u, Vec::new()).await?;
         Ok(())
     }
-}
-
-/// Receive futures and `begin_receive`s mixed on one socket take the bytes in the
-/// order they were started (a future at its first poll), whichever style each is: the
-/// `i`-th receive started, each into a one-byte buffer, gets byte `i` (order, §2).
-#[test]
-fn mixed_receives_take_bytes_in_start_order() {
-    /// One receive of the mix.
-    enum Started<F> {
-        Future(std::pin::Pin<Box<F>>),
-        Begun(asyncresult_smol::AsyncResult<(usize, Vec<u8>)>),
-    }
-    const COUNT: u8 = 64;
-    bounded(async {
-        let (client, mut server) = pair().await;
-        let socket = client.socket().clone();
-        let mut seed = 0x2545_F491_u32;
-        let mut started = Vec::new();
-        for _ in 0..COUNT {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            if seed >> 31 == 1 {
-                let mut f = Box::pin(client.receive(Vec::with_capacity(1)));
-                let polled = futures::poll!(f.as_mut());
-                assert!(polled.is_pending(), "nothing sent yet");
-                started.push(Started::Future(f));
-            } else {
-                let ar = socket
-                    .begin_receive(Vec::with_capacity(1), SocketFlags::NONE, None, None)
-                    .unwrap();
-                started.push(Started::Begun(ar));
-            }
-        }
-        for unit in 0..COUNT {
-            server.write_all(&[unit]).await.unwrap();
-        }
-        let socket = &socket;
-        let results = futures::future::join_all(started.into_iter().map(|op| async move {
-            match op {
-                Started::Future(f) => f.await,
-                Started::Begun(ar) => {
-                    std::future::poll_fn(|cx| ar.poll_completed(cx)).await;
-                    socket.end_receive(&ar)
-                }
-            }
-        }))
-        .await;
-        for (i, result) in results.into_iter().enumerate() {
-            let (n, buf) = result.unwrap();
-            assert_eq!(n, 1);
-            assert_eq!(
-                usize::from(buf[0]),
-                i,
-                "the receive started {i}th got byte {}",
-                buf[0]
-            );
-        }
-    });
 }
 
 /// A receive future polled once and kept, not polled again, holds up no other reader:

@@ -1,0 +1,173 @@
+//! The order of §2 across the two styles: receive futures of the tokio and smol
+//! adapters mixed with `begin_receive`s on one socket run in the order they were
+//! started (a future at its first poll). One check, run through both adapters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use asyncresult_conformance::{bounded, loopback};
+use asyncresult_core::{AsyncResult, Error, Socket, SocketFlags};
+use futures::io::AsyncWriteExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+/// How many receives each mix starts.
+const COUNT: u8 = 64;
+
+/// One receive operation of [`receive_in_start_order`]'s mix: a future (polled once,
+/// so started) or a `begin_receive`.
+enum Started<F> {
+    Future(Pin<Box<F>>),
+    Begun(AsyncResult<(usize, Vec<u8>)>),
+}
+
+/// Starts `count` one-byte (or one-datagram) receives on `socket` in a pseudo-random
+/// mix (from `seed`) of receive futures (`future`) and `begin_receive`s, then has
+/// `send` deliver units `0..count`, one at a time, and checks that the `i`-th receive
+/// started got unit `i` (order, §2).
+async fn receive_in_start_order<F, S>(
+    socket: &Socket,
+    count: u8,
+    seed: u32,
+    mut future: impl FnMut() -> F,
+    send: impl FnOnce() -> S,
+) where
+    F: Future<Output = Result<(usize, Vec<u8>), Error>>,
+    S: Future<Output = ()>,
+{
+    let mut seed = seed;
+    let mut started = Vec::new();
+    let mut futures = 0;
+    for _ in 0..count {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        if seed >> 31 == 1 {
+            let mut f = Box::pin(future());
+            assert!(futures::poll!(f.as_mut()).is_pending(), "nothing sent yet");
+            started.push(Started::Future(f));
+            futures += 1;
+        } else {
+            let ar = socket
+                .begin_receive(Vec::with_capacity(1), SocketFlags::NONE, None, None)
+                .unwrap();
+            started.push(Started::Begun(ar));
+        }
+    }
+    assert!(futures > 0 && futures < count, "a mix of both styles");
+    send().await;
+    let results = futures::future::join_all(started.into_iter().map(|op| async move {
+        match op {
+            Started::Future(f) => f.await,
+            Started::Begun(ar) => {
+                std::future::poll_fn(|cx| ar.poll_completed(cx)).await;
+                socket.end_receive(&ar)
+            }
+        }
+    }))
+    .await;
+    for (i, result) in results.into_iter().enumerate() {
+        let (n, buf) = result.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            usize::from(buf[0]),
+            i,
+            "the receive started {i}th got unit {}",
+            buf[0]
+        );
+    }
+}
+
+/// A tokio runtime, multi-thread (2 workers) or current-thread.
+fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().unwrap()
+}
+
+/// tokio, current-thread: receive futures and `begin_receive`s mixed on one stream
+/// take the bytes in the order they were started, whichever style each is.
+#[test]
+fn tokio_stream_receives_take_bytes_in_start_order() {
+    use asyncresult_tokio::{TcpListener, TcpStream};
+    bounded(Duration::from_secs(30), "test hung", || {
+        tokio_runtime(false).block_on(async {
+            let listener = TcpListener::bind(loopback()).await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            let socket = client.socket().clone();
+            receive_in_start_order(
+                &socket,
+                COUNT,
+                0x9E37_79B9,
+                || client.receive(Vec::with_capacity(1)),
+                || async move {
+                    for unit in 0..COUNT {
+                        server.write_all(&[unit]).await.unwrap();
+                    }
+                },
+            )
+            .await;
+        });
+    });
+}
+
+/// tokio, multi-thread: the same for datagrams.
+#[test]
+fn tokio_datagram_receives_take_datagrams_in_start_order() {
+    use asyncresult_tokio::UdpSocket;
+    bounded(Duration::from_secs(30), "test hung", || {
+        tokio_runtime(true).block_on(async {
+            let receiver = UdpSocket::bind(loopback()).await.unwrap();
+            let sender = UdpSocket::bind(loopback()).await.unwrap();
+            let to = receiver.local_addr().unwrap();
+            let socket = receiver.socket().clone();
+            receive_in_start_order(
+                &socket,
+                COUNT,
+                0x9E37_79B9,
+                || receiver.receive(Vec::with_capacity(1)),
+                || async move {
+                    for unit in 0..COUNT {
+                        sender.send_to(vec![unit], to).await.unwrap();
+                    }
+                },
+            )
+            .await;
+        });
+    });
+}
+
+/// smol: the same on a stream, under `smol::block_on`.
+#[test]
+fn smol_stream_receives_take_bytes_in_start_order() {
+    use asyncresult_smol::{TcpListener, TcpStream};
+    bounded(Duration::from_secs(30), "test hung", || {
+        smol::block_on(async {
+            let listener = TcpListener::bind(loopback()).await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            let socket = client.socket().clone();
+            receive_in_start_order(
+                &socket,
+                COUNT,
+                0x2545_F491,
+                || client.receive(Vec::with_capacity(1)),
+                || async move {
+                    for unit in 0..COUNT {
+                        server.write_all(&[unit]).await.unwrap();
+                    }
+                },
+            )
+            .await;
+        });
+    });
+}
