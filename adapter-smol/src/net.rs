@@ -3,14 +3,11 @@
 //! `futures_io::{AsyncRead, AsyncWrite}` for the stream and for `&TcpStream`.
 
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use asyncresult_core::future::{ReadinessFuture, ReceiveAttempt, ReceiveFromAttempt};
-use asyncresult_core::{net, Error, IoBuf, IoBufMut, Socket};
+use asyncresult_core::{net, Socket};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::Smol;
@@ -67,98 +64,7 @@ impl From<Socket> for TcpStream {
 }
 
 impl TcpStream {
-    /// Opens a TCP connection to `addr`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] with the OS's error (`ECONNREFUSED`, …).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future closes the half-made socket.
-    pub async fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
-        net::TcpStream::connect(addr).await.map(TcpStream)
-    }
-
-    /// [`connect`](TcpStream::connect), bounded by async-io's timer: at expiry the
-    /// connect is cancelled and the result is [`Error::Aborted`].
-    ///
-    /// # Errors
-    ///
-    /// As [`connect`](TcpStream::connect), plus [`Error::Aborted`] on timeout.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future closes the half-made socket, as with
-    /// [`connect`](TcpStream::connect). Expiry closes it too.
-    pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
-        net::TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map(TcpStream)
-    }
-
-    /// Sends the whole buffer: completes when every byte is in the kernel, with the full
-    /// length ([`net::TcpStream::send`] has the details).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`EPIPE`, `ECONNRESET`, …), [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Not cancelled by dropping: once polled, the send is under way, and its bytes
-    /// still go out whole, before any later send. `send_timeout` stops it at expiry.
-    pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
-        self.0.send(buf).await
-    }
-
-    /// Receives into `buf` from index 0: at least one byte, or 0 once the peer has shut
-    /// down ([`net::TcpStream::receive`] has the details).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`ECONNRESET`, …), [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: bytes are taken only in the poll that returns them.
-    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, Smol> {
-        self.0.receive(buf)
-    }
-
-    /// Turns Nagle's algorithm off (`true`) or back on (.NET's `NoDelay`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
-    pub fn set_nodelay(&self, on: bool) -> Result<(), Error> {
-        self.0.set_nodelay(on)
-    }
-
-    /// The local address.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.0.local_addr()
-    }
-
-    /// The peer's address.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disposed`] after close; [`Error::Socket`] (`ENOTCONN`) from the OS.
-    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
-        self.0.peer_addr()
-    }
-
-    /// Hands back the core socket. The stream never holds received bytes of its own
-    /// (reads go straight from the kernel to the caller's buffer), so every byte not
-    /// yet read is still in the socket, to be read through it.
-    pub fn into_inner(self) -> Socket {
-        self.0.into_inner()
-    }
+    asyncresult_core::adapter_tcp_stream_methods!(Smol, "async-io's timer");
 }
 
 /// Reads go straight from the kernel into the caller's buffer: cancel safe, no byte is
@@ -261,67 +167,7 @@ impl From<Socket> for TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` and listens (backlog 1024, `SO_REUSEADDR`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] if the address cannot be bound.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the future never waits; its first poll binds, listens and
-    /// completes. Dropped before that poll, it has bound nothing.
-    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-        net::TcpListener::bind(addr).await.map(TcpListener)
-    }
-
-    /// Accepts a connection.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`EMFILE`, …), [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a connection is taken from the kernel only when the future
-    /// returns it.
-    pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
-        let (socket, peer) = self.0.accept().await?;
-        Ok((TcpStream::from(socket), peer))
-    }
-
-    /// [`accept`](TcpListener::accept), bounded by async-io's timer
-    /// ([`Error::Aborted`] at expiry; no connection is lost).
-    ///
-    /// # Errors
-    ///
-    /// As [`accept`](TcpListener::accept), plus [`Error::Aborted`] on timeout.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a connection is taken from the kernel only when the future
-    /// returns it. Dropping the future, like expiry, loses no connection.
-    pub async fn accept_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<(TcpStream, SocketAddr), Error> {
-        let (socket, peer) = self.0.accept_timeout(timeout).await?;
-        Ok((TcpStream::from(socket), peer))
-    }
-
-    /// The local address (the port the OS picked for port 0).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.0.local_addr()
-    }
-
-    /// Hands back the core socket.
-    pub fn into_inner(self) -> Socket {
-        self.0.into_inner()
-    }
+    asyncresult_core::adapter_tcp_listener_methods!("async-io's timer", TcpStream);
 }
 
 /// A UDP socket driven by the asyncresult engine, for smol.
@@ -363,102 +209,5 @@ impl From<Socket> for UdpSocket {
 }
 
 impl UdpSocket {
-    /// A UDP socket bound to `addr` (port 0 picks one).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] if the address cannot be bound.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the future never waits; its first poll binds and completes.
-    /// Dropped before that poll, it has bound nothing.
-    pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
-        net::UdpSocket::bind(addr).await.map(UdpSocket)
-    }
-
-    /// Sets the default peer for `send` and `receive` (and filters what arrives to it).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] from the OS, [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// The connect completes in its first poll; dropped before it, it has set nothing.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
-        self.0.connect(addr).await
-    }
-
-    /// Sends `buf` as one datagram to the connected peer.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`EMSGSIZE`, `EDESTADDRREQ` if not connected, …),
-    /// [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future after its first poll does not stop the datagram.
-    pub async fn send<B: IoBuf>(&self, buf: B) -> Result<usize, Error> {
-        self.0.send(buf).await
-    }
-
-    /// Receives one datagram from the connected peer; one longer than `buf` is
-    /// truncated, and the count is its full length.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`ECONNREFUSED`, …), [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a datagram is taken only in the poll that returns it.
-    pub fn receive<B: IoBufMut>(&self, buf: B) -> ReadinessFuture<ReceiveAttempt<B>, Smol> {
-        self.0.receive(buf)
-    }
-
-    /// Sends `buf` as one datagram to `to`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] (`EMSGSIZE`, `EAFNOSUPPORT`, …), [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future after its first poll does not stop the datagram.
-    pub async fn send_to<B: IoBuf>(&self, buf: B, to: SocketAddr) -> Result<usize, Error> {
-        self.0.send_to(buf, to).await
-    }
-
-    /// Receives one datagram and its sender; one longer than `buf` is truncated, and
-    /// the count is its full length.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`], [`Error::Disposed`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a datagram is taken only in the poll that returns it.
-    pub fn receive_from<B: IoBufMut>(
-        &self,
-        buf: B,
-    ) -> ReadinessFuture<ReceiveFromAttempt<B>, Smol> {
-        self.0.receive_from(buf)
-    }
-
-    /// The local address (the port the OS picked for port 0).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.0.local_addr()
-    }
-
-    /// Hands back the core socket.
-    pub fn into_inner(self) -> Socket {
-        self.0.into_inner()
-    }
+    asyncresult_core::adapter_udp_socket_methods!(Smol);
 }

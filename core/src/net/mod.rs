@@ -2,6 +2,7 @@
 //! [`Runtime`](crate::future::Runtime). The tokio and smol adapters wrap these with
 //! their runtime plugged in and add their runtime's I/O traits.
 
+mod adapter;
 mod tcp;
 mod udp;
 
