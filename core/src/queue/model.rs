@@ -1,0 +1,521 @@
+//! Model checks of the lifecycle with loom: every interleaving of readiness edges,
+//! `begin_*`, cancel, close and `end_*` on one queue. Run by `cargo xtask test`
+//! (`RUSTFLAGS="--cfg loom" cargo test -p asyncresult-core --lib model`).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::op::{OpContext, Produces, Task, TaskSink};
+
+/// Runs `f` on the model `m` in a new model thread.
+fn spawn_on<T: 'static>(m: &Arc<Model>, f: fn(&Arc<Model>) -> T) -> loom::thread::JoinHandle<T> {
+    let m = Arc::clone(m);
+    loom::thread::spawn(move || f(&m))
+}
+
+/// Runs `f` on this model thread while a delivery (a unit of data, then its edge)
+/// races it on another; returns what `f` returned once the delivery is over.
+fn racing_a_delivery<T>(m: &Arc<Model>, f: impl FnOnce(&Arc<Model>) -> T) -> T {
+    let kernel = spawn_on(m, Model::deliver);
+    let out = f(m);
+    join(kernel);
+    out
+}
+
+/// The wait of a try that found nothing; panics with `why` if it took something.
+fn waiting(attempt: TryIo<()>, why: &str) -> AsyncResult<()> {
+    match attempt {
+        TryIo::WouldBlock(ready) => ready,
+        TryIo::Done(()) => panic!("{why}"),
+    }
+}
+
+/// Joins a model thread, re-raising its panic (with its own message) if it had one.
+fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// A socket reduced to what the queue relies on: data the "kernel" holds, and the
+/// rule that a readiness edge (a `process` call) follows every arrival.
+struct Model {
+    queue: OpQueue<Model>,
+    /// The kernel's receive queue: under a lock, as in the kernel, so a syscall
+    /// never reads a stale count.
+    data: loom::sync::Mutex<usize>,
+    sink: Sink,
+}
+
+struct Sink;
+
+impl TaskSink for Sink {
+    fn post(&self, task: Arc<dyn Task>) {
+        task.run();
+    }
+}
+
+impl OpContext for Model {
+    fn id(&self) -> u64 {
+        1
+    }
+    fn sink(&self) -> &dyn TaskSink {
+        &self.sink
+    }
+    fn is_closed(&self) -> bool {
+        // A point where another thread may run while this one holds the queue.
+        loom::thread::yield_now();
+        false
+    }
+    fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
+        let mut completed = Completed::new();
+        let cancelled = self.queue.cancel(self, addr, &mut completed, || {});
+        for op in completed {
+            op.notify(&self.sink);
+        }
+        cancelled
+    }
+}
+
+impl Model {
+    fn new() -> Arc<Model> {
+        Arc::new(Model {
+            queue: OpQueue::default(),
+            data: loom::sync::Mutex::new(0),
+            sink: Sink,
+        })
+    }
+
+    /// The kernel's receive queue, locked.
+    fn data(&self) -> loom::sync::MutexGuard<'_, usize> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The kernel delivers one unit of data, then the poller reports the edge.
+    fn deliver(self: &Arc<Self>) {
+        *self.data() += 1;
+        self.edge();
+    }
+
+    /// A readiness edge, as a poller serves it: the queue runs its operations
+    /// unless another thread holds it for an attempt (which then serves it for
+    /// the edge).
+    fn edge(self: &Arc<Self>) {
+        let mut completed = Completed::new();
+        self.queue.edge(self, &mut completed);
+        for op in completed {
+            op.notify(&self.sink);
+        }
+    }
+
+    /// Close: the queue stops and its operations complete with `Disposed`.
+    fn close(self: &Arc<Self>) {
+        let mut completed = Completed::new();
+        self.queue.stop(&mut completed);
+        for op in completed {
+            op.notify(&self.sink);
+        }
+    }
+
+    /// Takes one unit if the kernel has one (a receive syscall).
+    fn take(&self) -> bool {
+        let mut data = self.data();
+        let had = *data > 0;
+        if had {
+            *data -= 1;
+        }
+        had
+    }
+
+    /// Takes every unit the kernel has (a short TCP read); if it took any, the
+    /// queue is noted drained, as `SocketCore::read_stream` does.
+    fn take_all(&self) -> usize {
+        let took = std::mem::take(&mut *self.data());
+        if took > 0 {
+            self.queue.note_drained();
+        }
+        took
+    }
+
+    /// Units the kernel still holds.
+    fn unread(&self) -> usize {
+        *self.data()
+    }
+
+    /// `begin_*` of a receive doing `work`.
+    fn start<W: Work<Model>>(self: &Arc<Self>, work: W) -> AsyncResult<W::Output> {
+        match self.queue.start(self, OpKind::Receive, work, None, None) {
+            Ok(ar) => ar,
+            Err(e) => panic!("begin failed: {e}"),
+        }
+    }
+
+    /// A receive attempt (`try_now`) in `turn`: what `now` takes, or a
+    /// readiness wait.
+    fn try_now<T>(self: &Arc<Self>, turn: Turn<'_>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
+        match self
+            .queue
+            .try_now(self, OpKind::ReceiveReady, turn, |m| Ok(now(m)))
+        {
+            Ok(attempt) => attempt,
+            Err(e) => panic!("try_now failed: {e}"),
+        }
+    }
+
+    fn receive(self: &Arc<Self>) -> AsyncResult<()> {
+        self.start(Take)
+    }
+
+    /// A future's first attempt to take one unit.
+    fn try_receive(self: &Arc<Self>) -> TryIo<()> {
+        self.try_now(Turn(TurnKind::Future), |m| m.take().then_some(()))
+    }
+
+    /// A future's attempt to take one unit after its wait `reached` completed.
+    fn retry_receive(self: &Arc<Self>, reached: &AsyncResult<()>) -> TryIo<()> {
+        self.try_now(Turn(TurnKind::Reached(reached)), |m| m.take().then_some(()))
+    }
+
+    /// A receive that takes all there is.
+    fn receive_all(self: &Arc<Self>) -> AsyncResult<usize> {
+        self.start(TakeAll)
+    }
+
+    /// A future's attempt to take all there is.
+    fn try_receive_all(self: &Arc<Self>) -> TryIo<usize> {
+        self.try_now(Turn(TurnKind::Future), |m| {
+            Some(m.take_all()).filter(|&took| took > 0)
+        })
+    }
+}
+
+/// A receive of all there is: takes it if there is any, else would block.
+struct TakeAll;
+
+impl Produces for TakeAll {
+    type Output = usize;
+}
+
+impl Work<Model> for TakeAll {
+    fn attempt(&mut self, m: &Model) -> Attempt<usize> {
+        match m.take_all() {
+            0 => Attempt::WouldBlock,
+            took => Attempt::Done(Ok(took)),
+        }
+    }
+}
+
+/// A receive of one unit: takes it if the kernel has one, else would block.
+struct Take;
+
+impl Produces for Take {
+    type Output = ();
+}
+
+impl Work<Model> for Take {
+    fn attempt(&mut self, m: &Model) -> Attempt<()> {
+        if m.take() {
+            Attempt::Done(Ok(()))
+        } else {
+            Attempt::WouldBlock
+        }
+    }
+}
+
+/// An edge racing with `begin`: data that arrives is never left unclaimed by a
+/// waiting operation (no lost wake-up).
+#[test]
+fn no_lost_wake_up() {
+    loom::model(|| {
+        let m = Model::new();
+        let ar = racing_a_delivery(&m, Model::receive);
+        assert!(
+            ar.is_completed(),
+            "data arrived but the receive still waits"
+        );
+    });
+}
+
+/// A future's receive attempt races a delivery and its edge: the edge that finds
+/// the queue held for the attempt is served by the attempt's thread, so either the
+/// attempt takes the unit or its readiness wait completes.
+#[test]
+fn an_edge_during_an_attempt_is_served_by_the_attempt() {
+    loom::model(|| {
+        let m = Model::new();
+        let attempt = racing_a_delivery(&m, Model::try_receive);
+        if let TryIo::WouldBlock(ready) = attempt {
+            assert!(ready.is_completed(), "data arrived but the attempt waits");
+        }
+    });
+}
+
+/// A future's readiness wait, once reached, keeps its place: a receive begun behind
+/// it while the data arrives does not take the unit the future was woken for; the
+/// future's next try does, and the receive gets the next unit.
+#[test]
+fn a_reached_wait_keeps_its_place_for_the_futures_try() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        let behind = racing_a_delivery(&m, Model::receive);
+        assert!(ready.is_completed(), "the unit arrived but the wait waits");
+        assert!(
+            !behind.is_completed(),
+            "the receive begun later took the unit"
+        );
+        assert!(
+            matches!(m.retry_receive(&ready), TryIo::Done(())),
+            "the future's try found nothing"
+        );
+        assert!(!behind.is_completed(), "only one unit arrived");
+        m.deliver();
+        assert!(behind.is_completed(), "the next unit went to nobody");
+    });
+}
+
+/// A future's try that finds nothing in its place (the unit went elsewhere) waits
+/// at the head again: the next unit, whenever its edge comes, is still the
+/// future's, not the receive's begun behind it.
+#[test]
+fn a_try_that_finds_nothing_keeps_the_head() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        assert!(m.take(), "another reader takes the unit");
+        let again = waiting(m.retry_receive(&ready), "the unit is gone");
+        drop(ready);
+        racing_a_delivery(&m, |_| ());
+        assert!(again.is_completed(), "the unit arrived but the wait waits");
+        assert!(
+            !behind.is_completed(),
+            "the receive begun later took the unit"
+        );
+        assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
+        m.deliver();
+        assert!(behind.is_completed(), "the next unit went to nobody");
+    });
+}
+
+/// Another future's try is not held up by a reached wait (tries are not ordered
+/// among themselves): it takes the unit; the woken future's try finds nothing and
+/// waits at the head again, still ahead of a receive begun after it, racing the
+/// next delivery.
+#[test]
+fn a_try_is_not_held_up_by_another_futures_wait() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        assert!(ready.is_completed());
+        assert!(
+            matches!(m.try_receive(), TryIo::Done(())),
+            "another future's try waited behind the reached wait"
+        );
+        let again = waiting(m.retry_receive(&ready), "the unit was taken");
+        let behind = racing_a_delivery(&m, Model::receive);
+        assert!(again.is_completed(), "the unit arrived but the wait waits");
+        assert!(
+            !behind.is_completed(),
+            "the receive begun later took the unit"
+        );
+        assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
+        m.deliver();
+        assert!(behind.is_completed());
+    });
+}
+
+/// A future kept but not polled (its wait reached, its try not coming) holds no
+/// other future up: a later future's wait, queued behind it before the data
+/// arrives, is woken by the same edge, racing it, and its try takes the unit. A
+/// receive begun after both waits for the kept one's turn, and a try begun after
+/// the receive waits behind it; giving the kept place up lets both go on.
+#[test]
+fn a_wait_behind_a_reached_one_is_woken_too() {
+    loom::model(|| {
+        let m = Model::new();
+        let kept = waiting(m.try_receive(), "nothing has arrived yet");
+        let later = waiting(m.try_receive(), "nothing has arrived yet");
+        let behind = m.receive();
+        m.deliver();
+        assert!(kept.is_completed(), "the unit arrived but the first waits");
+        assert!(later.is_completed(), "the second wait was not woken");
+        assert!(matches!(m.retry_receive(&later), TryIo::Done(())));
+        m.deliver();
+        assert!(!behind.is_completed(), "went ahead of the kept future");
+        let last = waiting(
+            m.try_receive(),
+            "a try went ahead of the receive begun before it",
+        );
+        let giver = loom::thread::spawn(move || kept.cancel());
+        m.deliver();
+        join(giver);
+        assert!(behind.is_completed(), "the kept place was given up");
+        assert!(last.is_completed(), "the next unit's try was not woken");
+        assert!(matches!(m.retry_receive(&last), TryIo::Done(())));
+    });
+}
+
+/// A future that goes away after its wait was reached gives its place up, racing
+/// the next delivery: the receive behind it takes the unit the future left, and
+/// nothing is lost or stuck.
+#[test]
+fn a_reached_wait_given_up_lets_the_queue_go_on() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let (first, second) = (m.receive(), m.receive());
+        assert!(ready.is_completed() && !first.is_completed());
+        let giver = loom::thread::spawn(move || ready.cancel());
+        m.deliver();
+        assert!(!join(giver), "a reached wait has nothing to cancel");
+        assert!(first.is_completed(), "the unit left is the first receive's");
+        assert!(second.is_completed(), "the next unit went to nobody");
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A second poller's edge (with no data) races a delivery and a `begin`: whichever
+/// threads hold the queue when the edges come, the delivered unit is never left
+/// unclaimed while the first receive waits.
+#[test]
+fn an_edge_that_finds_the_queue_held_is_not_lost() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = m.receive();
+        let kernel = spawn_on(&m, Model::deliver);
+        let poller = spawn_on(&m, Model::edge);
+        let second = m.receive();
+        join(kernel);
+        join(poller);
+        assert!(
+            first.is_completed(),
+            "data arrived but the first receive waits"
+        );
+        assert!(!second.is_completed(), "only one unit arrived");
+    });
+}
+
+/// A receive served after a wait that drained the kernel's queue lets the next one
+/// wait without trying; a delivery racing the next one (its edge at any point) is
+/// never left unread while it waits.
+#[test]
+fn a_receive_after_a_draining_one_loses_no_data() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = m.receive_all();
+        m.deliver();
+        assert!(first.is_completed(), "the edge serves the first receive");
+        let second = racing_a_delivery(&m, Model::receive_all);
+        assert!(
+            second.is_completed(),
+            "data arrived but the second receive waits"
+        );
+    });
+}
+
+/// A delivery whose edge comes while the draining read's hold is on: that read may
+/// have left the new unit behind, so the note goes, and the next receive tries.
+#[test]
+fn a_delivery_during_the_draining_read_is_not_hidden() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = m.receive_all();
+        let kernel = spawn_on(&m, Model::deliver);
+        m.deliver();
+        join(kernel);
+        assert!(first.is_completed(), "the edges serve the first receive");
+        let second = m.receive_all();
+        assert!(
+            second.is_completed() || m.unread() == 0,
+            "data is there but the second receive waits"
+        );
+    });
+}
+
+/// The same for a future's attempts: after one that drained the queue, the next
+/// one's readiness wait completes if data arrives.
+#[test]
+fn an_attempt_after_a_draining_one_loses_no_data() {
+    loom::model(|| {
+        let m = Model::new();
+        m.deliver();
+        let (first, second) = racing_a_delivery(&m, |m| (m.try_receive_all(), m.try_receive_all()));
+        assert!(matches!(first, TryIo::Done(_)), "a unit was there before");
+        if let TryIo::WouldBlock(ready) = second {
+            assert!(
+                ready.is_completed() || m.unread() == 0,
+                "data arrived but the attempt waits"
+            );
+        }
+    });
+}
+
+/// Operations complete in the order they were begun, whatever the interleaving.
+#[test]
+fn fifo_under_concurrent_edges() {
+    loom::model(|| {
+        let m = Model::new();
+        let (first, second) = racing_a_delivery(&m, |m| (m.receive(), m.receive()));
+        assert!(
+            first.is_completed(),
+            "the first receive gets the first unit"
+        );
+        assert!(!second.is_completed(), "only one unit arrived");
+        m.deliver();
+        assert!(second.is_completed());
+    });
+}
+
+/// Completion, cancel and close race: the operation completes exactly once, with
+/// the outcome of whichever won, and `cancel` says whether it won.
+#[test]
+fn complete_cancel_and_close_race() {
+    loom::model(|| {
+        let m = Model::new();
+        let ar = m.receive();
+        let kernel = spawn_on(&m, Model::deliver);
+        let canceller = {
+            let ar = ar.clone();
+            loom::thread::spawn(move || ar.cancel())
+        };
+        m.close();
+        join(kernel);
+        let cancelled = join(canceller);
+        assert!(ar.is_completed());
+        let outcome = ar.finish();
+        match &outcome {
+            Ok(()) => assert!(!cancelled),
+            Err(Error::Aborted) => assert!(cancelled),
+            Err(Error::Disposed) => assert!(!cancelled),
+            Err(e) => panic!("unexpected outcome {e}"),
+        }
+        assert!(matches!(ar.finish(), Err(Error::AlreadyEnded)));
+    });
+}
+
+/// `end` blocks until completion and takes the result once, even when two threads
+/// end the same result at the same time.
+#[test]
+fn end_waits_and_takes_once() {
+    loom::model(|| {
+        let m = Model::new();
+        let ar = m.receive();
+        let kernel = spawn_on(&m, Model::deliver);
+        let other = {
+            let ar = ar.clone();
+            loom::thread::spawn(move || ar.finish())
+        };
+        let mine = ar.finish();
+        let theirs = join(other);
+        join(kernel);
+        let oks = [&mine, &theirs].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(oks, 1, "exactly one end takes the result");
+        assert!(
+            matches!(mine, Err(Error::AlreadyEnded)) || matches!(theirs, Err(Error::AlreadyEnded))
+        );
+    });
+}
