@@ -204,6 +204,45 @@ fn vectored_send_on_udp_is_one_datagram() {
     });
 }
 
+#[test]
+fn vectored_send_on_udp_is_one_datagram_however_many_buffers() {
+    bounded(secs(20), || {
+        let peer = UdpSocket::bind(localhost()).unwrap();
+        peer.set_read_timeout(Some(secs(5))).unwrap();
+        let ours = Socket::bind_udp(localhost()).unwrap();
+        ours.connect(peer.local_addr().unwrap()).unwrap();
+        // Fewer buffers than gather without allocating, more, and more than the kernel
+        // takes in one `sendmsg` (1,024), empty ones mixed in.
+        for count in [3usize, 100, 1_024, 1_025, 3_000] {
+            let parts: Vec<Vec<u8>> = (0..count)
+                .map(|i| {
+                    if i % 7 == 3 {
+                        Vec::new()
+                    } else {
+                        vec![(i % 251) as u8; 1 + i % 3]
+                    }
+                })
+                .collect();
+            let expected = parts.concat();
+            let ar = ours
+                .begin_send_vectored(parts, SocketFlags::NONE, None, None)
+                .unwrap();
+            assert_eq!(
+                ours.end_send(&ar).unwrap(),
+                expected.len(),
+                "{count} buffers"
+            );
+            let mut buf = vec![0u8; expected.len() + 1];
+            assert_eq!(
+                peer.recv(&mut buf).unwrap(),
+                expected.len(),
+                "{count} buffers"
+            );
+            assert_eq!(&buf[..expected.len()], &expected[..], "{count} buffers");
+        }
+    });
+}
+
 // ---- misuse on every pair -----------------------------------------------------
 
 #[test]

@@ -14,6 +14,9 @@ use crate::flags::SocketFlags;
 use crate::op::Attempt;
 use crate::sys;
 
+/// The most buffers one `sendmsg` takes (Linux's `UIO_MAXIOV`).
+pub(crate) const MAX_IOV: usize = 1024;
+
 /// The `send*` flags of `flags`, plus those every send carries (`MSG_NOSIGNAL`).
 pub(crate) fn send_flags(flags: SocketFlags) -> libc::c_int {
     flags.to_msg_flags() | sys::SEND_FLAGS

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use socket2::SockAddr;
 
-use super::{failed, nonblocking, send_flags};
+use super::{failed, nonblocking, send_flags, MAX_IOV};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::buf::IoBuf;
 use crate::error::Error;
@@ -21,7 +21,8 @@ use crate::queue::Started;
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
-/// Slices per `sendmsg` on a stream (the rest go in the next call).
+/// Slices per `sendmsg` on a stream (the rest go in the next call), and the most a
+/// datagram gathers without allocating.
 const STREAM_IOV: usize = 64;
 
 /// One buffer, to the connected peer or to `to`.
@@ -107,13 +108,32 @@ impl<B: IoBuf> SendVectoredWork<B> {
         }
     }
 
+    /// The whole datagram in one `sendmsg`. Empty buffers add nothing and are left out;
+    /// more than the kernel takes in one call ([`MAX_IOV`]) are first gathered into one
+    /// buffer, a copy made only then, so any number of buffers forms one datagram.
     fn attempt_datagram(&mut self, socket: &SocketCore) -> Attempt<usize> {
-        let slices: Vec<IoSlice<'_>> = self
-            .bufs
-            .iter()
-            .map(|b| IoSlice::new(b.as_bytes()))
-            .collect();
-        match nonblocking(|| socket.fd().send_vectored_with_flags(&slices, self.flags)) {
+        let parts = || {
+            self.bufs
+                .iter()
+                .map(|b| b.as_bytes())
+                .filter(|b| !b.is_empty())
+        };
+        let count = parts().count();
+        let send = |slices: &[IoSlice<'_>]| {
+            nonblocking(|| socket.fd().send_vectored_with_flags(slices, self.flags))
+        };
+        let sent = if count <= STREAM_IOV {
+            let mut iov = [IoSlice::new(&[]); STREAM_IOV];
+            for (slot, part) in iov.iter_mut().zip(parts()) {
+                *slot = IoSlice::new(part);
+            }
+            send(&iov[..count])
+        } else if count <= MAX_IOV {
+            send(&parts().map(IoSlice::new).collect::<Vec<_>>())
+        } else {
+            send(&[IoSlice::new(&parts().collect::<Vec<_>>().concat())])
+        };
+        match sent {
             Ok(Some(n)) => Attempt::Done(Ok(n)),
             Ok(None) => Attempt::WouldBlock,
             Err(e) => failed(e),
@@ -281,7 +301,8 @@ impl Socket {
     /// Begins sending several buffers as one whole operation (gather; .NET's
     /// `BeginSend(IList<ArraySegment<byte>>)`), ended by [`end_send`](Socket::end_send)
     /// with the total length. One `sendmsg` carries them where the kernel has room; on
-    /// a datagram socket they form one datagram.
+    /// a datagram socket they form one datagram, however many there are (past the
+    /// kernel's 1,024 buffers per call they are copied into one first).
     ///
     /// # Errors
     ///

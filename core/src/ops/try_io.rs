@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 
 use super::accept::{accept_one, check_listener};
 use super::receive::{receive_from_into, receive_into};
-use super::{nonblocking, send_flags};
+use super::{nonblocking, send_flags, MAX_IOV};
 use crate::async_result::AsyncResult;
 use crate::buf::{uninit_view, IoBufMut};
 use crate::error::Error;
@@ -35,9 +35,6 @@ use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
-
-/// The most buffers one `sendmsg` takes (Linux's `UIO_MAXIOV`).
-const MAX_IOV: usize = 1024;
 
 /// The outcome of a non-blocking attempt (`Socket::try_*`).
 #[derive(Debug)]
