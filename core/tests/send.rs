@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{IoSlice, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use asyncresult_core::{AsyncResult, Error, Socket, SocketFlags};
+use asyncresult_core::{AsyncResult, Error, Socket, SocketFlags, TryIo};
 use common::*;
 
 struct StateObject {
@@ -559,6 +559,29 @@ fn udp_one_datagram_per_send_oversize_is_emsgsize_and_empty_is_zero() {
         assert_eq!(ours.end_send(&empty).unwrap(), 0);
         let mut buf = [0u8; 16];
         assert_eq!(peer.recv(&mut buf).unwrap(), 0, "an empty datagram arrives");
+    });
+}
+
+#[test]
+fn try_send_vectored_on_udp_is_one_datagram_however_many_buffers() {
+    bounded(secs(10), || {
+        let peer = std::net::UdpSocket::bind(localhost()).unwrap();
+        peer.set_read_timeout(Some(secs(5))).unwrap();
+        let ours = Socket::bind_udp(localhost()).unwrap();
+        ours.connect(peer.local_addr().unwrap()).unwrap();
+        let parts: Vec<Vec<u8>> = (0..3_000).map(|i| vec![(i % 251) as u8; i % 3]).collect();
+        let expected = parts.concat();
+        for count in [5usize, 700, 3_000] {
+            let slices: Vec<IoSlice<'_>> = parts[..count].iter().map(|p| IoSlice::new(p)).collect();
+            let want = parts[..count].concat();
+            match ours.try_send_vectored(&slices, SocketFlags::NONE).unwrap() {
+                TryIo::Done(n) => assert_eq!(n, want.len(), "{count} buffers"),
+                TryIo::WouldBlock(_) => panic!("an idle UDP socket has room"),
+            }
+            let mut buf = vec![0u8; expected.len() + 1];
+            assert_eq!(peer.recv(&mut buf).unwrap(), want.len(), "{count} buffers");
+            assert_eq!(&buf[..want.len()], &want[..], "{count} buffers");
+        }
     });
 }
 

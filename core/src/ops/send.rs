@@ -108,36 +108,37 @@ impl<B: IoBuf> SendVectoredWork<B> {
         }
     }
 
-    /// The whole datagram in one `sendmsg`. Empty buffers add nothing and are left out;
-    /// more than the kernel takes in one call ([`MAX_IOV`]) are first gathered into one
-    /// buffer, a copy made only then, so any number of buffers forms one datagram.
     fn attempt_datagram(&mut self, socket: &SocketCore) -> Attempt<usize> {
-        let parts = || {
-            self.bufs
-                .iter()
-                .map(|b| b.as_bytes())
-                .filter(|b| !b.is_empty())
-        };
-        let count = parts().count();
-        let send = |slices: &[IoSlice<'_>]| {
-            nonblocking(|| socket.fd().send_vectored_with_flags(slices, self.flags))
-        };
-        let sent = if count <= STREAM_IOV {
-            let mut iov = [IoSlice::new(&[]); STREAM_IOV];
-            for (slot, part) in iov.iter_mut().zip(parts()) {
-                *slot = IoSlice::new(part);
-            }
-            send(&iov[..count])
-        } else if count <= MAX_IOV {
-            send(&parts().map(IoSlice::new).collect::<Vec<_>>())
-        } else {
-            send(&[IoSlice::new(&parts().collect::<Vec<_>>().concat())])
-        };
-        match sent {
+        let parts = self.bufs.iter().map(|b| b.as_bytes());
+        match send_datagram(socket.fd(), parts, self.flags) {
             Ok(Some(n)) => Attempt::Done(Ok(n)),
             Ok(None) => Attempt::WouldBlock,
             Err(e) => failed(e),
         }
+    }
+}
+
+/// Sends `parts` as one datagram with one `sendmsg`. Empty parts add nothing and are
+/// left out; more than the kernel takes in one call ([`MAX_IOV`]) are first gathered
+/// into one buffer, a copy made only then, so any number of parts forms one datagram.
+pub(crate) fn send_datagram<'a>(
+    fd: &socket2::Socket,
+    parts: impl Iterator<Item = &'a [u8]> + Clone,
+    flags: libc::c_int,
+) -> Result<Option<usize>, Error> {
+    let parts = parts.filter(|p| !p.is_empty());
+    let count = parts.clone().count();
+    let send = |slices: &[IoSlice<'_>]| nonblocking(|| fd.send_vectored_with_flags(slices, flags));
+    if count <= STREAM_IOV {
+        let mut iov = [IoSlice::new(&[]); STREAM_IOV];
+        for (slot, part) in iov.iter_mut().zip(parts) {
+            *slot = IoSlice::new(part);
+        }
+        send(&iov[..count])
+    } else if count <= MAX_IOV {
+        send(&parts.map(IoSlice::new).collect::<Vec<_>>())
+    } else {
+        send(&[IoSlice::new(&parts.collect::<Vec<_>>().concat())])
     }
 }
 

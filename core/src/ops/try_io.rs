@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 
 use super::accept::{accept_one, check_listener};
 use super::receive::{receive_from_into, receive_into};
+use super::send::send_datagram;
 use super::{nonblocking, send_flags, MAX_IOV};
 use crate::async_result::AsyncResult;
 use crate::buf::{uninit_view, IoBufMut};
@@ -135,7 +136,8 @@ impl Socket {
     /// Like [`try_send`](Socket::try_send), gathering several buffers in one `sendmsg`.
     /// On a stream it gathers from at most the first 1,024 non-empty buffers (the
     /// kernel refuses more in one call; std and tokio cap a vectored write the same
-    /// way); a datagram is all of `bufs` or nothing (`EMSGSIZE` if they are too many).
+    /// way); on a datagram socket `bufs` form one datagram, however many there are (past
+    /// 1,024 they are copied into one first).
     ///
     /// # Errors
     ///
@@ -147,16 +149,15 @@ impl Socket {
     ) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
         self.try_send_side(|core| {
-            let bufs = if core.is_stream() {
-                let first = bufs
-                    .iter()
-                    .position(|b| !b.is_empty())
-                    .unwrap_or(bufs.len());
-                let bufs = &bufs[first..];
-                &bufs[..bufs.len().min(MAX_IOV)]
-            } else {
-                bufs
-            };
+            if !core.is_stream() {
+                return send_datagram(core.fd(), bufs.iter().map(|b| &b[..]), flags);
+            }
+            let first = bufs
+                .iter()
+                .position(|b| !b.is_empty())
+                .unwrap_or(bufs.len());
+            let bufs = &bufs[first..];
+            let bufs = &bufs[..bufs.len().min(MAX_IOV)];
             nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags))
         })
     }
