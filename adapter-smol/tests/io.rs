@@ -125,6 +125,48 @@ fn close_shuts_the_write_half_and_reads_keep_working() {
     });
 }
 
+/// A write left waiting for room (the peer reads nothing) accepted nothing, so it
+/// holds no flush or close up: with no send queued both are ready at once, as with
+/// async-io's stream, and the peer then reads every accepted byte and end of stream.
+#[test]
+fn a_write_left_waiting_holds_up_no_flush_or_close() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let chunk = vec![0xA5u8; 256 << 10];
+        let mut accepted = 0;
+        loop {
+            let polled = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut client).poll_write(cx, &chunk))
+            })
+            .await;
+            match polled {
+                std::task::Poll::Ready(written) => accepted += written.unwrap(),
+                std::task::Poll::Pending => break,
+            }
+        }
+        let within = |what: &'static str| {
+            let limit = async_io::Timer::after(Duration::from_secs(5));
+            async move {
+                limit.await;
+                panic!("{what} waited for the peer to read")
+            }
+        };
+        futures::future::select(Box::pin(client.flush()), Box::pin(within("flush")))
+            .await
+            .factor_first()
+            .0
+            .unwrap();
+        futures::future::select(Box::pin(client.close()), Box::pin(within("close")))
+            .await
+            .factor_first()
+            .0
+            .unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), accepted);
+    });
+}
+
 #[test]
 fn works_on_a_multi_threaded_executor() {
     let ex = Arc::new(async_executor::Executor::new());
@@ -263,8 +305,9 @@ fn two_tasks_reading_one_stream_are_both_served() {
 }
 
 /// A writer blocked on a full send buffer and a flusher on the same `&TcpStream`: the
-/// flusher's wait takes the stream's write readiness over, and the writer must still
-/// finish once the peer reads.
+/// waiting write accepted nothing and no send is queued, so the flush finishes at once
+/// (it has its own wait, not the writer's), and the writer still finishes once the
+/// peer reads.
 #[test]
 fn a_writer_and_a_flusher_on_one_stream_both_finish() {
     bounded(async {
@@ -273,7 +316,7 @@ fn a_writer_and_a_flusher_on_one_stream_both_finish() {
         let data = pattern(8 << 20, 3);
         let (pending, waiting) = smol::channel::unbounded();
         let writer = {
-            let (client, data, pending) = (client.clone(), data.clone(), pending.clone());
+            let (client, data) = (client.clone(), data.clone());
             smol::spawn(async move {
                 let mut stream: &TcpStream = &client;
                 signal_first_pending(stream.write_all(&data), pending)
@@ -282,15 +325,9 @@ fn a_writer_and_a_flusher_on_one_stream_both_finish() {
             })
         };
         waiting.recv().await.unwrap();
-        let flusher = {
-            let client = client.clone();
-            smol::spawn(async move {
-                let mut stream: &TcpStream = &client;
-                signal_first_pending(stream.flush(), pending).await.unwrap();
-            })
-        };
-        waiting.recv().await.unwrap();
-        // Both wait for write readiness; now the peer reads everything.
+        let mut stream: &TcpStream = &client;
+        stream.flush().await.unwrap();
+        // The peer reads everything.
         let mut got = Vec::with_capacity(data.len());
         while got.len() < data.len() {
             let (n, buf) = server.receive(Vec::with_capacity(1 << 16)).await.unwrap();
@@ -298,7 +335,6 @@ fn a_writer_and_a_flusher_on_one_stream_both_finish() {
             got.extend_from_slice(&buf);
         }
         writer.await;
-        flusher.await;
         assert_eq!(got, data);
     });
 }

@@ -120,6 +120,59 @@ async fn shutdown_closes_the_write_half_and_reads_keep_working() {
     .await;
 }
 
+/// Writes until one returns `Pending` (the peer reads nothing, the kernel's buffers
+/// fill), leaving the writer's wait for room pending; returns the bytes accepted.
+async fn write_until_pending<W: tokio::io::AsyncWrite + Unpin>(w: &mut W) -> usize {
+    let chunk = vec![0xA5u8; 256 << 10];
+    let mut accepted = 0;
+    loop {
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut *w).poll_write(cx, &chunk))
+        })
+        .await;
+        match polled {
+            std::task::Poll::Ready(written) => accepted += written.unwrap(),
+            std::task::Poll::Pending => return accepted,
+        }
+    }
+}
+
+/// A write left waiting for room accepted nothing, so it holds no flush or shutdown
+/// up: with no send queued both are ready at once, as with tokio's own stream, and
+/// the peer then reads every accepted byte and end of stream.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_left_waiting_holds_up_no_flush_or_shutdown() {
+    bounded(async {
+        let (mut client, mut server) = pair().await;
+        let accepted = write_until_pending(&mut client).await;
+        let quick = Duration::from_secs(5);
+        tokio::time::timeout(quick, client.flush())
+            .await
+            .expect("flush waited for the peer to read")
+            .unwrap();
+        tokio::time::timeout(quick, client.shutdown())
+            .await
+            .expect("shutdown waited for the peer to read")
+            .unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), accepted);
+
+        // The same through a split-off write half.
+        let (client, mut server) = pair().await;
+        let (_read, mut write) = client.into_split();
+        let accepted = write_until_pending(&mut write).await;
+        tokio::time::timeout(quick, write.shutdown())
+            .await
+            .expect("the half's shutdown waited for the peer to read")
+            .unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), accepted);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_work_from_separate_tasks() {
     bounded(async {

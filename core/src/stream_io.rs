@@ -13,12 +13,13 @@
 //! write waits may go first.
 //!
 //! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
-//! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them. Through
-//! `&self`, two tasks may poll one half at once (two readers, or a writer and a
-//! flusher), and the wait wakes only the task that polled it last: a poll by another
-//! task than the last wakes that one, which then polls again, so neither is left
-//! waiting (async-io's rule for its one-waker readiness; the two take turns while both
-//! wait, so give each direction one task).
+//! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them (the
+//! write half has a second one for flushing, so that a write waiting for room never
+//! holds a flush or a shutdown up). Through `&self`, two tasks may poll one wait at
+//! once (two readers, or two writers), and the wait wakes only the task that polled it
+//! last: a poll by another task than the last wakes that one, which then polls again,
+//! so neither is left waiting (async-io's rule for its one-waker readiness; the two
+//! take turns while both wait, so give each direction one task).
 
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
@@ -49,6 +50,9 @@ pub struct ReadHalf<R> {
 pub struct WriteHalf<R> {
     socket: Socket,
     waiting: Wait,
+    /// Flushing's own wait: a write left waiting for room in the kernel must not hold
+    /// a flush up, which waits only for queued sends.
+    flushing: Wait,
     /// Dropping the half also shuts the write side down (behind the queued sends).
     shut_down_on_drop: bool,
     _runtime: PhantomData<fn() -> R>,
@@ -146,6 +150,7 @@ impl<R: Runtime> WriteHalf<R> {
         WriteHalf {
             socket,
             waiting: Wait::default(),
+            flushing: Wait::default(),
             shut_down_on_drop: false,
             _runtime: PhantomData,
         }
@@ -190,10 +195,13 @@ impl<R: Runtime> WriteHalf<R> {
         }))
     }
 
-    /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued.
+    /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued. A write
+    /// that returned `Pending` accepted nothing and holds nothing up: with no send
+    /// queued, a flush (and so a shutdown) is ready at once, however full the kernel's
+    /// buffer, as with tokio's and async-io's streams.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = self
-            .waiting
+            .flushing
             .lock()
             .poll::<R, _>(cx, || self.socket.sends_flushed());
         match flushed {
