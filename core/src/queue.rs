@@ -432,17 +432,11 @@ impl<C: OpContext> OpQueue<C> {
         op
     }
 
-    /// Runs queued operations in order until one would block; completed ones go to
-    /// `completed` for notification after the lock is released.
-    pub(crate) fn process(&self, socket: &C, completed: &mut Completed<C>) {
-        let mut inner = self.inner.lock();
-        self.serve_held(&mut inner, socket, completed);
-    }
-
-    /// A readiness edge of this direction (from a poller): [`process`](OpQueue::process),
-    /// except that it does not wait behind a thread that holds the queue to attempt
-    /// operations: that thread serves the queue again for this edge before it lets go
-    /// (see the module docs).
+    /// A readiness edge of this direction (from a poller): runs the queued operations
+    /// in order until one would block (completed ones go to `completed` for
+    /// notification after the lock is released). It does not wait behind a thread that
+    /// holds the queue to attempt operations: that thread serves the queue again for
+    /// this edge before it lets go (see the module docs).
     pub(crate) fn edge(&self, socket: &C, completed: &mut Completed<C>) {
         let mut inner = match self.inner.try_lock() {
             Some(inner) => inner,
@@ -551,7 +545,10 @@ impl<C: OpContext> OpQueue<C> {
     /// Removes the operation at `addr` and completes it with `Aborted` (moved to
     /// `completed`); `false` if it was no longer queued (it had completed). If it had
     /// already moved some bytes, `on_torn` runs before the lock is released, so no
-    /// other operation of this direction can run in between.
+    /// other operation of this direction can run in between. Then the queue is served
+    /// under the same lock: what the cancelled operation held up (a readiness wait
+    /// behind it that an edge skipped, or sends that now fail on a torn stream) is
+    /// looked at now, not at the next edge.
     ///
     /// A future's readiness operation that was reached and kept its place (see "A
     /// future's turn") is removed too, its result untouched: its place goes, and the
@@ -585,6 +582,7 @@ impl<C: OpContext> OpQueue<C> {
             return false;
         }
         completed.push(op);
+        self.serve_held(&mut inner, socket, completed);
         true
     }
 }

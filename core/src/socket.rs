@@ -270,15 +270,11 @@ impl SocketCore {
             OpKind::Connect => Shutdown::Both,
             _ => Shutdown::Write,
         };
+        // The queue is served before the lock goes, so the next operations see the new
+        // state now (after a torn send they fail with EPIPE), not at the next edge.
         let cancelled = queue.cancel(self, addr, &mut completed, || {
             let _ = self.fd.shutdown(how);
         });
-        if cancelled {
-            // Let the next operations see the new state now (after a torn send they
-            // fail with EPIPE) rather than at the next readiness edge.
-            queue.process(self, &mut completed);
-        }
-        // (A future's turn given up serves the queue too.)
         for op in completed {
             op.notify(&*self.engine);
         }

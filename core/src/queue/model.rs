@@ -38,7 +38,7 @@ fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
 }
 
 /// A socket reduced to what the queue relies on: data the "kernel" holds, and the
-/// rule that a readiness edge (a `process` call) follows every arrival.
+/// rule that a readiness edge (an `edge` call) follows every arrival.
 struct Model {
     queue: OpQueue<Model>,
     /// The kernel's receive queue: under a lock, as in the kernel, so a syscall
@@ -69,6 +69,7 @@ impl OpContext for Model {
     }
     fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
         let mut completed = Completed::new();
+        // As `SocketCore::cancel_op` does (the queue serves itself after a cancel).
         let cancelled = self.queue.cancel(self, addr, &mut completed, || {});
         for op in completed {
             op.notify(&self.sink);
@@ -108,13 +109,15 @@ impl Model {
         }
     }
 
-    /// Close: the queue stops and its operations complete with `Disposed`.
-    fn close(self: &Arc<Self>) {
+    /// Close: the queue stops and its operations complete with `Disposed`; returns
+    /// how many it aborted.
+    fn close(self: &Arc<Self>) -> usize {
         let mut completed = Completed::new();
-        self.queue.stop(&mut completed);
+        let stopped = self.queue.stop(&mut completed);
         for op in completed {
             op.notify(&self.sink);
         }
+        stopped.aborted
     }
 
     /// Takes one unit if the kernel has one (a receive syscall).
@@ -160,6 +163,14 @@ impl Model {
             Ok(attempt) => attempt,
             Err(e) => panic!("try_now failed: {e}"),
         }
+    }
+
+    /// A future's attempt to take one unit in `turn`, with its error (`Disposed`
+    /// once the queue is stopped) handed back rather than raised.
+    fn try_in(self: &Arc<Self>, turn: Turn<'_>) -> Result<TryIo<()>, Error> {
+        self.queue.try_now(self, OpKind::ReceiveReady, turn, |m| {
+            Ok(m.take().then_some(()))
+        })
     }
 
     fn receive(self: &Arc<Self>) -> AsyncResult<()> {
@@ -517,5 +528,357 @@ fn end_waits_and_takes_once() {
         assert!(
             matches!(mine, Err(Error::AlreadyEnded)) || matches!(theirs, Err(Error::AlreadyEnded))
         );
+    });
+}
+
+/// Runs `ar.cancel()` on a new model thread.
+fn cancelling<T: 'static>(ar: &AsyncResult<T>) -> loom::thread::JoinHandle<bool> {
+    let ar = ar.clone();
+    loom::thread::spawn(move || ar.cancel())
+}
+
+/// A receive begun behind a reached place, with a later future's wait queued behind
+/// the receive, is cancelled while the kept future takes its turn; two units are
+/// there. The later wait was not woken by the edges (the receive held it up); once
+/// the receive is gone it stands right behind the kept place, so when the kept
+/// future's try takes one unit and its place goes, the unit left must still reach
+/// the later future (its wait woken, or the receive took it).
+#[test]
+fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
+    loom::model(|| {
+        let m = Model::new();
+        let kept = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        let later = waiting(
+            m.try_receive(),
+            "a try went ahead of the receive begun before it",
+        );
+        m.deliver();
+        assert!(kept.is_completed() && !behind.is_completed() && !later.is_completed());
+        let canceller = cancelling(&behind);
+        let took = m.retry_receive(&kept);
+        let cancelled = join(canceller);
+        assert!(
+            matches!(took, TryIo::Done(())),
+            "the kept future's try found nothing"
+        );
+        if cancelled {
+            assert!(
+                later.is_completed() || m.unread() == 0,
+                "a unit is left but the later future's wait was not woken"
+            );
+        } else {
+            assert!(
+                behind.is_completed(),
+                "cancel said no, yet the receive waits"
+            );
+            assert_eq!(m.unread(), 0);
+        }
+    });
+}
+
+/// Close races a reached place's try and a delivery, with a receive queued behind
+/// the place: the try takes the unit or fails `Disposed`; the receive completes
+/// exactly once (a unit or `Disposed`), and close counts it as aborted iff it
+/// disposed it; the reached wait's own result stays what it was; no unit is taken
+/// twice or by nobody.
+#[test]
+fn close_races_a_reached_place_and_its_try() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        let closer = spawn_on(&m, Model::close);
+        let kernel = spawn_on(&m, Model::deliver);
+        let tried = m.try_in(Turn(TurnKind::Reached(&ready)));
+        let aborted = join(closer);
+        join(kernel);
+        let by_try = match tried {
+            Ok(TryIo::Done(())) => 1,
+            Err(Error::Disposed) => 0,
+            Ok(TryIo::WouldBlock(_)) => panic!("the reached place's try found nothing"),
+            Err(e) => panic!("unexpected error {e}"),
+        };
+        assert!(behind.is_completed(), "close left the receive waiting");
+        let by_receive = match behind.finish() {
+            Ok(()) => {
+                assert_eq!(aborted, 0, "close counted a receive that completed");
+                1
+            }
+            Err(Error::Disposed) => {
+                assert_eq!(aborted, 1, "close disposed the receive without counting it");
+                0
+            }
+            Err(e) => panic!("unexpected outcome {e}"),
+        };
+        assert!(matches!(behind.finish(), Err(Error::AlreadyEnded)));
+        assert_eq!(
+            by_try + by_receive + m.unread(),
+            2,
+            "a unit taken twice or lost"
+        );
+        assert!(
+            matches!(ready.take_ready_result(), Ok(())),
+            "the reached wait changed"
+        );
+    });
+}
+
+/// A kept future gives its place up (its reached wait cancelled) while a second
+/// unit arrives and another future makes its first try, a receive queued behind the
+/// place: the receive, first in line once the place goes, gets a unit; the other
+/// future gets the second unit or waits with nothing left to take.
+#[test]
+fn giving_up_a_place_races_an_edge_and_another_try() {
+    loom::model(|| {
+        let m = Model::new();
+        let kept = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        let giver = cancelling(&kept);
+        let kernel = spawn_on(&m, Model::deliver);
+        let other = m.try_receive();
+        assert!(!join(giver), "a reached wait has nothing to cancel");
+        join(kernel);
+        assert!(
+            behind.is_completed(),
+            "the place went but the receive waits"
+        );
+        assert!(behind.finish().is_ok());
+        let by_other = match other {
+            TryIo::Done(()) => 1,
+            TryIo::WouldBlock(ready) => {
+                assert!(
+                    ready.is_completed() || m.unread() == 0,
+                    "a unit is left but the other future's wait waits"
+                );
+                0
+            }
+        };
+        assert_eq!(1 + by_other + m.unread(), 2, "a unit taken twice or lost");
+    });
+}
+
+/// A place taken without a try (`Hold`, the first poll put off by the budget) races
+/// close and a delivery while its future tries in it: the try takes the unit, or
+/// fails `Disposed`, or waits; a wait it leaves is completed by close (or the edge),
+/// never left pending.
+#[test]
+fn a_held_place_races_close_and_an_edge() {
+    loom::model(|| {
+        let m = Model::new();
+        let held = waiting(
+            m.try_in(Turn(TurnKind::Hold)).expect("open"),
+            "a held place does not try",
+        );
+        let closer = spawn_on(&m, Model::close);
+        let kernel = spawn_on(&m, Model::deliver);
+        let tried = m.try_in(Turn(TurnKind::Reached(&held)));
+        let aborted = join(closer);
+        join(kernel);
+        assert!(aborted <= 1, "one wait at most to dispose");
+        match tried {
+            Ok(TryIo::Done(())) => assert_eq!(m.unread(), 0),
+            Ok(TryIo::WouldBlock(again)) => {
+                assert!(again.is_completed(), "close left the wait pending");
+            }
+            Err(Error::Disposed) => assert!(held.is_completed(), "close left the place pending"),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    });
+}
+
+/// Two futures' waits and a receive behind them are reached by one unit's edge;
+/// the first future takes its turn while the second gives its place up and a second
+/// unit arrives: the first takes a unit, the receive the other; nothing is left
+/// waiting and nothing unread.
+#[test]
+fn two_places_one_given_up_while_the_other_takes_its_turn() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = waiting(m.try_receive(), "nothing has arrived yet");
+        let second = waiting(m.try_receive(), "nothing has arrived yet");
+        let behind = m.receive();
+        m.deliver();
+        assert!(first.is_completed() && second.is_completed() && !behind.is_completed());
+        let giver = cancelling(&second);
+        let kernel = spawn_on(&m, Model::deliver);
+        let took = m.retry_receive(&first);
+        assert!(!join(giver), "a reached wait has nothing to cancel");
+        join(kernel);
+        assert!(
+            matches!(took, TryIo::Done(())),
+            "the first future's try found nothing"
+        );
+        assert!(behind.is_completed(), "the second unit went to nobody");
+        assert!(behind.finish().is_ok());
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A future's try in its reached place races the cancel of that same place (its
+/// wait given up from another thread), a receive queued behind: the unit goes to
+/// exactly one of them, cancel reports nothing cancelled, and a wait the try leaves
+/// (the place already gone) is a fresh one.
+#[test]
+fn a_try_in_a_place_given_up_meanwhile() {
+    loom::model(|| {
+        let m = Model::new();
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        let giver = cancelling(&ready);
+        let tried = m.retry_receive(&ready);
+        assert!(!join(giver), "a reached wait has nothing to cancel");
+        let by_try = match tried {
+            TryIo::Done(()) => 1,
+            TryIo::WouldBlock(again) => {
+                assert!(!again.is_completed(), "nothing more arrived");
+                0
+            }
+        };
+        let by_receive = usize::from(behind.is_completed());
+        assert_eq!(by_try + by_receive, 1, "the unit taken twice or by nobody");
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// Close races a kept future giving its reached place up and a second unit's
+/// delivery, a receive queued behind the place: the receive completes exactly once,
+/// with a unit or `Disposed` (and close counts it iff it disposed it); giving the
+/// place up cancels nothing; no unit is taken twice.
+#[test]
+fn close_races_giving_up_a_place() {
+    loom::model(|| {
+        let m = Model::new();
+        let kept = waiting(m.try_receive(), "nothing has arrived yet");
+        m.deliver();
+        let behind = m.receive();
+        let closer = spawn_on(&m, Model::close);
+        let kernel = spawn_on(&m, Model::deliver);
+        assert!(!kept.cancel(), "a reached wait has nothing to cancel");
+        let aborted = join(closer);
+        join(kernel);
+        assert!(behind.is_completed(), "the receive was left waiting");
+        let by_receive = match behind.finish() {
+            Ok(()) => {
+                assert_eq!(aborted, 0, "close counted a receive that completed");
+                1
+            }
+            Err(Error::Disposed) => {
+                assert_eq!(aborted, 1, "close disposed the receive without counting it");
+                0
+            }
+            Err(e) => panic!("unexpected outcome {e}"),
+        };
+        assert_eq!(by_receive + m.unread(), 2, "a unit taken twice or lost");
+        assert!(
+            matches!(kept.take_ready_result(), Ok(())),
+            "the reached wait changed"
+        );
+    });
+}
+
+/// A future gives its place up while it is still pending, racing the edge that
+/// reaches it, a receive queued behind: `cancel` says `true` exactly when the wait
+/// ends `Aborted` (else it was reached first, and its place goes all the same); the
+/// receive gets the unit either way.
+#[test]
+fn giving_up_a_pending_place_races_its_edge() {
+    loom::model(|| {
+        let m = Model::new();
+        let place = waiting(m.try_receive(), "nothing has arrived yet");
+        let behind = m.receive();
+        let kernel = spawn_on(&m, Model::deliver);
+        let cancelled = place.cancel();
+        join(kernel);
+        assert!(place.is_completed());
+        match place.take_ready_result() {
+            Ok(()) => assert!(!cancelled, "cancel said yes, but the wait was reached"),
+            Err(Error::Aborted) => assert!(cancelled, "aborted, but cancel said no"),
+            Err(e) => panic!("unexpected outcome {e}"),
+        }
+        assert!(
+            behind.is_completed(),
+            "the place went but the receive waits"
+        );
+        assert!(behind.finish().is_ok());
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// Two futures' waits reached by one edge, a receive queued behind both: both
+/// futures try in their places while a second unit arrives. Each unit is taken once;
+/// a future that found nothing waits in its place and is woken if a unit is left;
+/// the receive, behind both places, gets nothing while they are kept.
+#[test]
+fn two_reached_places_try_racing_an_edge() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = waiting(m.try_receive(), "nothing has arrived yet");
+        let second = waiting(m.try_receive(), "nothing has arrived yet");
+        let behind = m.receive();
+        m.deliver();
+        let kernel = spawn_on(&m, Model::deliver);
+        let other = {
+            let m = Arc::clone(&m);
+            let second = second.clone();
+            loom::thread::spawn(move || m.retry_receive(&second))
+        };
+        let mine = m.retry_receive(&first);
+        let theirs = join(other);
+        join(kernel);
+        let mut taken = 0;
+        let mut kept = 0;
+        for tried in [mine, theirs] {
+            match tried {
+                TryIo::Done(()) => taken += 1,
+                TryIo::WouldBlock(again) => {
+                    kept += 1;
+                    assert!(
+                        again.is_completed() || m.unread() == 0,
+                        "a unit is left but a future's wait waits"
+                    );
+                }
+            }
+        }
+        assert!(taken >= 1, "the first unit was there for both tries");
+        if kept > 0 {
+            assert!(
+                !behind.is_completed(),
+                "the receive went ahead of a kept place"
+            );
+        }
+        assert_eq!(taken + usize::from(behind.is_completed()) + m.unread(), 2);
+    });
+}
+
+/// A place taken without a try (`Hold`) behind a receive: its future's try in that
+/// place races the delivery of one unit. The unit is the receive's (begun first); the
+/// try waits, in its place or a fresh one, and never takes it.
+#[test]
+fn a_held_place_behind_a_receive_waits_its_turn() {
+    loom::model(|| {
+        let m = Model::new();
+        let first = m.receive();
+        let held = waiting(
+            m.try_in(Turn(TurnKind::Hold)).expect("open"),
+            "a held place does not try",
+        );
+        let kernel = spawn_on(&m, Model::deliver);
+        let tried = m.try_in(Turn(TurnKind::Reached(&held)));
+        join(kernel);
+        assert!(
+            matches!(tried, Ok(TryIo::WouldBlock(_))),
+            "the held place's try took the unit of the receive begun before it"
+        );
+        assert!(
+            first.is_completed(),
+            "the unit arrived but the receive waits"
+        );
+        assert!(first.finish().is_ok());
+        assert_eq!(m.unread(), 0);
     });
 }
