@@ -198,7 +198,9 @@ impl<R: Runtime> WriteHalf<R> {
     /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued. A write
     /// that returned `Pending` accepted nothing and holds nothing up: with no send
     /// queued, a flush (and so a shutdown) is ready at once, however full the kernel's
-    /// buffer, as with tokio's and async-io's streams.
+    /// buffer, as with tokio's and async-io's streams. The queued sends are a dropped
+    /// `send` future's, whose result is discarded: a flush waits for them but does not
+    /// report how they ended; if one failed, the next write says so (`EPIPE`).
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = self
             .flushing
