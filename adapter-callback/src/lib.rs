@@ -34,7 +34,9 @@
 //! one thread and stops nothing else, as long as fewer than 128 block at once. Past
 //! that, further callbacks wait for a thread: callbacks that wait for one another in
 //! greater numbers (a barrier of 200 callbacks, say) never all start, as on any bounded
-//! pool (.NET's included). Hand long waits to threads of your own.
+//! pool (.NET's included). Operations without a callback still complete meanwhile (a
+//! blocked `end_*`, a future; the monitor serves their events every 2 ms), so
+//! callbacks blocked on those come free. Hand long waits to threads of your own.
 //!
 //! The Begin/End methods are inherent methods of [`Socket`] (they live in the core, so
 //! every adapter shares one operation lifecycle); this crate gives them their .NET

@@ -102,6 +102,7 @@ pub mod stream_io;
 mod sync;
 mod sys;
 mod transport;
+mod user_drop;
 
 pub use async_result::{AsyncCallback, AsyncResult, AsyncState};
 pub use buf::{IoBuf, IoBufMut};

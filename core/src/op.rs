@@ -21,6 +21,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -32,7 +33,8 @@ use event_listener::{Event, Listener};
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
-use crate::sync::{fence, AtomicBool, AtomicU8, AtomicWaker, Mutex};
+use crate::sync::{fence, AtomicBool, AtomicU8, AtomicWaker, Mutex, MutexGuard};
+use crate::user_drop::drop_user;
 
 const PENDING: u8 = 0;
 const COMPLETED: u8 = 1;
@@ -431,6 +433,16 @@ impl<W: Produces> Op<W> {
         self.header.set_keeps_place(on);
     }
 
+    /// Completes the pending operation with `result`. Its work (the buffer) is
+    /// dropped last, as user code that may not wait for the queue's lock (see
+    /// `user_drop`).
+    fn finish(&self, mut slot: MutexGuard<'_, Slot<W>>, result: Result<W::Output, Error>) {
+        let spent = std::mem::replace(&mut slot.stage, Stage::Done(result));
+        drop(slot);
+        self.header.set_completed();
+        drop_user(spent);
+    }
+
     /// The address of the operation, to find it in a queue.
     pub(crate) fn address(&self) -> *const () {
         (self as *const Self).cast()
@@ -443,26 +455,24 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
         let Stage::Pending(work) = &mut slot.stage else {
             return true;
         };
-        match work.attempt(socket) {
-            Attempt::WouldBlock => false,
-            Attempt::Done(result) => {
-                slot.stage = Stage::Done(result);
-                drop(slot);
-                self.header.set_completed();
-                true
-            }
-        }
+        // The buffer is user code: a panic in it fails the operation, not the engine.
+        let result = match catch_unwind(AssertUnwindSafe(|| work.attempt(socket))) {
+            Ok(Attempt::WouldBlock) => return false,
+            Ok(Attempt::Done(result)) => result,
+            Err(_) => Err(Error::Socket(io::Error::other(
+                "the operation's buffer panicked",
+            ))),
+        };
+        self.finish(slot, result);
+        true
     }
 
     fn fail(&self, err: Error) -> bool {
-        let mut slot = self.slot.lock();
+        let slot = self.slot.lock();
         if !matches!(slot.stage, Stage::Pending(_)) {
             return false;
         }
-        // The work (and its buffer) is dropped here, as the operation ends.
-        slot.stage = Stage::Done(Err(err));
-        drop(slot);
-        self.header.set_completed();
+        self.finish(slot, Err(err));
         true
     }
 
@@ -480,8 +490,10 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
         } else {
             // Let go of the operation before the wake: the woken task may run at once on
             // another thread and begin its next wait, which reuses this operation's
-            // allocation only if nothing else holds it (`OpQueue::try_now`).
-            drop(self);
+            // allocation only if nothing else holds it (`OpQueue::try_now`). Its state
+            // and buffer may go with it: user code, whose panic must not stop the
+            // notifying thread from notifying the operations completed with this one.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(self)));
         }
         if let Some(waker) = waker {
             // A panicking waker must not take the notifying thread down.

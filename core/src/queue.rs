@@ -107,6 +107,18 @@ const MISSED: u8 = 2;
 /// no edge has come since, so the next operation waits for an edge without trying.
 const DRAINED: u8 = 4;
 
+/// Ends an announced hold if the attempt in it unwinds (a panicking buffer; declared
+/// after the lock's guard, so dropped while the lock is still held): with `HELD` left
+/// set, an edge that found the lock taken by a section that does not announce itself
+/// would leave its work to a holder that is gone. Forgotten when the attempt returns.
+struct EndHoldOnUnwind<'a>(&'a AtomicU8);
+
+impl Drop for EndHoldOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// Operations completed under a lock, to be notified once it is released.
 pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
 
@@ -257,7 +269,12 @@ impl<C: OpContext> OpQueue<C> {
         }
         let drained = self.announce();
         if inner.ops.is_empty() && !drained {
-            if let Attempt::Done(result) = work.attempt(socket) {
+            // The buffer is user code: should it panic, the panic is the caller's, and
+            // the queue is left as if the hold had ended.
+            let unwinding = EndHoldOnUnwind(&self.state);
+            let attempted = work.attempt(socket);
+            std::mem::forget(unwinding);
+            if let Attempt::Done(result) = attempted {
                 // The queue is still empty, so the hold ends with a plain store (what
                 // `end_hold` would do, except that a `DRAINED` noted by this attempt
                 // goes too; see the module docs).
@@ -303,7 +320,9 @@ impl<C: OpContext> OpQueue<C> {
             return Err(Error::Disposed);
         }
         let drained = self.announce();
+        let unwinding = EndHoldOnUnwind(&self.state);
         let outcome = self.try_held(&mut inner, socket, ready_kind, turn, drained, now);
+        std::mem::forget(unwinding);
         self.let_go(inner, socket);
         outcome
     }

@@ -24,11 +24,12 @@ use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::drain_proof::DrainProof;
 use crate::engine::EngineShared;
 use crate::error::Error;
-use crate::op::{OpContext, OpKind, TaskSink, Work};
+use crate::op::{OpContext, OpKind, Task, TaskSink, Work};
 use crate::ops::nonblocking;
 use crate::queue::{Completed, OpQueue, Started};
 use crate::sys;
 use crate::transport::Transport;
+use crate::user_drop;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -349,7 +350,24 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.core.close();
+        if user_drop::closes_deferred() {
+            // Dropped with an operation's buffer, under its queue's lock: close from a
+            // worker, as closing takes that lock.
+            self.core
+                .engine
+                .post(Arc::new(CloseLater(Arc::clone(&self.core))));
+        } else {
+            self.core.close();
+        }
+    }
+}
+
+/// A close left to a worker (see `Handle`'s drop).
+struct CloseLater(Arc<SocketCore>);
+
+impl Task for CloseLater {
+    fn run(self: Arc<Self>) {
+        self.0.close();
     }
 }
 

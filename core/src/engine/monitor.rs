@@ -107,20 +107,23 @@ fn run(engine: Arc<EngineShared>) {
         if posted > 0 {
             watching = true;
             if last_posted > 0 && taken == last_taken {
-                workers.add_worker_unless_idle(&engine);
+                let _ = workers.add_worker_unless_idle(&engine);
             }
         }
         (last_posted, last_taken) = (posted, taken);
 
         // Nobody polls (no driver, or stalled ones; no leader: every worker is busy in
-        // user code) while events wait: add a worker to take up polling.
+        // user code) while events wait: add a worker to take up polling. With every
+        // worker blocked at the cap, drain here, once a period: callbacks still wait
+        // for a thread, but operations without one (a blocked `end_*`, a future)
+        // complete, and the pool's blocked callbacks may be waiting for just those.
         if engine.workers_poll()
             && workers.leader() == 0
             && sys::has_ready_events(engine.epoll_fd())
         {
             watching = true;
-            if leaderless {
-                workers.add_worker_unless_idle(&engine);
+            if leaderless && !workers.add_worker_unless_idle(&engine) {
+                let _ = engine.drain(0);
             }
             leaderless = true;
         } else {

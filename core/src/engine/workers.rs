@@ -264,17 +264,22 @@ impl Workers {
             .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            self.add_worker_unless_idle(engine);
+            let _ = self.add_worker_unless_idle(engine);
         }
     }
 
-    /// Wakes an idle worker, or starts one (up to [`MAX_WORKERS`]) if none is idle.
-    pub(crate) fn add_worker_unless_idle(&self, engine: &Arc<EngineShared>) {
+    /// Wakes an idle worker, or starts one (up to [`MAX_WORKERS`]) if none is idle;
+    /// `false` if neither could be done (every worker busy at the cap, or no thread
+    /// could be started).
+    pub(crate) fn add_worker_unless_idle(&self, engine: &Arc<EngineShared>) -> bool {
         let mut state = self.state.lock();
         if state.idle > 0 {
             self.cond.notify_one();
+            true
         } else if state.workers < MAX_WORKERS {
-            let _ = spawn(engine, &mut state, true);
+            spawn(engine, &mut state, true).is_ok()
+        } else {
+            false
         }
     }
 
@@ -338,8 +343,27 @@ struct Worker {
     extra: bool,
 }
 
+/// Takes a worker that unwinds off the pool's books (user code runs under
+/// `catch_unwind`, so only a bug of the engine's own gets here): its slot goes, the
+/// count drops, and if it led, polling goes to another worker.
+struct OffTheBooksOnUnwind<'a>(&'a Worker);
+
+impl Drop for OffTheBooksOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let worker = self.0;
+        let workers = &worker.engine.workers;
+        workers.slots.lock().retain(|(id, _)| *id != worker.id);
+        workers.state.lock().workers -= 1;
+        workers.replace_leader(&worker.engine, worker.id);
+    }
+}
+
 impl Worker {
     fn run(self) {
+        let _books = OffTheBooksOnUnwind(&self);
         context::enter_worker(Arc::clone(&self.slot));
         let engine = &self.engine;
         let workers = &engine.workers;

@@ -1,0 +1,401 @@
+//! User code that runs inside the engine: buffers (`IoBuf` is open to user types) and
+//! states whose `Drop` or methods panic or drop the last handle of their own socket,
+//! and callbacks that block past the pool's cap. None of it may wedge a worker, lose
+//! another operation's completion, or stop the engine polling.
+//!
+//! Scenarios that wedge the engine when they fail, or that grow its pool, run in a
+//! child process of their own (`run_child`), with a fresh process-wide engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread;
+
+use asyncresult_core::driver::engine_stats;
+use asyncresult_core::{AsyncResult, IoBuf, Socket, SocketFlags};
+use common::*;
+
+fn child_ok(name: &str) {
+    let status = run_child(name);
+    assert!(status.success(), "child scenario {name} failed: {status:?}");
+}
+
+/// A round trip with callbacks on a fresh pair: the engine still makes progress.
+fn round_trip_with_callbacks() {
+    let (a, b) = tcp_pair();
+    let (tx, rx) = mpsc::channel();
+    let b2 = b.clone();
+    b.begin_receive(
+        Vec::with_capacity(16),
+        SocketFlags::NONE,
+        Some(Box::new(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+            let _ = tx.send(b2.end_receive(&ar).map(|(_, v)| v));
+        })),
+        None,
+    )
+    .unwrap();
+    a.begin_send(b"ping", SocketFlags::NONE, None, None)
+        .unwrap();
+    let got = rx.recv_timeout(secs(5)).expect("the engine made progress");
+    assert_eq!(got.unwrap(), b"ping");
+}
+
+/// Our socket, connected, with its kernel send buffer full behind a queued 4 MiB send
+/// (returned), so that the next send queues too.
+fn stalled_sender() -> (Socket, std::net::TcpStream, AsyncResult<usize>) {
+    let (ours, theirs) = tcp_to_std();
+    ours.as_socket2().set_send_buffer_size(4096).unwrap();
+    let filler = ours
+        .begin_send(vec![0u8; 4 << 20], SocketFlags::NONE, None, None)
+        .unwrap();
+    assert!(!filler.is_completed(), "4 MiB fit in the kernel's buffers");
+    (ours, theirs, filler)
+}
+
+/// A send buffer that keeps its connection alive while it is in flight ("the frame
+/// owns a handle to its connection"), and says when it is dropped.
+struct Frame {
+    data: Vec<u8>,
+    conn: Option<Socket>,
+    dropped: mpsc::Sender<()>,
+}
+
+impl IoBuf for Frame {
+    fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // Possibly the socket's last handle: dropping it closes the socket.
+        drop(self.conn.take());
+        let _ = self.dropped.send(());
+    }
+}
+
+#[test]
+fn a_buffer_holding_its_sockets_last_handle_completes_from_the_queue() {
+    child_ok("child_buffer_holding_the_last_handle_completes");
+}
+
+#[test]
+#[ignore = "child scenario of a_buffer_holding_its_sockets_last_handle_completes_from_the_queue"]
+fn child_buffer_holding_the_last_handle_completes() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(20), || {
+        let (ours, mut theirs, filler) = stalled_sender();
+        let (dropped, frame_dropped) = mpsc::channel();
+        let (ran, callback_ran) = mpsc::channel();
+        let frame = Frame {
+            data: vec![1u8; 100],
+            conn: Some(ours.clone()),
+            dropped,
+        };
+        ours.begin_send(
+            frame,
+            SocketFlags::NONE,
+            Some(Box::new(move |ar: AsyncResult<usize>| {
+                let _ = ran.send(ar.is_completed());
+            })),
+            None,
+        )
+        .unwrap();
+        drop((filler, ours)); // the frame's handle is the last one now
+                              // The peer reads: the frame's send completes from an edge, on a worker that
+                              // holds the send queue's lock while the frame goes.
+        let reader = thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = theirs.read_to_end(&mut all);
+            all.len()
+        });
+        frame_dropped.recv_timeout(secs(10)).expect("frame dropped");
+        assert!(callback_ran.recv_timeout(secs(10)).expect("callback ran"));
+        // The socket closed (from a worker): the peer reads every byte, then the end.
+        assert_eq!(reader.join().unwrap(), (4 << 20) + 100);
+        round_trip_with_callbacks();
+    });
+}
+
+#[test]
+fn a_buffer_holding_its_sockets_last_handle_can_be_cancelled() {
+    child_ok("child_buffer_holding_the_last_handle_cancelled");
+}
+
+#[test]
+#[ignore = "child scenario of a_buffer_holding_its_sockets_last_handle_can_be_cancelled"]
+fn child_buffer_holding_the_last_handle_cancelled() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(20), || {
+        let (ours, _theirs, _filler) = stalled_sender();
+        let (dropped, frame_dropped) = mpsc::channel();
+        let frame = Frame {
+            data: vec![1u8; 100],
+            conn: Some(ours.clone()),
+            dropped,
+        };
+        let ar = ours
+            .begin_send(frame, SocketFlags::NONE, None, None)
+            .unwrap();
+        drop(ours);
+        // Cancelled while queued: the frame goes under the queue's lock, and the last
+        // handle with it.
+        let (tx, cancelled) = mpsc::channel();
+        let queued = ar.clone();
+        thread::spawn(move || tx.send(queued.cancel()).unwrap());
+        assert!(cancelled.recv_timeout(secs(10)).expect("cancel returned"));
+        frame_dropped.recv_timeout(secs(5)).unwrap();
+        round_trip_with_callbacks();
+    });
+}
+
+#[test]
+fn a_buffer_holding_its_sockets_last_handle_on_the_fast_path() {
+    bounded(secs(20), || {
+        let (ours, _theirs) = tcp_to_std();
+        let (dropped, frame_dropped) = mpsc::channel();
+        let frame = Frame {
+            data: vec![1u8; 100],
+            conn: Some(ours.clone()),
+            dropped,
+        };
+        let ar = ours
+            .begin_send(frame, SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(ar.completed_synchronously());
+        frame_dropped.recv_timeout(secs(5)).unwrap();
+    });
+}
+
+/// A state whose destructor panics.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            panic!("a state destructor panics on purpose");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_state_destructor_loses_no_other_completion() {
+    child_ok("child_panicking_state_destructor");
+}
+
+#[test]
+#[ignore = "child scenario of a_panicking_state_destructor_loses_no_other_completion"]
+fn child_panicking_state_destructor() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(30), || {
+        let (ours, mut theirs) = tcp_to_std();
+        // No callback and no result left: the poller drops the operation, and its
+        // state, when it completes.
+        let first = ours
+            .begin_receive(
+                Vec::with_capacity(1),
+                SocketFlags::NONE,
+                None,
+                Some(Arc::new(PanicOnDrop)),
+            )
+            .unwrap();
+        drop(first);
+        // Completed by the same event, behind it: a callback, and a waiting thread.
+        let (tx, callback_ran) = mpsc::channel();
+        let s = ours.clone();
+        let second = ours
+            .begin_receive(
+                Vec::with_capacity(1),
+                SocketFlags::NONE,
+                Some(Box::new(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+                    tx.send(s.end_receive(&ar).map(|(_, buf)| buf)).unwrap();
+                })),
+                None,
+            )
+            .unwrap();
+        let (woke, waiter_woke) = mpsc::channel();
+        let waited = second.clone();
+        thread::spawn(move || {
+            waited.wait();
+            woke.send(()).unwrap();
+        });
+        theirs.write_all(b"ab").unwrap();
+        let got = callback_ran.recv_timeout(secs(5)).expect("callback ran");
+        assert_eq!(got.unwrap(), b"b");
+        waiter_woke.recv_timeout(secs(5)).expect("the waiter woke");
+        round_trip_with_callbacks();
+    });
+}
+
+/// A buffer whose `as_bytes` panics once armed (after `begin_send` returned).
+struct PanicBytes {
+    data: Vec<u8>,
+    armed: Arc<AtomicBool>,
+}
+
+impl IoBuf for PanicBytes {
+    fn as_bytes(&self) -> &[u8] {
+        if self.armed.load(Ordering::SeqCst) {
+            panic!("as_bytes panics on purpose");
+        }
+        &self.data
+    }
+}
+
+#[test]
+fn a_buffer_panicking_on_a_worker_fails_its_send_and_kills_no_worker() {
+    child_ok("child_buffer_panicking_on_a_worker");
+}
+
+#[test]
+#[ignore = "child scenario of a_buffer_panicking_on_a_worker_fails_its_send_and_kills_no_worker"]
+fn child_buffer_panicking_on_a_worker() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(60), || {
+        round_trip_with_callbacks();
+        for _ in 0..5 {
+            let (ours, mut theirs) = tcp_to_std();
+            ours.as_socket2().set_send_buffer_size(4096).unwrap();
+            let armed = Arc::new(AtomicBool::new(false));
+            let (tx, ended) = mpsc::channel();
+            let s = ours.clone();
+            let buf = PanicBytes {
+                data: vec![0u8; 4 << 20],
+                armed: Arc::clone(&armed),
+            };
+            let ar = ours
+                .begin_send(
+                    buf,
+                    SocketFlags::NONE,
+                    Some(Box::new(move |ar: AsyncResult<usize>| {
+                        tx.send(s.end_send(&ar)).unwrap();
+                    })),
+                    None,
+                )
+                .unwrap();
+            assert!(!ar.is_completed(), "4 MiB fit in the kernel's buffers");
+            armed.store(true, Ordering::SeqCst);
+            // The peer reads: a worker retries the send, and the buffer panics there.
+            let reader = thread::spawn(move || {
+                let mut chunk = vec![0u8; 1 << 16];
+                while theirs.read(&mut chunk).is_ok_and(|n| n > 0) {}
+            });
+            let err = ended
+                .recv_timeout(secs(10))
+                .expect("the send ended")
+                .unwrap_err();
+            assert!(err.to_string().contains("panicked"), "{err}");
+            ours.close();
+            reader.join().unwrap();
+            round_trip_with_callbacks();
+        }
+        // The pool counts the workers that run: none died uncounted.
+        assert_eq!(engine_stats().unwrap().workers, worker_threads());
+    });
+}
+
+/// The engine's worker threads alive in this process (by name; the kernel keeps 15
+/// characters of it).
+fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("asyncresult-wor"))
+        .count()
+}
+
+/// A one-shot gate that callbacks block on.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn wait(&self) {
+        let (open, opened) = &*self.0;
+        let guard = open.lock().unwrap();
+        let _open = opened.wait_while(guard, |open| !*open).unwrap();
+    }
+
+    fn open(&self) {
+        let (open, opened) = &*self.0;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+}
+
+#[test]
+fn more_callbacks_blocked_than_the_pool_holds_stop_no_other_operation() {
+    child_ok("child_more_callbacks_blocked_than_the_pool_holds");
+}
+
+#[test]
+#[ignore = "child scenario of more_callbacks_blocked_than_the_pool_holds_stop_no_other_operation"]
+fn child_more_callbacks_blocked_than_the_pool_holds() {
+    if !is_child() {
+        return;
+    }
+    // More than the pool's cap (128 threads).
+    const BLOCKED: usize = 160;
+    const CAP: usize = 128;
+    bounded(secs(120), || {
+        raise_fd_limit(4096);
+        round_trip_with_callbacks();
+        let threads = thread_count();
+        // Every connection made before the pool is exhausted.
+        let pairs: Vec<_> = (0..BLOCKED).map(|_| tcp_to_std()).collect();
+        let (probe, mut probe_peer) = tcp_to_std();
+        let gate = Gate::default();
+        let (entered_tx, entered) = mpsc::channel();
+        let (ran_tx, ran) = mpsc::channel();
+        for (ours, _) in &pairs {
+            let (gate, entered_tx, ran_tx) = (gate.clone(), entered_tx.clone(), ran_tx.clone());
+            ours.begin_receive(
+                Vec::with_capacity(8),
+                SocketFlags::NONE,
+                Some(Box::new(move |_| {
+                    let _ = entered_tx.send(());
+                    gate.wait();
+                    let _ = ran_tx.send(());
+                })),
+                None,
+            )
+            .unwrap();
+        }
+        for (_, theirs) in &pairs {
+            (&*theirs).write_all(b"x").unwrap();
+        }
+        // The pool grows to its cap, every thread blocked in a callback.
+        for _ in 0..CAP {
+            entered.recv_timeout(secs(30)).expect("the pool grew");
+        }
+        assert!(
+            thread_count() <= threads + CAP,
+            "the pool grew past its cap"
+        );
+        // An operation without a callback still completes: the engine still polls.
+        let r = probe
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        probe_peer.write_all(b"p").unwrap();
+        assert!(
+            r.wait_timeout(secs(10)),
+            "nothing polls with the pool exhausted"
+        );
+        gate.open();
+        for _ in 0..BLOCKED {
+            ran.recv_timeout(secs(30))
+                .expect("every callback ran once released");
+        }
+        round_trip_with_callbacks();
+    });
+}
