@@ -82,11 +82,13 @@ fn internal_versions(findings: &mut Vec<Finding>) {
     }
 }
 
-/// Library code up to the first `#[cfg(test)]` of each file.
+/// Library code up to the first `#[cfg(test)]` of each file (a whole file of tests
+/// says so with an inner `#![cfg(test)]` or `#![cfg(all(test, …))]`).
 fn library_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .take_while(|(_, l)| !l.contains("#[cfg(test)]") && !l.contains("#[cfg(all(test"))
+    text.lines().enumerate().take_while(|(_, l)| {
+        let l = l.replace("#![", "#[");
+        !l.contains("#[cfg(test)]") && !l.contains("#[cfg(all(test")
+    })
 }
 
 fn library_hygiene(findings: &mut Vec<Finding>) {

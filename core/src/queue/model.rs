@@ -1,6 +1,7 @@
 //! Model checks of the lifecycle with loom: every interleaving of readiness edges,
 //! `begin_*`, cancel, close and `end_*` on one queue. Run by `cargo xtask test`
 //! (`RUSTFLAGS="--cfg loom" cargo test -p asyncresult-core --lib model`).
+#![cfg(all(test, loom))]
 
 use std::sync::Arc;
 
