@@ -440,7 +440,9 @@ impl<W: Produces> Op<W> {
         let spent = std::mem::replace(&mut slot.stage, Stage::Done(result));
         drop(slot);
         self.header.set_completed();
-        drop_user(spent);
+        if std::mem::needs_drop::<W>() {
+            drop_user(spent);
+        }
     }
 
     /// The address of the operation, to find it in a queue.
