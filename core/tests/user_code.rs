@@ -63,6 +63,19 @@ struct Frame {
     dropped: mpsc::Sender<()>,
 }
 
+impl Frame {
+    /// 100 bytes that hold a handle to `conn`, and a receiver told when they go.
+    fn holding(conn: &Socket) -> (Frame, mpsc::Receiver<()>) {
+        let (dropped, frame_dropped) = mpsc::channel();
+        let frame = Frame {
+            data: vec![1u8; 100],
+            conn: Some(conn.clone()),
+            dropped,
+        };
+        (frame, frame_dropped)
+    }
+}
+
 impl IoBuf for Frame {
     fn as_bytes(&self) -> &[u8] {
         &self.data
@@ -90,13 +103,8 @@ fn child_buffer_holding_the_last_handle_completes() {
     }
     bounded(secs(20), || {
         let (ours, mut theirs, filler) = stalled_sender();
-        let (dropped, frame_dropped) = mpsc::channel();
+        let (frame, frame_dropped) = Frame::holding(&ours);
         let (ran, callback_ran) = mpsc::channel();
-        let frame = Frame {
-            data: vec![1u8; 100],
-            conn: Some(ours.clone()),
-            dropped,
-        };
         ours.begin_send(
             frame,
             SocketFlags::NONE,
@@ -135,12 +143,7 @@ fn child_buffer_holding_the_last_handle_cancelled() {
     }
     bounded(secs(20), || {
         let (ours, _theirs, _filler) = stalled_sender();
-        let (dropped, frame_dropped) = mpsc::channel();
-        let frame = Frame {
-            data: vec![1u8; 100],
-            conn: Some(ours.clone()),
-            dropped,
-        };
+        let (frame, frame_dropped) = Frame::holding(&ours);
         let ar = ours
             .begin_send(frame, SocketFlags::NONE, None, None)
             .unwrap();
@@ -160,12 +163,7 @@ fn child_buffer_holding_the_last_handle_cancelled() {
 fn a_buffer_holding_its_sockets_last_handle_on_the_fast_path() {
     bounded(secs(20), || {
         let (ours, _theirs) = tcp_to_std();
-        let (dropped, frame_dropped) = mpsc::channel();
-        let frame = Frame {
-            data: vec![1u8; 100],
-            conn: Some(ours.clone()),
-            dropped,
-        };
+        let (frame, frame_dropped) = Frame::holding(&ours);
         let ar = ours
             .begin_send(frame, SocketFlags::NONE, None, None)
             .unwrap();

@@ -293,8 +293,7 @@ fn a_reached_wait_keeps_its_place_for_the_futures_try() {
 fn a_try_that_finds_nothing_keeps_the_head() {
     loom::model(|| {
         let m = Model::new();
-        let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let ready = reached_place(&m);
         let behind = m.receive();
         assert!(m.take(), "another reader takes the unit");
         let again = waiting(m.retry_receive(&ready), "the unit is gone");
@@ -319,8 +318,7 @@ fn a_try_that_finds_nothing_keeps_the_head() {
 fn a_try_is_not_held_up_by_another_futures_wait() {
     loom::model(|| {
         let m = Model::new();
-        let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let ready = reached_place(&m);
         assert!(ready.is_completed());
         assert!(
             matches!(m.try_receive(), TryIo::Done(())),
@@ -377,8 +375,7 @@ fn a_wait_behind_a_reached_one_is_woken_too() {
 fn a_reached_wait_given_up_lets_the_queue_go_on() {
     loom::model(|| {
         let m = Model::new();
-        let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let ready = reached_place(&m);
         let (first, second) = (m.receive(), m.receive());
         assert!(ready.is_completed() && !first.is_completed());
         let giver = loom::thread::spawn(move || ready.cancel());
@@ -532,6 +529,29 @@ fn end_waits_and_takes_once() {
     });
 }
 
+/// A future's wait, reached: its try found nothing, then a unit arrived.
+fn reached_place(m: &Arc<Model>) -> AsyncResult<()> {
+    let ready = waiting(m.try_receive(), "nothing has arrived yet");
+    m.deliver();
+    ready
+}
+
+/// Ends `receive`, which a close (that aborted `aborted` operations) raced: 1 if it
+/// took a unit, 0 if the close disposed it (and counted it).
+fn units_taken_before_close(receive: &AsyncResult<()>, aborted: usize) -> usize {
+    match receive.finish() {
+        Ok(()) => {
+            assert_eq!(aborted, 0, "close counted a receive that completed");
+            1
+        }
+        Err(Error::Disposed) => {
+            assert_eq!(aborted, 1, "close disposed the receive without counting it");
+            0
+        }
+        Err(e) => panic!("unexpected outcome {e}"),
+    }
+}
+
 /// Runs `ar.cancel()` on a new model thread.
 fn cancelling<T: 'static>(ar: &AsyncResult<T>) -> loom::thread::JoinHandle<bool> {
     let ar = ar.clone();
@@ -548,8 +568,7 @@ fn cancelling<T: 'static>(ar: &AsyncResult<T>) -> loom::thread::JoinHandle<bool>
 fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
     loom::model(|| {
         let m = Model::new();
-        let kept = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let kept = reached_place(&m);
         let behind = m.receive();
         let later = waiting(
             m.try_receive(),
@@ -588,8 +607,7 @@ fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
 fn close_races_a_reached_place_and_its_try() {
     loom::model(|| {
         let m = Model::new();
-        let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let ready = reached_place(&m);
         let behind = m.receive();
         let closer = spawn_on(&m, Model::close);
         let kernel = spawn_on(&m, Model::deliver);
@@ -603,17 +621,7 @@ fn close_races_a_reached_place_and_its_try() {
             Err(e) => panic!("unexpected error {e}"),
         };
         assert!(behind.is_completed(), "close left the receive waiting");
-        let by_receive = match behind.finish() {
-            Ok(()) => {
-                assert_eq!(aborted, 0, "close counted a receive that completed");
-                1
-            }
-            Err(Error::Disposed) => {
-                assert_eq!(aborted, 1, "close disposed the receive without counting it");
-                0
-            }
-            Err(e) => panic!("unexpected outcome {e}"),
-        };
+        let by_receive = units_taken_before_close(&behind, aborted);
         assert!(matches!(behind.finish(), Err(Error::AlreadyEnded)));
         assert_eq!(
             by_try + by_receive + m.unread(),
@@ -635,8 +643,7 @@ fn close_races_a_reached_place_and_its_try() {
 fn giving_up_a_place_races_an_edge_and_another_try() {
     loom::model(|| {
         let m = Model::new();
-        let kept = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let kept = reached_place(&m);
         let behind = m.receive();
         let giver = cancelling(&kept);
         let kernel = spawn_on(&m, Model::deliver);
@@ -727,8 +734,7 @@ fn two_places_one_given_up_while_the_other_takes_its_turn() {
 fn a_try_in_a_place_given_up_meanwhile() {
     loom::model(|| {
         let m = Model::new();
-        let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let ready = reached_place(&m);
         let behind = m.receive();
         let giver = cancelling(&ready);
         let tried = m.retry_receive(&ready);
@@ -754,8 +760,7 @@ fn a_try_in_a_place_given_up_meanwhile() {
 fn close_races_giving_up_a_place() {
     loom::model(|| {
         let m = Model::new();
-        let kept = waiting(m.try_receive(), "nothing has arrived yet");
-        m.deliver();
+        let kept = reached_place(&m);
         let behind = m.receive();
         let closer = spawn_on(&m, Model::close);
         let kernel = spawn_on(&m, Model::deliver);
@@ -763,17 +768,7 @@ fn close_races_giving_up_a_place() {
         let aborted = join(closer);
         join(kernel);
         assert!(behind.is_completed(), "the receive was left waiting");
-        let by_receive = match behind.finish() {
-            Ok(()) => {
-                assert_eq!(aborted, 0, "close counted a receive that completed");
-                1
-            }
-            Err(Error::Disposed) => {
-                assert_eq!(aborted, 1, "close disposed the receive without counting it");
-                0
-            }
-            Err(e) => panic!("unexpected outcome {e}"),
-        };
+        let by_receive = units_taken_before_close(&behind, aborted);
         assert_eq!(by_receive + m.unread(), 2, "a unit taken twice or lost");
         assert!(
             matches!(kept.take_ready_result(), Ok(())),
