@@ -136,6 +136,13 @@ pub(crate) trait Work<C>: Produces {
     fn has_progress(&self) -> bool {
         false
     }
+
+    /// Whether the operation tries its syscall even when the queue's last read proved
+    /// the kernel's receive queue empty (`DRAINED`): an urgent-data receive, which the
+    /// note says nothing about and which never waits.
+    fn ignores_drained(&self) -> bool {
+        false
+    }
 }
 
 /// The queue's view of an operation.

@@ -268,7 +268,7 @@ impl<C: OpContext> OpQueue<C> {
             return Err(Error::Disposed);
         }
         let drained = self.announce();
-        if inner.ops.is_empty() && !drained {
+        if inner.ops.is_empty() && (!drained || work.ignores_drained()) {
             // The buffer is user code: should it panic, the panic is the caller's, and
             // the queue is left as if the hold had ended.
             let unwinding = EndHoldOnUnwind(&self.state);
@@ -489,6 +489,13 @@ impl<C: OpContext> OpQueue<C> {
         let drained = self.state.load(Ordering::Relaxed) == DRAINED;
         self.state.store(HELD, Ordering::Relaxed);
         drained
+    }
+
+    /// Drops a [`DRAINED`] note, so that the next try runs its syscall (for a read that
+    /// the note says nothing about: urgent data). Safe at any time: a try that finds
+    /// nothing just waits for the next edge.
+    pub(crate) fn forget_drained(&self) {
+        self.state.fetch_and(!DRAINED, Ordering::Relaxed);
     }
 
     /// Notes, for the announced holder whose syscall just proved the kernel's queue

@@ -117,6 +117,20 @@ impl SocketCore {
         e
     }
 
+    /// Passes on a peek's error, keeping a connection failure for the next read, as
+    /// [`send_failed`](Self::send_failed) does: a peek (or a zero-capacity probe)
+    /// changes nothing, so the read after it still reports the reset, not a plain end
+    /// of stream.
+    pub(crate) fn peek_failed(&self, e: Error) -> Error {
+        self.send_failed(e)
+    }
+
+    /// A peek found end of stream: the connection failure kept for the next read, if
+    /// any, else `Ok` (see [`end_of_stream`](Self::end_of_stream)).
+    pub(crate) fn peeked_end_of_stream(&self) -> Result<(), Error> {
+        self.end_of_stream(true)
+    }
+
     /// A read found end of stream: it reports the connection failure that a send took,
     /// if any, once; from then on, end of stream. A peek reports either and changes
     /// nothing.
@@ -188,14 +202,17 @@ impl SocketCore {
         area: &mut [MaybeUninit<u8>],
         flags: libc::c_int,
     ) -> Result<Option<usize>, Error> {
+        let peek = flags & libc::MSG_PEEK != 0;
+        let kept = |e: Error| if peek { self.peek_failed(e) } else { e };
         if self.transport != Transport::Tcp {
-            return nonblocking(|| self.fd.recv_with_flags(area, flags));
+            return nonblocking(|| self.fd.recv_with_flags(area, flags)).map_err(kept);
         }
-        let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags)? else {
+        let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags).map_err(kept)?
+        else {
             return Ok(None);
         };
         if n == 0 && !area.is_empty() {
-            self.end_of_stream(flags & libc::MSG_PEEK != 0)?;
+            self.end_of_stream(peek)?;
         }
         if proved_empty
             && n > 0

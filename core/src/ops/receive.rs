@@ -31,10 +31,15 @@ pub(crate) fn receive_into<B: IoBufMut>(
     let fd = socket.fd();
     let capacity = buf.recv_capacity();
     if capacity == 0 {
-        // Readiness probe: look at one byte without taking it.
+        // Readiness probe: look at one byte without taking it (nor a connection
+        // failure, which the kernel reports once: it is kept for the next read).
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        return nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
-            .map(|ready| ready.map(|_| 0));
+        let peeked = nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
+            .map_err(|e| socket.peek_failed(e))?;
+        if peeked == Some(0) && socket.is_stream() {
+            socket.peeked_end_of_stream()?;
+        }
+        return Ok(peeked.map(|_| 0));
     }
     // SAFETY: `recv` writes only initialized bytes into the area.
     let area = unsafe { buf.recv_area() };
@@ -62,6 +67,10 @@ impl<B: IoBufMut> Produces for ReceiveWork<B> {
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
+    fn ignores_drained(&self) -> bool {
+        self.flags & libc::MSG_OOB != 0
+    }
+
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B)> {
         let Some(buf) = self.buf.as_mut() else {
             return failed(Error::AlreadyEnded);
@@ -84,15 +93,15 @@ pub(crate) fn receive_from_into<B: IoBufMut>(
     socket.check_ip_addresses()?;
     let fd = socket.fd();
     if socket.is_stream() {
-        // A stream has one peer; the kernel reports no address for it.
-        let Some(n) = receive_into(socket, buf, flags)? else {
-            return Ok(None);
-        };
+        // A stream has one peer; the kernel reports no address with its data. Asked
+        // before the read, so that if it cannot be had (`ENOTCONN`: the connection is
+        // gone, reset or closed by both sides) nothing is taken: `receive` still reads
+        // what is left.
         let peer = fd
             .peer_addr()?
             .as_socket()
             .ok_or(Error::os(libc::EAFNOSUPPORT))?;
-        return Ok(Some((n, peer)));
+        return Ok(receive_into(socket, buf, flags)?.map(|n| (n, peer)));
     }
     let capacity = buf.recv_capacity();
     let flags = flags | libc::MSG_TRUNC;
@@ -128,6 +137,10 @@ impl<B: IoBufMut> Produces for ReceiveFromWork<B> {
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveFromWork<B> {
+    fn ignores_drained(&self) -> bool {
+        self.flags & libc::MSG_OOB != 0
+    }
+
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B, SocketAddr)> {
         let Some(buf) = self.buf.as_mut() else {
             return failed(Error::AlreadyEnded);
@@ -218,7 +231,10 @@ impl Socket {
 
     /// Begins receiving one datagram and its sender (.NET's `BeginReceiveFrom`). On a
     /// stream socket it receives like [`begin_receive`](Socket::begin_receive) and
-    /// reports the peer's address.
+    /// reports the peer's address; once the connection is gone (reset, or closed by
+    /// both sides) the kernel no longer knows that address, and the receive fails with
+    /// `ENOTCONN`, taking nothing: [`begin_receive`](Socket::begin_receive) still reads
+    /// what is left.
     ///
     /// # Errors
     ///

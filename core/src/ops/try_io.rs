@@ -199,7 +199,7 @@ impl Socket {
         flags: SocketFlags,
         turn: Turn<'_>,
     ) -> Result<TryIo<usize>, Error> {
-        let flags = flags.to_msg_flags();
+        let flags = self.receive_flags(flags);
         self.try_receive_side(turn, |core| receive_into(core, buf, flags))
     }
 
@@ -244,8 +244,18 @@ impl Socket {
         flags: SocketFlags,
         turn: Turn<'_>,
     ) -> Result<TryIo<(usize, SocketAddr)>, Error> {
-        let flags = flags.to_msg_flags();
+        let flags = self.receive_flags(flags);
         self.try_receive_side(turn, |core| receive_from_into(core, buf, flags))
+    }
+
+    /// A try's receive flags. Urgent data is not in the queue that a drained note
+    /// speaks of, and its read never waits, so an urgent-data try drops the note.
+    fn receive_flags(&self, flags: SocketFlags) -> libc::c_int {
+        let flags = flags.to_msg_flags();
+        if flags & libc::MSG_OOB != 0 {
+            self.core().queue(OpKind::Receive).forget_drained();
+        }
+        flags
     }
 
     /// Accepts a pending connection now, if one is there and no accept is queued.
