@@ -103,7 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("begin_receive failed: {e}");
         }
     }
-    receive_loop(server.clone(), 0, 0, rx_done_tx);
+    // Started just before the large send: the small sends wait in the kernel until
+    // then, so their timings show `begin_send` alone, as in the tokio and smol demos.
+    let mut receiver = Some(rx_done_tx);
 
     // --- sends ------------------------------------------------------------------
     const SMALL: &[u8] = b"hello over loopback";
@@ -118,6 +120,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ] {
         expected.extend_from_slice(&payload);
+        if label == "large" {
+            if let Some(done) = receiver.take() {
+                receive_loop(server.clone(), 0, 0, done);
+            }
+        }
         let (tx, done) = mpsc::channel();
         let c = client.clone();
         let len = payload.len();

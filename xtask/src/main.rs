@@ -64,10 +64,11 @@ fn main() -> ExitCode {
         Some("soak") => soak::run(args),
         Some("valgrind") => valgrind::run(args),
         Some("publish") => publish::run(args),
-        Some("help") | None => {
+        Some("help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        None => Err(format!("which task?\n\n{USAGE}")),
         Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
     };
     match result {

@@ -1,5 +1,6 @@
-//! `cargo xtask valgrind`: the core's and the callback adapter's test suites under
-//! valgrind's memcheck, failing on any memory error or any definite leak.
+//! `cargo xtask valgrind`: the core's and the callback adapter's main test suites
+//! (`SUITES`) under valgrind's memcheck, failing on any memory error or any definite
+//! leak.
 //!
 //! Child-process scenarios (ptrace, SIGPIPE) run natively: valgrind does not follow
 //! children. The heaviest tests (tens of MiB per send, a thousand connections) are
@@ -17,6 +18,9 @@ const SUITES: &[(&str, &str)] = &[
     ("asyncresult-core", "engine"),
     ("asyncresult-core", "properties"),
     ("asyncresult-core", "drained"),
+    ("asyncresult-core", "misuse"),
+    ("asyncresult-core", "receive_edges"),
+    ("asyncresult-core", "user_code"),
     ("asyncresult-callback", "operations"),
 ];
 
