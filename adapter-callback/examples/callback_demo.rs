@@ -303,30 +303,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .begin_send(&b"late"[..], SocketFlags::NONE, None, None)
         .and_then(|ar| client.end_send(&ar));
     println!(
-        "\n[misuse] send after shutdown(Write): {} (error code {:?})",
-        match &late {
-            Ok(n) => format!("sent {n} bytes"),
-            Err(e) => e.to_string(),
-        },
-        late.as_ref().err().and_then(Error::error_code)
+        "\n[misuse] send after shutdown(Write): {}",
+        outcome(late.map(|n| format!("sent {n} bytes")))
     );
     let x = a.begin_send_to(&b"x"[..], SocketFlags::NONE, b.local_addr()?, None, None)?;
     println!(
-        "[misuse] end_send of a send_to result: {:?}",
-        a.end_send(&x).map_err(|e| e.to_string())
+        "[misuse] end_send of a send_to result: {}",
+        outcome(a.end_send(&x).map(|n| n.to_string()))
     );
     println!(
-        "[misuse] end_send_to twice: {:?} then {:?}",
-        a.end_send_to(&x).map_err(|e| e.to_string()),
-        a.end_send_to(&x).map_err(|e| e.to_string())
+        "[misuse] end_send_to twice: {}, then {}",
+        outcome(a.end_send_to(&x).map(|n| n.to_string())),
+        outcome(a.end_send_to(&x).map(|n| n.to_string()))
     );
     a.close();
     println!(
-        "[misuse] begin_send_to after close: {:?}",
-        a.begin_send_to(&b"x"[..], SocketFlags::NONE, b.local_addr()?, None, None)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        "[misuse] begin_send_to after close: {}",
+        outcome(
+            a.begin_send_to(&b"x"[..], SocketFlags::NONE, b.local_addr()?, None, None)
+                .map(|_| "begun".to_string())
+        )
     );
     println!("\ndone.");
     Ok(())
+}
+
+/// An outcome as the demo prints it: `Ok(what)`, or the error's `Error` variant, its
+/// message and, for a socket error, its errno (.NET's `SocketException.ErrorCode`).
+fn outcome(result: Result<String, Error>) -> String {
+    match result {
+        Ok(what) => format!("Ok({what})"),
+        Err(e) => match e.error_code() {
+            Some(code) => format!("Err: {e} (error_code() = {code})"),
+            None => format!("Err({e:?}): {e}"),
+        },
+    }
 }
