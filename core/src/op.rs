@@ -140,7 +140,7 @@ pub(crate) trait Work<C>: Produces {
     /// Whether the operation tries its syscall even when the queue's last read proved
     /// the kernel's receive queue empty (`DRAINED`): an urgent-data receive, which the
     /// note says nothing about and which never waits.
-    fn ignores_drained(&self) -> bool {
+    fn tries_when_drained(&self) -> bool {
         false
     }
 }

@@ -267,8 +267,8 @@ impl<C: OpContext> OpQueue<C> {
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
-        let drained = self.announce();
-        if inner.ops.is_empty() && (!drained || work.ignores_drained()) {
+        let drained = self.announce() && !work.tries_when_drained();
+        if inner.ops.is_empty() && !drained {
             // The buffer is user code: should it panic, the panic is the caller's, and
             // the queue is left as if the hold had ended.
             let unwinding = EndHoldOnUnwind(&self.state);
@@ -307,19 +307,22 @@ impl<C: OpContext> OpQueue<C> {
     /// trying again: at its next readiness edge once it reaches the head of the queue.
     /// Nothing is consumed unless `now` returns a value.
     /// Whether that readiness operation keeps its place once reached, and whether this
-    /// try takes a place kept for it, is `turn`'s (see "A future's turn").
+    /// try takes a place kept for it, is `turn`'s (see "A future's turn"). A try runs
+    /// `now` after a read proved the kernel's queue empty only if `tries_when_drained`
+    /// (see [`Work::tries_when_drained`]).
     pub(crate) fn try_now<T>(
         &self,
         socket: &Arc<C>,
         ready_kind: OpKind,
         turn: Turn<'_>,
+        tries_when_drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
         }
-        let drained = self.announce();
+        let drained = self.announce() && !tries_when_drained;
         let unwinding = EndHoldOnUnwind(&self.state);
         let outcome = self.try_held(&mut inner, socket, ready_kind, turn, drained, now);
         std::mem::forget(unwinding);
@@ -489,13 +492,6 @@ impl<C: OpContext> OpQueue<C> {
         let drained = self.state.load(Ordering::Relaxed) == DRAINED;
         self.state.store(HELD, Ordering::Relaxed);
         drained
-    }
-
-    /// Drops a [`DRAINED`] note, so that the next try runs its syscall (for a read that
-    /// the note says nothing about: urgent data). Safe at any time: a try that finds
-    /// nothing just waits for the next edge.
-    pub(crate) fn forget_drained(&self) {
-        self.state.fetch_and(!DRAINED, Ordering::Relaxed);
     }
 
     /// Notes, for the announced holder whose syscall just proved the kernel's queue

@@ -50,10 +50,10 @@ pub(crate) struct SocketCore {
     /// short one may have passed the FIN, after which no edge comes, or stopped at the
     /// urgent mark).
     reads_prove_nothing: AtomicBool,
-    /// The errno of a connection failure (a reset, a timeout) that a send met first
-    /// and that no read has reported yet; 0 if none; [`EOF_REPORTED`] once a read has
-    /// reported end of stream, after which there is nothing to keep (see
-    /// [`SocketCore::send_failed`]).
+    /// The errno of a connection failure (a reset, a timeout) that a send or a peek met
+    /// first and that no read has reported yet; 0 if none; [`EOF_REPORTED`] once a read
+    /// has reported end of stream, after which there is nothing to keep (see
+    /// [`SocketCore::keep_connection_failure`]).
     unreported_failure: AtomicI32,
 }
 
@@ -97,12 +97,13 @@ impl SocketCore {
         }
     }
 
-    /// Passes on a send's error, keeping a connection failure for the receive side: the
-    /// kernel reports a reset once, to whichever syscall comes first, and if that is a
-    /// send, the next read would find a plain end of stream (as if the peer had shut
-    /// down cleanly). That read reports the failure instead (see
-    /// [`read_stream`](Self::read_stream)), as it would have had it come first.
-    pub(crate) fn send_failed(&self, e: Error) -> Error {
+    /// Passes on the error of a send or a peek, keeping a connection failure for the
+    /// next read: the kernel reports a reset once, to whichever syscall comes first, and
+    /// if that is a send or a peek (which changes nothing), the next read would find a
+    /// plain end of stream (as if the peer had shut down cleanly). That read reports the
+    /// failure instead (see [`read_stream`](Self::read_stream)), as it would have had it
+    /// come first.
+    pub(crate) fn keep_connection_failure(&self, e: Error) -> Error {
         if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
             if self.is_stream() {
                 // Not after a read reported end of stream: that stays the answer.
@@ -117,24 +118,10 @@ impl SocketCore {
         e
     }
 
-    /// Passes on a peek's error, keeping a connection failure for the next read, as
-    /// [`send_failed`](Self::send_failed) does: a peek (or a zero-capacity probe)
-    /// changes nothing, so the read after it still reports the reset, not a plain end
-    /// of stream.
-    pub(crate) fn peek_failed(&self, e: Error) -> Error {
-        self.send_failed(e)
-    }
-
-    /// A peek found end of stream: the connection failure kept for the next read, if
-    /// any, else `Ok` (see [`end_of_stream`](Self::end_of_stream)).
-    pub(crate) fn peeked_end_of_stream(&self) -> Result<(), Error> {
-        self.end_of_stream(true)
-    }
-
-    /// A read found end of stream: it reports the connection failure that a send took,
-    /// if any, once; from then on, end of stream. A peek reports either and changes
-    /// nothing.
-    fn end_of_stream(&self, peek: bool) -> Result<(), Error> {
+    /// A read found end of stream: it reports the connection failure that a send or a
+    /// peek took, if any, once; from then on, end of stream. A peek reports either and
+    /// changes nothing.
+    pub(crate) fn end_of_stream(&self, peek: bool) -> Result<(), Error> {
         let kept = self.unreported_failure.load(Ordering::Acquire);
         if kept == EOF_REPORTED {
             return Ok(());
@@ -196,14 +183,20 @@ impl SocketCore {
     /// could only say `EAGAIN` (see [`OpQueue::note_drained`]).
     ///
     /// End of stream after a connection failure that a send took (see
-    /// [`send_failed`](Self::send_failed)) is reported as that failure, once.
+    /// [`keep_connection_failure`](Self::keep_connection_failure)) is reported as that failure, once.
     pub(crate) fn read_stream(
         &self,
         area: &mut [MaybeUninit<u8>],
         flags: libc::c_int,
     ) -> Result<Option<usize>, Error> {
         let peek = flags & libc::MSG_PEEK != 0;
-        let kept = |e: Error| if peek { self.peek_failed(e) } else { e };
+        let kept = |e: Error| {
+            if peek {
+                self.keep_connection_failure(e)
+            } else {
+                e
+            }
+        };
         if self.transport != Transport::Tcp {
             return nonblocking(|| self.fd.recv_with_flags(area, flags)).map_err(kept);
         }

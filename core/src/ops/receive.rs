@@ -35,9 +35,9 @@ pub(crate) fn receive_into<B: IoBufMut>(
         // failure, which the kernel reports once: it is kept for the next read).
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
         let peeked = nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
-            .map_err(|e| socket.peek_failed(e))?;
+            .map_err(|e| socket.keep_connection_failure(e))?;
         if peeked == Some(0) && socket.is_stream() {
-            socket.peeked_end_of_stream()?;
+            socket.end_of_stream(true)?;
         }
         return Ok(peeked.map(|_| 0));
     }
@@ -56,6 +56,12 @@ pub(crate) fn receive_into<B: IoBufMut>(
     Ok(received)
 }
 
+/// Whether a receive with `flags` tries its syscall even after a read proved the
+/// receive queue empty: an urgent-data one (see `Work::tries_when_drained`).
+pub(crate) fn tries_when_drained(flags: libc::c_int) -> bool {
+    flags & libc::MSG_OOB != 0
+}
+
 /// A receive from the connected peer.
 pub(crate) struct ReceiveWork<B> {
     buf: Option<B>,
@@ -67,8 +73,8 @@ impl<B: IoBufMut> Produces for ReceiveWork<B> {
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
-    fn ignores_drained(&self) -> bool {
-        self.flags & libc::MSG_OOB != 0
+    fn tries_when_drained(&self) -> bool {
+        tries_when_drained(self.flags)
     }
 
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B)> {
@@ -137,8 +143,8 @@ impl<B: IoBufMut> Produces for ReceiveFromWork<B> {
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveFromWork<B> {
-    fn ignores_drained(&self) -> bool {
-        self.flags & libc::MSG_OOB != 0
+    fn tries_when_drained(&self) -> bool {
+        tries_when_drained(self.flags)
     }
 
     fn attempt(&mut self, socket: &SocketCore) -> Attempt<(usize, B, SocketAddr)> {

@@ -26,7 +26,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use super::accept::{accept_one, check_listener};
-use super::receive::{receive_from_into, receive_into};
+use super::receive::{receive_from_into, receive_into, tries_when_drained};
 use super::send::send_datagram;
 use super::{nonblocking, send_flags, MAX_IOV};
 use crate::async_result::AsyncResult;
@@ -96,29 +96,34 @@ impl Socket {
         &self,
         ready_kind: OpKind,
         turn: Turn<'_>,
+        tries_when_drained: bool,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         let core = self.core();
-        core.queue(ready_kind).try_now(core, ready_kind, turn, now)
+        core.queue(ready_kind)
+            .try_now(core, ready_kind, turn, tries_when_drained, now)
     }
 
     /// [`try_side`](Self::try_side) for sends: a send's error goes through
-    /// [`SocketCore::send_failed`], which keeps a connection failure for the next read.
+    /// [`SocketCore::keep_connection_failure`], which keeps a connection failure for the next read.
     fn try_send_side<T>(
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        self.try_side(OpKind::SendReady, Turn::ONCE, |core| {
-            now(core).map_err(|e| core.send_failed(e))
+        self.try_side(OpKind::SendReady, Turn::ONCE, false, |core| {
+            now(core).map_err(|e| core.keep_connection_failure(e))
         })
     }
 
+    /// [`try_side`](Self::try_side) for receives with `flags` (an urgent-data one tries
+    /// even after a read proved the receive queue empty).
     fn try_receive_side<T>(
         &self,
         turn: Turn<'_>,
+        flags: libc::c_int,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
-        self.try_side(OpKind::ReceiveReady, turn, now)
+        self.try_side(OpKind::ReceiveReady, turn, tries_when_drained(flags), now)
     }
 
     /// Sends what the kernel takes of `buf` now, with one syscall, if no send is
@@ -199,8 +204,8 @@ impl Socket {
         flags: SocketFlags,
         turn: Turn<'_>,
     ) -> Result<TryIo<usize>, Error> {
-        let flags = self.receive_flags(flags);
-        self.try_receive_side(turn, |core| receive_into(core, buf, flags))
+        let flags = flags.to_msg_flags();
+        self.try_receive_side(turn, flags, |core| receive_into(core, buf, flags))
     }
 
     /// Reads into `buf` now (as `read(2)`), if data is there and no receive is queued.
@@ -220,7 +225,7 @@ impl Socket {
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS.
     pub fn try_read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> Result<TryIo<usize>, Error> {
-        self.try_receive_side(Turn::ONCE, |core| core.read_stream(buf, 0))
+        self.try_receive_side(Turn::ONCE, 0, |core| core.read_stream(buf, 0))
     }
 
     /// Receives one datagram and its sender now, if one is there and no receive is
@@ -244,18 +249,8 @@ impl Socket {
         flags: SocketFlags,
         turn: Turn<'_>,
     ) -> Result<TryIo<(usize, SocketAddr)>, Error> {
-        let flags = self.receive_flags(flags);
-        self.try_receive_side(turn, |core| receive_from_into(core, buf, flags))
-    }
-
-    /// A try's receive flags. Urgent data is not in the queue that a drained note
-    /// speaks of, and its read never waits, so an urgent-data try drops the note.
-    fn receive_flags(&self, flags: SocketFlags) -> libc::c_int {
         let flags = flags.to_msg_flags();
-        if flags & libc::MSG_OOB != 0 {
-            self.core().queue(OpKind::Receive).forget_drained();
-        }
-        flags
+        self.try_receive_side(turn, flags, |core| receive_from_into(core, buf, flags))
     }
 
     /// Accepts a pending connection now, if one is there and no accept is queued.
@@ -278,7 +273,7 @@ impl Socket {
         &self,
         turn: Turn<'_>,
     ) -> Result<TryIo<(Socket, SocketAddr)>, Error> {
-        self.try_receive_side(turn, accept_one)
+        self.try_receive_side(turn, 0, accept_one)
     }
 
     /// Checks, once, that the socket can accept (see [`try_accept`](Socket::try_accept)).

@@ -159,7 +159,7 @@ impl Model {
     fn try_now<T>(self: &Arc<Self>, turn: Turn<'_>, now: fn(&Model) -> Option<T>) -> TryIo<T> {
         match self
             .queue
-            .try_now(self, OpKind::ReceiveReady, turn, |m| Ok(now(m)))
+            .try_now(self, OpKind::ReceiveReady, turn, false, |m| Ok(now(m)))
         {
             Ok(attempt) => attempt,
             Err(e) => panic!("try_now failed: {e}"),
@@ -169,9 +169,19 @@ impl Model {
     /// A future's attempt to take one unit in `turn`, with its error (`Disposed`
     /// once the queue is stopped) handed back rather than raised.
     fn try_in(self: &Arc<Self>, turn: Turn<'_>) -> Result<TryIo<()>, Error> {
-        self.queue.try_now(self, OpKind::ReceiveReady, turn, |m| {
-            Ok(m.take().then_some(()))
-        })
+        self.queue
+            .try_now(self, OpKind::ReceiveReady, turn, false, |m| {
+                Ok(m.take().then_some(()))
+            })
+    }
+
+    /// A place taken without a try (a future whose first poll the budget put off),
+    /// on the open queue.
+    fn hold(self: &Arc<Self>) -> AsyncResult<()> {
+        match self.try_in(Turn(TurnKind::Hold)) {
+            Ok(attempt) => waiting(attempt, "a held place does not try"),
+            Err(e) => panic!("the queue is open, yet {e}"),
+        }
     }
 
     fn receive(self: &Arc<Self>) -> AsyncResult<()> {
@@ -677,10 +687,7 @@ fn giving_up_a_place_races_an_edge_and_another_try() {
 fn a_held_place_races_close_and_an_edge() {
     loom::model(|| {
         let m = Model::new();
-        let held = waiting(
-            m.try_in(Turn(TurnKind::Hold)).expect("open"),
-            "a held place does not try",
-        );
+        let held = m.hold();
         let closer = spawn_on(&m, Model::close);
         let kernel = spawn_on(&m, Model::deliver);
         let tried = m.try_in(Turn(TurnKind::Reached(&held)));
@@ -859,10 +866,7 @@ fn a_held_place_behind_a_receive_waits_its_turn() {
     loom::model(|| {
         let m = Model::new();
         let first = m.receive();
-        let held = waiting(
-            m.try_in(Turn(TurnKind::Hold)).expect("open"),
-            "a held place does not try",
-        );
+        let held = m.hold();
         let kernel = spawn_on(&m, Model::deliver);
         let tried = m.try_in(Turn(TurnKind::Reached(&held)));
         join(kernel);
