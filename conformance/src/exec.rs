@@ -47,17 +47,8 @@ impl Exec {
 
     /// A tokio runtime: multi-thread with 2 workers, or current-thread.
     pub(crate) fn tokio(multi_thread: bool) -> Result<Exec, String> {
-        let mut builder = if multi_thread {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(2);
-            builder
-        } else {
-            tokio::runtime::Builder::new_current_thread()
-        };
-        let runtime = builder
-            .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let runtime =
+            crate::tokio_runtime(multi_thread).map_err(|e| format!("tokio runtime: {e}"))?;
         let handle = runtime.handle().clone();
         let spawner: Spawner = Box::new(move |fut| {
             handle.spawn(fut);

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use asyncresult_conformance::{bounded, loopback};
+use asyncresult_conformance::{bounded, loopback, tokio_runtime};
 use asyncresult_core::{AsyncResult, Error, Socket, SocketFlags};
 use futures::io::AsyncWriteExt as _;
 use tokio::io::AsyncWriteExt as _;
@@ -77,25 +77,13 @@ async fn receive_in_start_order<F, S>(
     }
 }
 
-/// A tokio runtime, multi-thread (2 workers) or current-thread.
-fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
-    let mut builder = if multi_thread {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(2);
-        builder
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build().unwrap()
-}
-
 /// tokio, current-thread: receive futures and `begin_receive`s mixed on one stream
 /// take the bytes in the order they were started, whichever style each is.
 #[test]
 fn tokio_stream_receives_take_bytes_in_start_order() {
     use asyncresult_tokio::{TcpListener, TcpStream};
     bounded(Duration::from_secs(30), "test hung", || {
-        tokio_runtime(false).block_on(async {
+        tokio_runtime(false).unwrap().block_on(async {
             let listener = TcpListener::bind(loopback()).await.unwrap();
             let client = TcpStream::connect(listener.local_addr().unwrap())
                 .await
@@ -123,7 +111,7 @@ fn tokio_stream_receives_take_bytes_in_start_order() {
 fn tokio_datagram_receives_take_datagrams_in_start_order() {
     use asyncresult_tokio::UdpSocket;
     bounded(Duration::from_secs(30), "test hung", || {
-        tokio_runtime(true).block_on(async {
+        tokio_runtime(true).unwrap().block_on(async {
             let receiver = UdpSocket::bind(loopback()).await.unwrap();
             let sender = UdpSocket::bind(loopback()).await.unwrap();
             let to = receiver.local_addr().unwrap();
