@@ -143,6 +143,10 @@ pub(crate) trait Work<C>: Produces {
     fn tries_when_drained(&self) -> bool {
         false
     }
+
+    /// The operation failed part-way because its buffer (user code) panicked: leave
+    /// the socket as cancelling it would (see [`Work::has_progress`]).
+    fn abandon(&mut self, _socket: &C) {}
 }
 
 /// The queue's view of an operation.
@@ -468,9 +472,12 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
         let result = match catch_unwind(AssertUnwindSafe(|| work.attempt(socket))) {
             Ok(Attempt::WouldBlock) => return false,
             Ok(Attempt::Done(result)) => result,
-            Err(_) => Err(Error::Socket(io::Error::other(
-                "the operation's buffer panicked",
-            ))),
+            Err(_) => {
+                work.abandon(socket);
+                Err(Error::Socket(io::Error::other(
+                    "the operation's buffer panicked",
+                )))
+            }
         };
         self.finish(slot, result);
         true

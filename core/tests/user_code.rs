@@ -397,3 +397,44 @@ fn child_more_callbacks_blocked_than_the_pool_holds() {
         round_trip_with_callbacks();
     });
 }
+
+/// A stream send whose buffer panics after part of it went out leaves no torn stream
+/// behind: the send side is shut, as a cancel would shut it, so the send queued behind
+/// it fails with `EPIPE` instead of splicing its bytes in, and the peer reads the first
+/// send's head, then the end of the stream.
+#[test]
+fn a_send_whose_buffer_panics_part_way_shuts_the_send_side() {
+    bounded(secs(30), || {
+        let (ours, mut theirs) = tcp_to_std();
+        ours.as_socket2().set_send_buffer_size(4096).unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let buf = PanicBytes {
+            data: vec![0u8; 4 << 20],
+            armed: Arc::clone(&armed),
+        };
+        let first = ours.begin_send(buf, SocketFlags::NONE, None, None).unwrap();
+        assert!(!first.is_completed(), "4 MiB fit in the kernel's buffers");
+        let second = ours
+            .begin_send(vec![1u8; 1000], SocketFlags::NONE, None, None)
+            .unwrap();
+        armed.store(true, Ordering::SeqCst);
+        theirs.set_read_timeout(Some(secs(10))).unwrap();
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            let end = theirs.read_to_end(&mut got);
+            (got, end)
+        });
+        let err = ours.end_send(&first).unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        let err = ours.end_send(&second).unwrap_err();
+        assert_eq!(err.error_code(), Some(libc::EPIPE), "{err}");
+        let (got, end) = reader.join().unwrap();
+        assert!(end.is_ok(), "the peer reads the end of the stream: {end:?}");
+        assert!(
+            !got.is_empty() && got.len() < 4 << 20,
+            "{} bytes",
+            got.len()
+        );
+        assert!(got.iter().all(|&b| b == 0), "the second send spliced in");
+    });
+}

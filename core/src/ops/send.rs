@@ -7,7 +7,7 @@
 //! a closed peer gives `EPIPE`, never `SIGPIPE`.
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 
 use socket2::SockAddr;
 
@@ -68,6 +68,10 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
 
     fn has_progress(&self) -> bool {
         self.stream && self.sent > 0
+    }
+
+    fn abandon(&mut self, socket: &SocketCore) {
+        tear_if_started(self.has_progress(), socket);
     }
 }
 
@@ -179,6 +183,19 @@ impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
 
     fn has_progress(&self) -> bool {
         self.stream && self.sent > 0
+    }
+
+    fn abandon(&mut self, socket: &SocketCore) {
+        tear_if_started(self.has_progress(), socket);
+    }
+}
+
+/// A stream send abandoned with some of its bytes on the wire leaves the stream torn:
+/// shut the send side, as a cancel does, so that no later send splices in (they fail
+/// with `EPIPE`).
+fn tear_if_started(started: bool, socket: &SocketCore) {
+    if started {
+        let _ = socket.fd().shutdown(Shutdown::Write);
     }
 }
 
