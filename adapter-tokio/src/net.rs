@@ -24,7 +24,10 @@ use crate::Tokio;
 ///
 /// Dropping the stream closes it behind any send still queued (a dropped `send`
 /// future's bytes go out whole first, then the peer reads end of stream); to abort
-/// such sends, `close()` its socket.
+/// such sends, `close()` its socket. A `receive` future owns a handle to the socket
+/// rather than borrowing the stream, so while one lives, dropping the stream leaves
+/// the connection open; `close()` the socket to end it (the future then resolves to
+/// [`Error::Disposed`](crate::Error::Disposed)).
 ///
 /// # Examples
 ///
@@ -289,6 +292,10 @@ impl TcpListener {
 /// Its operations are its own methods (`connect`, `send`, `receive`, `send_to`,
 /// `receive_from`, `local_addr`), and those of [`asyncresult_core::net::UdpSocket`]
 /// reached through `Deref` (the `*_timeout` forms, `peer_addr`, `socket`).
+///
+/// A `receive` or `receive_from` future owns a handle to the socket rather than
+/// borrowing it, so while one lives, dropping the `UdpSocket` leaves the socket open
+/// (and its port bound); `close()` it through `socket()` to end such a future.
 ///
 /// # Examples
 ///

@@ -29,7 +29,9 @@ use crate::{Domain, Protocol, Type};
 /// tokio or std stream whose bytes sit in the kernel. Until they complete or fail, the
 /// socket stays open (a peer that never reads keeps it so). To abort them instead,
 /// [`close`](Socket::close) the socket (`stream.socket().close()`): the peer then sees
-/// a reset.
+/// a reset. A [`receive`](TcpStream::receive) future owns a handle to the socket too,
+/// so while one lives, dropping the stream leaves the connection open; closing the
+/// socket ends it (the future resolves to [`Error::Disposed`]).
 #[derive(Debug)]
 pub struct TcpStream<R> {
     read: ReadHalf<R>,

@@ -10,6 +10,12 @@ use crate::future::{self, ReadinessFuture, ReceiveAttempt, ReceiveFromAttempt, R
 use crate::socket::Socket;
 
 /// A UDP socket driven by the asyncresult engine, for runtime `R`.
+///
+/// A [`receive`](UdpSocket::receive) or [`receive_from`](UdpSocket::receive_from)
+/// future owns a handle to the socket rather than borrowing it, so while one lives,
+/// dropping the `UdpSocket` leaves the socket open (and its port bound);
+/// [`close`](Socket::close) it to end such a future (it resolves to
+/// [`Error::Disposed`]).
 #[derive(Debug)]
 pub struct UdpSocket<R> {
     socket: Socket,
