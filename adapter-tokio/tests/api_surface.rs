@@ -103,6 +103,20 @@ fn signatures<B: IoBuf, M: IoBufMut>(
     fn w<T: tokio::io::AsyncWrite + Send + Unpin>() {}
     r::<asyncresult_tokio::OwnedReadHalf>();
     w::<asyncresult_tokio::OwnedWriteHalf>();
+    fn halves<B: IoBuf, M: IoBufMut>(
+        rd: &asyncresult_tokio::OwnedReadHalf,
+        wr: &asyncresult_tokio::OwnedWriteHalf,
+        b: B,
+        m: M,
+    ) {
+        let f = rd.receive(m);
+        out::<Result<(usize, M), Error>, _>(&f);
+        let f = wr.send(b);
+        out::<Result<usize, Error>, _>(&f);
+        let _: &Socket = rd.socket();
+        let _: &Socket = wr.socket();
+    }
+    let _ = halves::<B, M>;
 
     let f = TcpListener::bind(to);
     out::<Result<TcpListener, Error>, _>(&f);

@@ -489,6 +489,8 @@ fn async_result_state_and_status() {
         assert!(shown.contains("pending"), "{shown}");
         let c = client.clone();
         let t = thread::spawn(move || {
+            // Only makes the huge waits below likely to start while the receive is
+            // pending; nothing depends on it.
             thread::sleep(Duration::from_millis(20));
             c.end_send(&c.begin_send(b"x", SocketFlags::NONE, None, None).unwrap())
                 .unwrap();
@@ -866,5 +868,177 @@ fn shutdown_write_keeps_reads() {
         theirs.write_all(b"still").unwrap();
         let (n, buf) = ours.end_receive(&pending).unwrap();
         assert_eq!(&buf[..n], b"still");
+    });
+}
+
+/// A socket2 socket adopted in the middle of a non-blocking connect: operations begun
+/// at once wait for the handshake instead of failing, and a refused connect comes
+/// through the result.
+#[test]
+fn adopted_socket_with_a_connect_in_progress() {
+    bounded(secs(20), || {
+        let listener = std::net::TcpListener::bind(localhost()).unwrap();
+        let raw = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        raw.set_nonblocking(true).unwrap();
+        match raw.connect(&listener.local_addr().unwrap().into()) {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINPROGRESS)),
+        }
+        let ours = Socket::try_from(raw).unwrap();
+        let send = ours
+            .begin_send(b"early", SocketFlags::NONE, None, None)
+            .unwrap();
+        let receive = ours
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        assert_eq!(ours.end_send(&send).unwrap(), 5);
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"early");
+        peer.write_all(b"back").unwrap();
+        let (n, buf) = ours.end_receive(&receive).unwrap();
+        assert_eq!(&buf[..n], b"back");
+
+        // Refused: nobody listens on this port any more.
+        let closed = {
+            let l = std::net::TcpListener::bind(localhost()).unwrap();
+            l.local_addr().unwrap()
+        };
+        let raw = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        raw.set_nonblocking(true).unwrap();
+        let _ = raw.connect(&closed.into());
+        let ours = Socket::try_from(raw).unwrap();
+        let receive = ours
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(
+            receive.wait_timeout(secs(5)),
+            "the refusal completes the receive"
+        );
+        let e = ours.end_receive(&receive).unwrap_err();
+        assert_eq!(e.error_code(), Some(libc::ECONNREFUSED), "{e:?}");
+    });
+}
+
+/// Each flag does what its doc says, and misplaced flags fail through the result.
+#[test]
+fn each_flag_does_what_its_doc_says() {
+    bounded(secs(20), || {
+        let (client, server) = tcp_pair();
+        let recv = |flags: SocketFlags| {
+            server.end_receive(
+                &server
+                    .begin_receive(Vec::with_capacity(16), flags, None, None)
+                    .unwrap(),
+            )
+        };
+        // OUT_OF_BAND receive with no urgent byte: EINVAL, through the result.
+        let e = recv(SocketFlags::OUT_OF_BAND).unwrap_err();
+        assert_eq!(e.error_code(), Some(libc::EINVAL), "{e:?}");
+        // DONT_ROUTE send on loopback works.
+        client
+            .end_send(
+                &client
+                    .begin_send(b"peek", SocketFlags::DONT_ROUTE, None, None)
+                    .unwrap(),
+            )
+            .unwrap();
+        // PEEK does not consume.
+        let (n, buf) = recv(SocketFlags::PEEK).unwrap();
+        assert_eq!(&buf[..n], b"peek");
+        let (n, buf) = recv(SocketFlags::PEEK).unwrap();
+        assert_eq!(&buf[..n], b"peek");
+        let (n, buf) = recv(SocketFlags::NONE).unwrap();
+        assert_eq!(&buf[..n], b"peek");
+        // An urgent byte: sent with OUT_OF_BAND, taken with OUT_OF_BAND.
+        client
+            .end_send(
+                &client
+                    .begin_send(b"a!", SocketFlags::OUT_OF_BAND, None, None)
+                    .unwrap(),
+            )
+            .unwrap();
+        let (n, buf) = recv(SocketFlags::NONE).unwrap();
+        assert_eq!(&buf[..n], b"a", "the ordinary bytes stop at the mark");
+        let (n, buf) = recv(SocketFlags::OUT_OF_BAND).unwrap();
+        assert_eq!(&buf[..n], b"!");
+        // A PEEK send and a DONT_ROUTE receive: whatever the kernel says, through the
+        // result, and the socket stays usable.
+        let odd = client
+            .begin_send(b"x", SocketFlags::PEEK, None, None)
+            .unwrap();
+        let _ = client.end_send(&odd);
+        let _ = recv(SocketFlags::DONT_ROUTE);
+        client
+            .end_send(
+                &client
+                    .begin_send(b"ok", SocketFlags::NONE, None, None)
+                    .unwrap(),
+            )
+            .unwrap();
+        let mut all = Vec::new();
+        while all.len() < 2 || !all.ends_with(b"ok") {
+            let (n, buf) = recv(SocketFlags::NONE).unwrap();
+            all.extend_from_slice(&buf[..n]);
+        }
+    });
+}
+
+/// `shutdown` on a listener with an accept pending completes the accept (with the
+/// OS's error) instead of leaving it waiting; `wait_timeout` waits about as long as it
+/// is told; `connect` on UDP sets the peer.
+#[test]
+fn listener_shutdown_wait_timeout_and_udp_connect() {
+    bounded(secs(20), || {
+        let listener = Socket::listen_tcp(localhost(), 16).unwrap();
+        let pending = listener.begin_accept(None, None).unwrap();
+        let started = std::time::Instant::now();
+        assert!(!pending.wait_timeout(Duration::from_millis(60)));
+        assert!(
+            started.elapsed() >= Duration::from_millis(60),
+            "{:?}",
+            started.elapsed()
+        );
+        match listener.shutdown(Shutdown::Both) {
+            Ok(()) => {
+                assert!(
+                    pending.wait_timeout(secs(5)),
+                    "shutdown wakes the pending accept"
+                );
+                let r = listener.end_accept(&pending);
+                assert!(matches!(r, Err(Error::Socket(_))), "{r:?}");
+            }
+            Err(e) => {
+                assert!(e.error_code().is_some());
+                assert!(pending.cancel());
+            }
+        }
+
+        let a = Socket::bind_udp(localhost()).unwrap();
+        let b = Socket::bind_udp(localhost()).unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
+        a.end_send(
+            &a.begin_send(b"to the peer", SocketFlags::NONE, None, None)
+                .unwrap(),
+        )
+        .unwrap();
+        let (n, buf, from) = b
+            .end_receive_from(
+                &b.begin_receive_from(Vec::with_capacity(32), SocketFlags::NONE, None, None)
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"to the peer"[..], a.local_addr().unwrap())
+        );
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let e = a.connect(v6).unwrap_err();
+        assert!(
+            matches!(e, Error::Socket(_)) && e.error_code().is_some(),
+            "{e:?}"
+        );
     });
 }
