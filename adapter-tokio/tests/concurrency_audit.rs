@@ -414,7 +414,7 @@ fn runtime_shutdown_with_pending_operations_loses_nothing_and_releases_the_socke
             "the dropped send did not go out whole: {:?}",
             outcomes
                 .iter()
-                .map(|(a, r)| (a.len(), r.clone()))
+                .map(|(a, r)| (a.len(), *r))
                 .collect::<Vec<_>>()
         );
         for (all, r) in &outcomes {
@@ -509,6 +509,73 @@ fn many_receiving_tasks_take_each_byte_exactly_once() {
                 }
             }
             assert_eq!(total, expected, "bytes lost or doubled");
+        });
+    });
+}
+
+/// One task races two receive futures and an `AsyncRead` read of one stream against
+/// each other and a short timer in `select!`, over and over, while another task
+/// streams data in: the losers are dropped (cancel safe), so the bytes read, in the
+/// order read, are exactly the stream.
+#[test]
+fn select_between_receives_reads_and_timers_loses_and_doubles_nothing() {
+    const TOTAL: usize = 3 << 20;
+    bounded(Duration::from_secs(60), || {
+        let rt = multi_thread(2);
+        rt.block_on(async {
+            let (a, b) = pair().await;
+            let data: Vec<u8> = (0..TOTAL)
+                .map(|i| ((i * 31 + i / 251) % 256) as u8)
+                .collect();
+            let to_send = data.clone();
+            let writer = tokio::spawn(async move {
+                for (k, chunk) in to_send.chunks(4093).enumerate() {
+                    a.send(chunk.to_vec()).await.unwrap();
+                    if k % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                a.socket().shutdown(std::net::Shutdown::Write).unwrap();
+                a
+            });
+            let mut b = b;
+            let mut got = Vec::with_capacity(TOTAL);
+            let mut scratch = vec![0u8; 1500];
+            let mut k = 0u64;
+            loop {
+                k += 1;
+                let sleep = tokio::time::sleep(Duration::from_micros(50 + (k % 7) * 30));
+                let (n, bytes): (usize, Vec<u8>) = {
+                    let r1 = b.receive(Vec::with_capacity(1000));
+                    let r2 = b.receive(Vec::with_capacity(3000));
+                    tokio::select! {
+                        r = r1 => { let (n, buf) = r.unwrap(); (n, buf) }
+                        r = r2 => { let (n, buf) = r.unwrap(); (n, buf) }
+                        _ = sleep => continue,
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&bytes);
+                // And now and then through AsyncRead, raced with a timer.
+                if k % 3 == 0 {
+                    let sleep = tokio::time::sleep(Duration::from_micros(80));
+                    tokio::select! {
+                        r = b.read(&mut scratch) => {
+                            let n = r.unwrap();
+                            if n == 0 { break; }
+                            got.extend_from_slice(&scratch[..n]);
+                        }
+                        _ = sleep => {}
+                    }
+                }
+            }
+            drop(writer.await.unwrap());
+            assert_eq!(got.len(), TOTAL, "bytes lost or doubled");
+            if let Some(bad) = got.iter().zip(&data).position(|(x, y)| x != y) {
+                panic!("byte {bad} out of order");
+            }
         });
     });
 }
