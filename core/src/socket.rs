@@ -55,6 +55,13 @@ pub(crate) struct SocketCore {
     /// has reported end of stream, after which there is nothing to keep (see
     /// [`SocketCore::keep_connection_failure`]).
     unreported_failure: AtomicI32,
+    /// A connect is under way on this stream: issued, its outcome not yet taken (see
+    /// [`SocketCore::read_failed`]).
+    connecting: AtomicBool,
+    /// The errno of the connect's failure when a read took it first (0 if none): the
+    /// kernel reports a refusal once, to whichever syscall comes first, and the
+    /// connect would otherwise find only `ECONNABORTED`.
+    failure_taken_from_connect: AtomicI32,
 }
 
 /// [`SocketCore::unreported_failure`]: a read has reported end of stream, which stays.
@@ -94,6 +101,8 @@ impl SocketCore {
             drain_proof: DrainProof::default(),
             reads_prove_nothing: AtomicBool::new(false),
             unreported_failure: AtomicI32::new(0),
+            connecting: AtomicBool::new(false),
+            failure_taken_from_connect: AtomicI32::new(0),
         }
     }
 
@@ -107,6 +116,60 @@ impl SocketCore {
         if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
             if self.is_stream() {
                 // Not after a read reported end of stream: that stays the answer.
+                let _ = self.unreported_failure.compare_exchange(
+                    0,
+                    code,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        e
+    }
+
+    /// A connect is being issued (`true`: a new handshake, which forgets what an earlier
+    /// failed one left) or has its outcome (`false`).
+    pub(crate) fn set_connecting(&self, on: bool) {
+        if on {
+            self.failure_taken_from_connect.store(0, Ordering::Relaxed);
+        }
+        self.connecting.store(on, Ordering::Release);
+    }
+
+    /// Passes on the error of a read (or a peek) on a stream; if a connect is under
+    /// way, the read took the handshake's failure (`ECONNREFUSED`, ...), which the
+    /// kernel reports once: it is kept for the connect (see
+    /// [`connect_failure_taken`](Self::connect_failure_taken)).
+    pub(crate) fn read_failed(&self, e: Error) -> Error {
+        if self.connecting.load(Ordering::Acquire) {
+            if let Some(code) = e.error_code().filter(|&c| c > 0) {
+                let _ = self.failure_taken_from_connect.compare_exchange(
+                    0,
+                    code,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        e
+    }
+
+    /// The failure of the connect under way that a read took first, if any (see
+    /// [`read_failed`](Self::read_failed)).
+    pub(crate) fn connect_failure_taken(&self) -> Option<Error> {
+        match self.failure_taken_from_connect.swap(0, Ordering::AcqRel) {
+            0 => None,
+            code => Some(Error::os(code)),
+        }
+    }
+
+    /// The connect took the handshake's failure: a read that then finds end of stream
+    /// (the kernel's answer on a socket whose handshake failed) reports that failure
+    /// once instead, as it would have had it come first — never a clean end of a
+    /// connection that never was.
+    pub(crate) fn keep_connect_failure(&self, e: Error) -> Error {
+        if let Some(code) = e.error_code().filter(|&c| c > 0) {
+            if self.is_stream() {
                 let _ = self.unreported_failure.compare_exchange(
                     0,
                     code,
@@ -191,6 +254,7 @@ impl SocketCore {
     ) -> Result<Option<usize>, Error> {
         let peek = flags & libc::MSG_PEEK != 0;
         let kept = |e: Error| {
+            let e = self.read_failed(e);
             if peek {
                 self.keep_connection_failure(e)
             } else {

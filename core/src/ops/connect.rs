@@ -26,21 +26,36 @@ impl ConnectWork {
     /// After the kernel reported the socket writable: how did the handshake end?
     /// A second `connect` answers (and moves the socket to "connected", so that any
     /// later connect fails with `EISCONN`, as a blocking connect would leave it).
+    ///
+    /// The kernel reports a failed handshake once, to whichever syscall comes first: a
+    /// receive begun meanwhile may take it, and the second `connect` then finds only
+    /// `ECONNABORTED`; the connect reports what the receive took instead. When the
+    /// connect takes it, it is kept for the next read, which would otherwise find a
+    /// clean end of stream (see [`SocketCore::keep_connect_failure`]).
     fn outcome(&self, socket: &SocketCore) -> Attempt<()> {
         let fd = socket.fd();
+        let done = |outcome: Result<(), Error>| {
+            socket.set_connecting(false);
+            Attempt::Done(outcome.map_err(|e| socket.keep_connect_failure(e)))
+        };
         match fd.take_error() {
-            Ok(Some(e)) | Err(e) => return failed(Error::Socket(e)),
+            Ok(Some(e)) | Err(e) => return done(Err(Error::Socket(e))),
             Ok(None) => {}
         }
         match fd.connect(&SockAddr::from(self.to)) {
-            Ok(()) => Attempt::Done(Ok(())),
+            Ok(()) => done(Ok(())),
             Err(e) => match e.raw_os_error() {
-                Some(libc::EISCONN) => Attempt::Done(Ok(())),
+                Some(libc::EISCONN) => done(Ok(())),
                 // Not connected yet: the writability was not about us.
                 Some(libc::EALREADY) | Some(libc::EINPROGRESS) | Some(libc::EINTR) => {
                     Attempt::WouldBlock
                 }
-                _ => failed(Error::Socket(e)),
+                Some(libc::ECONNABORTED) => {
+                    let taken = socket.connect_failure_taken();
+                    socket.set_connecting(false);
+                    failed(taken.unwrap_or(Error::Socket(e)))
+                }
+                _ => done(Err(Error::Socket(e))),
             },
         }
     }
@@ -62,14 +77,22 @@ impl Work<SocketCore> for ConnectWork {
             return self.outcome(socket);
         }
         self.issued = true;
+        // Before the syscall: a read that runs once it is issued must find the flag.
+        socket.set_connecting(true);
         match socket.fd().connect(&SockAddr::from(self.to)) {
-            Ok(()) => Attempt::Done(Ok(())),
+            Ok(()) => {
+                socket.set_connecting(false);
+                Attempt::Done(Ok(()))
+            }
             Err(e) => match e.raw_os_error() {
                 // In progress (EINTR: the connect goes on asynchronously, as POSIX says).
                 Some(libc::EINPROGRESS) | Some(libc::EINTR) | Some(libc::EAGAIN) => {
                     Attempt::WouldBlock
                 }
-                _ => failed(Error::Socket(e)),
+                _ => {
+                    socket.set_connecting(false);
+                    failed(Error::Socket(e))
+                }
             },
         }
     }

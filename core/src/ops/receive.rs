@@ -35,7 +35,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         // failure, which the kernel reports once: it is kept for the next read).
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
         let peeked = nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
-            .map_err(|e| socket.keep_connection_failure(e))?;
+            .map_err(|e| socket.keep_connection_failure(socket.read_failed(e)))?;
         if peeked == Some(0) && socket.is_stream() {
             socket.end_of_stream(true)?;
         }
