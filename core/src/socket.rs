@@ -15,7 +15,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
@@ -55,17 +55,22 @@ pub(crate) struct SocketCore {
     /// has reported end of stream, after which there is nothing to keep (see
     /// [`SocketCore::keep_connection_failure`]).
     unreported_failure: AtomicI32,
-    /// A connect is under way on this stream: issued, its outcome not yet taken (see
-    /// [`SocketCore::read_failed`]).
-    connecting: AtomicBool,
-    /// The errno of the connect's failure when a read took it first (0 if none): the
-    /// kernel reports a refusal once, to whichever syscall comes first, and the
-    /// connect would otherwise find only `ECONNABORTED`.
-    failure_taken_from_connect: AtomicI32,
+    /// A connect under way on this stream, and what a read took from it: [`NO_CONNECT`]
+    /// when none is, [`CONNECTING`] from its syscall until its outcome is taken, and
+    /// then the errno of its failure if a read took that first (the kernel reports a
+    /// refusal once, to whichever syscall comes first, and the connect would otherwise
+    /// find only `ECONNABORTED`; see [`SocketCore::read_failed`]). One byte: Linux's
+    /// errno values are below 134; a larger one is not kept.
+    connect_state: AtomicU8,
 }
 
 /// [`SocketCore::unreported_failure`]: a read has reported end of stream, which stays.
 const EOF_REPORTED: i32 = -1;
+
+/// [`SocketCore::connect_state`]: no connect is under way.
+const NO_CONNECT: u8 = 0;
+/// [`SocketCore::connect_state`]: a connect is under way and no read took its failure.
+const CONNECTING: u8 = u8::MAX;
 
 /// Errors the kernel reports once for a whole connection (its pending socket error):
 /// whichever syscall comes first takes it, and after it reads find end of stream.
@@ -101,8 +106,7 @@ impl SocketCore {
             drain_proof: DrainProof::default(),
             reads_prove_nothing: AtomicBool::new(false),
             unreported_failure: AtomicI32::new(0),
-            connecting: AtomicBool::new(false),
-            failure_taken_from_connect: AtomicI32::new(0),
+            connect_state: AtomicU8::new(NO_CONNECT),
         }
     }
 
@@ -114,53 +118,55 @@ impl SocketCore {
     /// come first.
     pub(crate) fn keep_connection_failure(&self, e: Error) -> Error {
         if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
-            if self.is_stream() {
-                // Not after a read reported end of stream: that stays the answer.
-                let _ = self.unreported_failure.compare_exchange(
-                    0,
-                    code,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
+            self.keep_for_next_read(code);
         }
         e
     }
 
-    /// A connect is being issued (`true`: a new handshake, which forgets what an earlier
-    /// failed one left) or has its outcome (`false`).
-    pub(crate) fn set_connecting(&self, on: bool) {
-        if on {
-            self.failure_taken_from_connect.store(0, Ordering::Relaxed);
+    /// Keeps `code` for the next read of a stream, which reports it instead of end of
+    /// stream (see [`end_of_stream`](Self::end_of_stream)); not after a read reported end
+    /// of stream: that stays the answer.
+    fn keep_for_next_read(&self, code: i32) {
+        if self.is_stream() {
+            let _ = self.unreported_failure.compare_exchange(
+                0,
+                code,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
-        self.connecting.store(on, Ordering::Release);
+    }
+
+    /// A connect's syscall is about to be issued: a new handshake, which forgets what
+    /// an earlier failed one left.
+    pub(crate) fn connect_issued(&self) {
+        self.connect_state.store(CONNECTING, Ordering::Release);
+    }
+
+    /// The connect under way has its outcome: returns its failure if a read took it
+    /// first (see [`read_failed`](Self::read_failed)).
+    pub(crate) fn connect_ended(&self) -> Option<Error> {
+        match self.connect_state.swap(NO_CONNECT, Ordering::AcqRel) {
+            NO_CONNECT | CONNECTING => None,
+            code => Some(Error::os(i32::from(code))),
+        }
     }
 
     /// Passes on the error of a read (or a peek) on a stream; if a connect is under
     /// way, the read took the handshake's failure (`ECONNREFUSED`, ...), which the
     /// kernel reports once: it is kept for the connect (see
-    /// [`connect_failure_taken`](Self::connect_failure_taken)).
+    /// [`connect_ended`](Self::connect_ended)).
     pub(crate) fn read_failed(&self, e: Error) -> Error {
-        if self.connecting.load(Ordering::Acquire) {
-            if let Some(code) = e.error_code().filter(|&c| c > 0) {
-                let _ = self.failure_taken_from_connect.compare_exchange(
-                    0,
-                    code,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
+        let code = e.error_code().and_then(|c| u8::try_from(c).ok());
+        if let Some(code) = code.filter(|&c| c != NO_CONNECT && c != CONNECTING) {
+            let _ = self.connect_state.compare_exchange(
+                CONNECTING,
+                code,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
         e
-    }
-
-    /// The failure of the connect under way that a read took first, if any (see
-    /// [`read_failed`](Self::read_failed)).
-    pub(crate) fn connect_failure_taken(&self) -> Option<Error> {
-        match self.failure_taken_from_connect.swap(0, Ordering::AcqRel) {
-            0 => None,
-            code => Some(Error::os(code)),
-        }
     }
 
     /// The connect took the handshake's failure: a read that then finds end of stream
@@ -169,14 +175,7 @@ impl SocketCore {
     /// connection that never was.
     pub(crate) fn keep_connect_failure(&self, e: Error) -> Error {
         if let Some(code) = e.error_code().filter(|&c| c > 0) {
-            if self.is_stream() {
-                let _ = self.unreported_failure.compare_exchange(
-                    0,
-                    code,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
+            self.keep_for_next_read(code);
         }
         e
     }

@@ -35,7 +35,7 @@ impl ConnectWork {
     fn outcome(&self, socket: &SocketCore) -> Attempt<()> {
         let fd = socket.fd();
         let done = |outcome: Result<(), Error>| {
-            socket.set_connecting(false);
+            socket.connect_ended();
             Attempt::Done(outcome.map_err(|e| socket.keep_connect_failure(e)))
         };
         match fd.take_error() {
@@ -51,9 +51,7 @@ impl ConnectWork {
                     Attempt::WouldBlock
                 }
                 Some(libc::ECONNABORTED) => {
-                    let taken = socket.connect_failure_taken();
-                    socket.set_connecting(false);
-                    failed(taken.unwrap_or(Error::Socket(e)))
+                    failed(socket.connect_ended().unwrap_or(Error::Socket(e)))
                 }
                 _ => done(Err(Error::Socket(e))),
             },
@@ -78,10 +76,10 @@ impl Work<SocketCore> for ConnectWork {
         }
         self.issued = true;
         // Before the syscall: a read that runs once it is issued must find the flag.
-        socket.set_connecting(true);
+        socket.connect_issued();
         match socket.fd().connect(&SockAddr::from(self.to)) {
             Ok(()) => {
-                socket.set_connecting(false);
+                socket.connect_ended();
                 Attempt::Done(Ok(()))
             }
             Err(e) => match e.raw_os_error() {
@@ -90,7 +88,7 @@ impl Work<SocketCore> for ConnectWork {
                     Attempt::WouldBlock
                 }
                 _ => {
-                    socket.set_connecting(false);
+                    socket.connect_ended();
                     failed(Error::Socket(e))
                 }
             },

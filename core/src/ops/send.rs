@@ -91,7 +91,10 @@ impl<B: IoBuf> SendVectoredWork<B> {
     fn advance(&mut self, mut n: usize) {
         self.sent += n;
         while n > 0 && self.index < self.bufs.len() {
-            let left = self.bufs[self.index].as_bytes().len().saturating_sub(self.offset);
+            let left = self.bufs[self.index]
+                .as_bytes()
+                .len()
+                .saturating_sub(self.offset);
             if n >= left {
                 n -= left;
                 self.index += 1;
