@@ -73,6 +73,11 @@ impl Socket {
     /// reported as a `SocketAddr`) — roles it cannot play. Errors met while accepting
     /// (`EMFILE`, …) come through the result.
     ///
+    /// A process out of descriptors (`EMFILE`, `ENFILE`) leaves the connection queued in
+    /// the kernel and fails this accept at once, as .NET's `EndAccept` throws: the
+    /// listener reports no new readiness for a connection already waiting, so begin
+    /// another accept once descriptors are free, and it takes that connection.
+    ///
     /// # Examples
     ///
     /// ```
