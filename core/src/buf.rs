@@ -14,6 +14,14 @@ use crate::error::Error;
 /// `&'static str`, `String`, `Arc<[u8]>` and, with the `bytes` feature,
 /// `bytes::Bytes`. Implement it for your own type by returning the bytes to send.
 ///
+/// The operation drops its buffer where it ends: on the thread that completes it
+/// (possibly an engine thread), maybe while the engine holds the lock of that socket's
+/// queue of the same direction. A buffer's `Drop` may drop or close sockets, its own
+/// included (a frame that hangs up when it goes: the close is immediate, and what it
+/// completes is finished on an engine worker a moment later); a panic in it is
+/// contained. It must not begin or cancel operations on the socket it was sent or
+/// received on, which would wait for that lock on the thread that holds it.
+///
 /// # Examples
 ///
 /// ```

@@ -364,6 +364,23 @@ impl SocketCore {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.dispose();
+    }
+
+    /// [`close`](SocketCore::close) from user code that the engine may run under one of
+    /// this socket's queue locks (an operation's buffer being dropped, see `user_drop`),
+    /// which closing takes: the socket is closed at once (every later `begin_*` fails
+    /// with `Disposed`), and the rest (stopping the queues, completing what waits in
+    /// them with `Disposed`, leaving the poller, the shutdown) is left to a worker.
+    pub(crate) fn close_deferred(self: &Arc<Self>) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.engine.post(Arc::new(DisposeLater(Arc::clone(self))));
+    }
+
+    /// The work of a close, once `closed` is set.
+    fn dispose(&self) {
         let mut completed: Completed<SocketCore> = Completed::new();
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
@@ -424,23 +441,21 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if user_drop::closes_deferred() {
-            // Dropped with an operation's buffer, under its queue's lock: close from a
-            // worker, as closing takes that lock.
-            self.core
-                .engine
-                .post(Arc::new(CloseLater(Arc::clone(&self.core))));
+            // Dropped with an operation's buffer, under its queue's lock: the rest of
+            // the close goes to a worker, as closing takes that lock.
+            self.core.close_deferred();
         } else {
             self.core.close();
         }
     }
 }
 
-/// A close left to a worker (see `Handle`'s drop).
-struct CloseLater(Arc<SocketCore>);
+/// The rest of a close left to a worker (see [`SocketCore::close_deferred`]).
+struct DisposeLater(Arc<SocketCore>);
 
-impl Task for CloseLater {
+impl Task for DisposeLater {
     fn run(self: Arc<Self>) {
-        self.0.close();
+        self.0.dispose();
     }
 }
 
@@ -650,8 +665,19 @@ impl Socket {
     /// if pending sends were aborted, received data was left unread, or `SO_LINGER` is
     /// set to zero (as `close(2)` does). The socket leaves the poller; the descriptor
     /// itself is released when the last handle and the last operation are gone.
+    ///
+    /// Called from an operation's buffer being dropped (see [`IoBuf`](crate::IoBuf)),
+    /// the socket is closed at once and the pending operations are completed by an
+    /// engine worker a moment later.
     pub fn close(&self) {
-        self.core().close();
+        if user_drop::closes_deferred() {
+            // From an operation's buffer being dropped, possibly under one of this
+            // socket's queue locks (a buffer that hangs up when it goes): closing
+            // inline would wait for that lock on its own thread.
+            self.core().close_deferred();
+        } else {
+            self.core().close();
+        }
     }
 
     /// Whether [`close`](Socket::close) has been called (or the last handle dropped).
