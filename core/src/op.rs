@@ -114,6 +114,12 @@ pub(crate) trait OpContext: Send + Sync + 'static {
     fn is_closed(&self) -> bool;
     /// Cancels the pending operation of `kind` at `addr` (see `AsyncResult::cancel`).
     fn cancel(&self, kind: OpKind, addr: *const ()) -> bool;
+    /// Whether its queues stop running the operations they hold: a close has begun,
+    /// and what is still queued is about to complete with `Disposed` (a close left to
+    /// a worker runs a moment after it is called; see `SocketCore::close_deferred`).
+    fn stops_serving(&self) -> bool {
+        false
+    }
 }
 
 /// What an operation produces: the success value of its `end_*`, whatever context it

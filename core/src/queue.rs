@@ -616,9 +616,17 @@ impl<C: OpContext> OpQueue<C> {
 /// one is woken. A future's readiness operation, once reached, stays in its place: it
 /// is notified but not removed, and the first operation that is not a readiness one
 /// waits until no such place is ahead of it (see "A future's turn").
-fn serve<C>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
+///
+/// Once a close has begun ([`OpContext::stops_serving`]) nothing more runs: what is
+/// still queued was pending at the close, and completes with `Disposed` when the queue
+/// is stopped. (A close called from a buffer dropped here, under this lock, stops the
+/// queue a moment later, from a worker.)
+fn serve<C: OpContext>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
     let mut at = 0;
     while let Some(op) = inner.ops.get(at) {
+        if socket.stops_serving() {
+            break;
+        }
         if op.is_readiness() {
             if op.keeps_place() && op.is_done() {
                 // Reached already: its future's try has not come yet.

@@ -418,6 +418,10 @@ impl OpContext for SocketCore {
     fn cancel(&self, kind: OpKind, addr: *const ()) -> bool {
         self.cancel_op(kind, addr)
     }
+
+    fn stops_serving(&self) -> bool {
+        SocketCore::is_closed(self)
+    }
 }
 
 impl fmt::Debug for SocketCore {
