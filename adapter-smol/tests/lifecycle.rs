@@ -1,4 +1,4 @@
-//! Audit of the lifecycle of sockets and futures through the smol adapter (API.md
+//! The lifecycle of sockets and futures through the smol adapter (API.md
 //! semantics §7–§9 and the adapter section): close while futures of every kind wait,
 //! the `*_timeout` forms racing with data (no byte, datagram or connection lost),
 //! timed-out sends, `poll_close` and reads, and descriptors released.

@@ -1,4 +1,4 @@
-//! Concurrency audit of the callback adapter: order (§2), the fast path (§3) and
+//! Concurrency through the callback adapter: order (§2), the fast path (§3) and
 //! exactly-once callbacks and ends (§5, §6) under real threads, over real loopback
 //! sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! Concurrency audit of the smol adapter on a multi-threaded `async_executor`:
+//! Concurrency through the smol adapter on a multi-threaded `async_executor`:
 //! `&TcpStream` I/O from several tasks at once, whole sends from many tasks, and order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Concurrency audit of the tokio adapter on real runtimes: whole sends and order from
+//! Concurrency through the tokio adapter on real runtimes: whole sends and order from
 //! many tasks on a multi-thread runtime, split halves in different tasks, a third task
 //! closing a stream under its reader and writer, runtime shutdown with operations
 //! pending, and a blocked runtime alongside callback users.

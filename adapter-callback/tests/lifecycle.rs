@@ -1,4 +1,4 @@
-//! Audit of the lifecycle of sockets and operations through the callback adapter
+//! The lifecycle of sockets and operations through the callback adapter
 //! (API.md semantics §5–§9): close racing with begins, with cancels and with itself,
 //! close from a callback, cancel racing with completion (no byte lost), end_* from
 //! other threads and on clones, and descriptors released once everything is gone.

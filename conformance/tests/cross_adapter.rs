@@ -1,4 +1,4 @@
-//! Concurrency audit across adapters in one process: the one engine serving callback
+//! Concurrency across adapters in one process: the one engine serving callback
 //! sockets, tokio runtimes and a smol executor at the same time; sockets made in one
 //! world and used from another at once; runtimes created and shut down (with pending
 //! operations) while the others keep going.
