@@ -138,9 +138,20 @@ impl SocketCore {
     }
 
     /// A connect's syscall is about to be issued: a new handshake, which forgets what
-    /// an earlier failed one left.
+    /// an earlier failed one left for the connect (see also
+    /// [`connect_accepted`](Self::connect_accepted)).
     pub(crate) fn connect_issued(&self) {
         self.connect_state.store(CONNECTING, Ordering::Release);
+    }
+
+    /// The kernel took a new handshake (the connect's syscall succeeded or is in
+    /// progress): what an earlier failed one kept for the next read (its refusal, or
+    /// the end of stream a read reported after it) goes with it, so that the new
+    /// connection's clean end of stream reads as 0 and its own failures are kept. Not
+    /// before the syscall: a connect that fails at once (`EISCONN` on a live
+    /// connection) must leave that connection's kept failure alone.
+    pub(crate) fn connect_accepted(&self) {
+        self.unreported_failure.store(0, Ordering::Release);
     }
 
     /// The connect under way has its outcome: returns its failure if a read took it

@@ -77,14 +77,28 @@ impl Work<SocketCore> for ConnectWork {
         self.issued = true;
         // Before the syscall: a read that runs once it is issued must find the flag.
         socket.connect_issued();
-        match socket.fd().connect(&SockAddr::from(self.to)) {
+        let to = SockAddr::from(self.to);
+        let mut issued = socket.fd().connect(&to);
+        if issued
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNABORTED))
+        {
+            // A socket whose earlier handshake failed, its error taken by `SO_ERROR`
+            // (see `outcome`), is still "connecting" to the kernel: the first connect
+            // only settles that (`ECONNABORTED`) and leaves it unconnected; the second
+            // is the new handshake, as a blocking connect would have left it.
+            issued = socket.fd().connect(&to);
+        }
+        match issued {
             Ok(()) => {
+                socket.connect_accepted();
                 socket.connect_ended();
                 Attempt::Done(Ok(()))
             }
             Err(e) => match e.raw_os_error() {
                 // In progress (EINTR: the connect goes on asynchronously, as POSIX says).
                 Some(libc::EINPROGRESS) | Some(libc::EINTR) | Some(libc::EAGAIN) => {
+                    socket.connect_accepted();
                     Attempt::WouldBlock
                 }
                 _ => {
