@@ -1217,3 +1217,112 @@ fn a_reset_on_a_retried_connection_is_reported_by_the_next_read() {
         }
     });
 }
+
+// ---- the CompletedSynchronously idiom -------------------------------------------------
+
+/// .NET's idiom against stack dives: the callback returns at once when
+/// `CompletedSynchronously` (the caller's loop ends those), and only handles the
+/// asynchronous completions, which restart the loop. Every byte is read once, by
+/// exactly one of the two paths, and the loop ends at 0.
+#[test]
+fn the_completed_synchronously_idiom_reads_every_byte_once() {
+    struct Reader {
+        s: Socket,
+        got: Mutex<Vec<u8>>,
+        done: mpsc::Sender<()>,
+        sync_seen: AtomicUsize,
+        async_seen: AtomicUsize,
+    }
+    /// Handles one completion; `false` at end of stream.
+    fn process(r: &Reader, ar: &AsyncResult<(usize, Vec<u8>)>) -> bool {
+        let (n, buf) = r.s.end_receive(ar).expect("receive");
+        if n == 0 {
+            r.done.send(()).unwrap();
+            return false;
+        }
+        r.got.lock().unwrap().extend_from_slice(&buf);
+        true
+    }
+    /// The caller's loop: begin until an operation does not complete synchronously.
+    fn receive_loop(r: Arc<Reader>) {
+        loop {
+            let st: AsyncState = r.clone();
+            let ar =
+                r.s.begin_receive(
+                    Vec::with_capacity(100),
+                    SocketFlags::NONE,
+                    callback(on_receive),
+                    Some(st),
+                )
+                .unwrap();
+            if !ar.completed_synchronously() {
+                return;
+            }
+            r.sync_seen.fetch_add(1, Ordering::Relaxed);
+            if !process(&r, &ar) {
+                return;
+            }
+        }
+    }
+    fn on_receive(ar: AsyncResult<(usize, Vec<u8>)>) {
+        if ar.completed_synchronously() {
+            return;
+        }
+        let r: Arc<Reader> = ar.async_state().unwrap().clone().downcast().unwrap();
+        r.async_seen.fetch_add(1, Ordering::Relaxed);
+        if process(&r, &ar) {
+            receive_loop(r);
+        }
+    }
+    bounded(secs(30), || {
+        let (ours, mut theirs) = tcp_to_std();
+        let (tx, rx) = mpsc::channel();
+        let r = Arc::new(Reader {
+            s: ours,
+            got: Mutex::new(Vec::new()),
+            done: tx,
+            sync_seen: AtomicUsize::new(0),
+            async_seen: AtomicUsize::new(0),
+        });
+        // Some data before the loop starts (synchronous completions), more later.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        theirs.write_all(&data[..50_000]).unwrap();
+        receive_loop(r.clone());
+        for chunk in data[50_000..].chunks(7_000) {
+            theirs.write_all(chunk).unwrap();
+        }
+        theirs.shutdown(Shutdown::Write).unwrap();
+        rx.recv_timeout(secs(20)).expect("the loop reached 0");
+        assert!(*r.got.lock().unwrap() == data, "every byte once, in order");
+        assert!(r.sync_seen.load(Ordering::Relaxed) > 0);
+        assert!(r.async_seen.load(Ordering::Relaxed) > 0);
+    });
+}
+
+/// `AsyncWaitHandle.WaitOne(timeout)` times out, the program closes the socket: the
+/// callback's end_* says Disposed, and the result cannot be ended again.
+#[test]
+fn wait_timeout_then_close_disposes_the_pending_operation() {
+    bounded(secs(10), || {
+        let (ours, _theirs) = tcp_to_std();
+        let (tx, rx) = mpsc::channel();
+        let s = ours.clone();
+        let ar = ours
+            .begin_receive(
+                Vec::with_capacity(4),
+                SocketFlags::NONE,
+                callback(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+                    tx.send(s.end_receive(&ar).map(|x| x.0)).unwrap();
+                }),
+                None,
+            )
+            .unwrap();
+        assert!(!ar.wait_timeout(Duration::from_millis(30)));
+        assert!(!ar.is_completed());
+        ours.close();
+        let r = rx.recv_timeout(secs(5)).unwrap();
+        assert!(matches!(r, Err(Error::Disposed)), "{r:?}");
+        assert!(ar.wait_timeout(Duration::ZERO));
+        assert!(matches!(ours.end_receive(&ar), Err(Error::AlreadyEnded)));
+    });
+}
