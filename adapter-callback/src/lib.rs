@@ -38,6 +38,12 @@
 //! blocked `end_*`, a future; the monitor serves their events every 2 ms), so
 //! callbacks blocked on those come free. Hand long waits to threads of your own.
 //!
+//! Callbacks of different operations may run in any order, and at once on different
+//! threads, as in .NET. The operations keep their order (a socket's sends go out, and
+//! its receives take the stream, in the order begun), so with several receives
+//! outstanding, place each one's bytes by the order you began them, not by the order
+//! their callbacks ran.
+//!
 //! The Begin/End methods are inherent methods of [`Socket`] (they live in the core, so
 //! every adapter shares one operation lifecycle); this crate gives them their .NET
 //! setting: the [`prelude`], and [`callback`] and [`state`] to write the arguments
