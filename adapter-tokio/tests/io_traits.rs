@@ -911,3 +911,206 @@ fn io_traits_work_without_a_tokio_runtime() {
     }
     h.join().unwrap();
 }
+
+// ---- wake-ups under load ------------------------------------------------------------
+
+/// 32 connections × 500 small round trips at once, through `write_all`/`read_exact`
+/// on even rounds and `send`/`receive` on odd ones (the echo side alternating the
+/// other way): a lost wake-up hangs the test.
+#[test]
+fn many_small_round_trips_lose_no_wake_up() {
+    for multi in [false, true] {
+        run(multi, 60, || async {
+            let listener = TcpListener::bind(loopback()).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let mut echoes = Vec::new();
+                for _ in 0..32 {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    echoes.push(tokio::spawn(async move {
+                        let mut buf = [0u8; 24];
+                        for round in 0u32.. {
+                            if round % 2 == 1 {
+                                match s.read_exact(&mut buf).await {
+                                    Ok(_) => {}
+                                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return,
+                                    Err(e) => panic!("{e}"),
+                                }
+                                s.send(buf.to_vec()).await.unwrap();
+                            } else {
+                                let mut got = Vec::new();
+                                while got.len() < 24 {
+                                    let (n, b) =
+                                        s.receive(Vec::with_capacity(24 - got.len())).await.unwrap();
+                                    if n == 0 {
+                                        return;
+                                    }
+                                    got.extend_from_slice(&b);
+                                }
+                                s.write_all(&got).await.unwrap();
+                            }
+                        }
+                    }));
+                }
+                for e in echoes {
+                    e.await.unwrap();
+                }
+            });
+            let mut clients = Vec::new();
+            for c in 0..32u32 {
+                clients.push(tokio::spawn(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    for round in 0..500u32 {
+                        let msg: Vec<u8> = (0..24u32).map(|i| (c * 7 + round + i) as u8).collect();
+                        if round % 2 == 0 {
+                            s.write_all(&msg).await.unwrap();
+                        } else {
+                            s.send(msg.clone()).await.unwrap();
+                        }
+                        let mut back = [0u8; 24];
+                        if round % 3 == 0 {
+                            let mut got = Vec::new();
+                            while got.len() < 24 {
+                                let (n, b) =
+                                    s.receive(Vec::with_capacity(24 - got.len())).await.unwrap();
+                                assert!(n > 0);
+                                got.extend_from_slice(&b);
+                            }
+                            back.copy_from_slice(&got);
+                        } else {
+                            s.read_exact(&mut back).await.unwrap();
+                        }
+                        assert_eq!(&back[..], &msg[..]);
+                    }
+                    s.shutdown().await.unwrap();
+                }));
+            }
+            for c in clients {
+                c.await.unwrap();
+            }
+            server.await.unwrap();
+        });
+    }
+}
+
+/// A hand-written two-way pump in one task: `select!` over a read of each side and a
+/// write of what the other side gave, so reads and writes of four halves are dropped
+/// all the time with one waker; 6 MiB each way arrive whole.
+#[test]
+fn a_select_pump_over_four_halves_moves_everything() {
+    run(true, 60, || async {
+        let (left, pump_l) = pair().await;
+        let (pump_r, right) = pair().await;
+        let pump = tokio::spawn(async move {
+            let (mut lr, mut lw) = pump_l.into_split();
+            let (mut rr, mut rw) = pump_r.into_split();
+            let (mut to_r, mut to_l) = (Vec::<u8>::new(), Vec::<u8>::new());
+            let (mut l_eof, mut r_eof) = (false, false);
+            let (mut bl, mut br) = (vec![0u8; 9000], vec![0u8; 7000]);
+            loop {
+                if l_eof && to_r.is_empty() {
+                    rw.shutdown().await.unwrap();
+                    l_eof = false;
+                    to_r.clear();
+                    // Mark done for this direction.
+                    bl.clear();
+                }
+                if r_eof && to_l.is_empty() {
+                    lw.shutdown().await.unwrap();
+                    r_eof = false;
+                    br.clear();
+                }
+                if bl.is_empty() && br.is_empty() && to_r.is_empty() && to_l.is_empty() {
+                    return;
+                }
+                tokio::select! {
+                    n = lr.read(&mut bl), if !bl.is_empty() && to_r.len() < 100_000 => {
+                        let n = n.unwrap();
+                        if n == 0 { l_eof = true; } else { to_r.extend_from_slice(&bl[..n]); }
+                    }
+                    n = rr.read(&mut br), if !br.is_empty() && to_l.len() < 100_000 => {
+                        let n = n.unwrap();
+                        if n == 0 { r_eof = true; } else { to_l.extend_from_slice(&br[..n]); }
+                    }
+                    n = rw.write(&to_r), if !to_r.is_empty() => {
+                        let n = n.unwrap();
+                        to_r.drain(..n);
+                    }
+                    n = lw.write(&to_l), if !to_l.is_empty() => {
+                        let n = n.unwrap();
+                        to_l.drain(..n);
+                    }
+                }
+            }
+        });
+        let up = pattern(6 << 20, 61);
+        let down = pattern(6 << 20, 62);
+        let ends = |s: TcpStream, out: Vec<u8>| {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let write = async move {
+                    for chunk in out.chunks(65_537) {
+                        w.write_all(chunk).await.unwrap();
+                    }
+                    w.shutdown().await.unwrap();
+                    w
+                };
+                let read = async move {
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).await.unwrap();
+                    got
+                };
+                let (_w, got) = tokio::join!(write, read);
+                got
+            })
+        };
+        let l = ends(left, up.clone());
+        let r = ends(right, down.clone());
+        let (got_at_left, got_at_right) = (l.await.unwrap(), r.await.unwrap());
+        pump.await.unwrap();
+        assert!(got_at_right == up, "left to right corrupted");
+        assert!(got_at_left == down, "right to left corrupted");
+    });
+}
+
+/// `read_buf` into a `BytesMut` (uninitialised memory through `ReadBuf`) and
+/// `write_all_buf` from a chained `Buf`.
+#[test]
+fn read_buf_into_bytes_mut_and_write_all_buf() {
+    use bytes::{Buf, BytesMut};
+    run(false, 30, || async {
+        let (mut client, mut server) = pair().await;
+        let data = pattern(3 << 20, 71);
+        let d2 = data.clone();
+        let writer = tokio::spawn(async move {
+            let (a, b) = d2.split_at(1 << 20);
+            let mut chain = bytes::Bytes::copy_from_slice(a).chain(bytes::Bytes::copy_from_slice(b));
+            client.write_all_buf(&mut chain).await.unwrap();
+            assert!(!chain.has_remaining());
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = BytesMut::with_capacity(1000);
+        loop {
+            if got.capacity() == got.len() {
+                got.reserve(50_000);
+            }
+            if server.read_buf(&mut got).await.unwrap() == 0 {
+                break;
+            }
+        }
+        let _c = writer.await.unwrap();
+        assert!(got[..] == data[..]);
+    });
+}
+
+/// The split halves are `Send`, `Sync`, `Unpin` and `Debug`, so they fit tokio's
+/// utilities and tasks.
+#[test]
+fn split_halves_are_send_sync_unpin() {
+    fn check<T: Send + Sync + Unpin + std::fmt::Debug + 'static>() {}
+    check::<asyncresult_tokio::OwnedReadHalf>();
+    check::<asyncresult_tokio::OwnedWriteHalf>();
+    check::<TcpStream>();
+}
