@@ -435,7 +435,12 @@ fn from_socket_and_into_inner_keep_order() {
         let (mut client, server) = pair().await;
         let socket: Socket = server.into_inner();
         let pending = socket
-            .begin_receive(vec![0u8; 5].into_boxed_slice(), SocketFlags::NONE, None, None)
+            .begin_receive(
+                vec![0u8; 5].into_boxed_slice(),
+                SocketFlags::NONE,
+                None,
+                None,
+            )
             .unwrap();
         let mut server = TcpStream::from(socket.clone());
         drop(socket);
@@ -591,4 +596,58 @@ fn child_futures_executor_alone() {
     });
     rx.recv_timeout(Duration::from_secs(30))
         .expect("hung under futures::executor::block_on");
+}
+
+/// A `write` waiting for room and a `read` waiting for data, in two tasks through
+/// `&TcpStream`, when the peer resets: both end promptly with an error (the reader's
+/// is `ConnectionReset`, not a clean end of stream).
+#[test]
+fn a_reset_ends_a_waiting_write_and_a_waiting_read() {
+    on_executor(2, 30, || async {
+        let (ours, theirs) = pair_with_std().await;
+        let ours = Arc::new(ours);
+        let (started_tx, started_rx) = smol::channel::bounded::<()>(1);
+        let w = Arc::clone(&ours);
+        let writer = smol::spawn(async move {
+            let data = pattern(64 << 20, 1);
+            let mut off = 0;
+            loop {
+                let mut handle: &TcpStream = &w;
+                let mut write = handle.write(&data[off..]);
+                let n = match poll_once(|cx| Pin::new(&mut write).poll(cx)).await {
+                    Poll::Ready(n) => n,
+                    Poll::Pending => {
+                        let _ = started_tx.try_send(());
+                        write.await
+                    }
+                };
+                match n {
+                    Ok(n) => off += n,
+                    Err(e) => return e,
+                }
+            }
+        });
+        let r = Arc::clone(&ours);
+        let reader = smol::spawn(async move {
+            let mut buf = [0u8; 64];
+            let mut handle: &TcpStream = &r;
+            handle.read(&mut buf).await
+        });
+        started_rx.recv().await.unwrap();
+        reset(theirs);
+        let we = writer.await;
+        assert!(
+            matches!(
+                we.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ),
+            "{we:?}"
+        );
+        let re = reader.await;
+        assert_eq!(
+            re.as_ref().map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionReset),
+            "{re:?}"
+        );
+    });
 }

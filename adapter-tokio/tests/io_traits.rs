@@ -77,7 +77,9 @@ where
     });
     match rx.recv_timeout(Duration::from_secs(secs)) {
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {secs} s"),
-        _ => handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        _ => handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
     }
 }
 
@@ -552,8 +554,7 @@ fn reads_dropped_mid_stream_over_many_mib_lose_nothing() {
         loop {
             round += 1;
             let got = if round % 3 == 0 {
-                match tokio::time::timeout(Duration::from_micros(1), server.read(&mut buf)).await
-                {
+                match tokio::time::timeout(Duration::from_micros(1), server.read(&mut buf)).await {
                     Ok(n) => Some(n.unwrap()),
                     Err(_) => {
                         timeouts += 1;
@@ -655,7 +656,12 @@ fn from_socket_with_begun_operations_keeps_their_order() {
         let (client, server) = pair().await;
         let socket: Socket = server.into_inner();
         let pending = socket
-            .begin_receive(vec![0u8; 5].into_boxed_slice(), SocketFlags::NONE, None, None)
+            .begin_receive(
+                vec![0u8; 5].into_boxed_slice(),
+                SocketFlags::NONE,
+                None,
+                None,
+            )
             .unwrap();
         let mut server = TcpStream::from(socket.clone());
         let mut client = client;
@@ -790,7 +796,10 @@ fn split_halves_dropped_one_at_a_time() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(failed, "the peer never learnt that both halves were dropped");
+        assert!(
+            failed,
+            "the peer never learnt that both halves were dropped"
+        );
     });
 }
 
@@ -940,8 +949,10 @@ fn many_small_round_trips_lose_no_wake_up() {
                             } else {
                                 let mut got = Vec::new();
                                 while got.len() < 24 {
-                                    let (n, b) =
-                                        s.receive(Vec::with_capacity(24 - got.len())).await.unwrap();
+                                    let (n, b) = s
+                                        .receive(Vec::with_capacity(24 - got.len()))
+                                        .await
+                                        .unwrap();
                                     if n == 0 {
                                         return;
                                     }
@@ -1085,7 +1096,8 @@ fn read_buf_into_bytes_mut_and_write_all_buf() {
         let d2 = data.clone();
         let writer = tokio::spawn(async move {
             let (a, b) = d2.split_at(1 << 20);
-            let mut chain = bytes::Bytes::copy_from_slice(a).chain(bytes::Bytes::copy_from_slice(b));
+            let mut chain =
+                bytes::Bytes::copy_from_slice(a).chain(bytes::Bytes::copy_from_slice(b));
             client.write_all_buf(&mut chain).await.unwrap();
             assert!(!chain.has_remaining());
             client.shutdown().await.unwrap();
@@ -1113,4 +1125,57 @@ fn split_halves_are_send_sync_unpin() {
     check::<asyncresult_tokio::OwnedReadHalf>();
     check::<asyncresult_tokio::OwnedWriteHalf>();
     check::<TcpStream>();
+}
+
+/// A `write_all` waiting for room and a `read` waiting for data, in two tasks, when the
+/// peer resets: both end promptly with an error (the reset reaches the writer, and the
+/// reader sees `ConnectionReset`, not a clean end of stream).
+#[test]
+fn a_reset_ends_a_waiting_write_all_and_a_waiting_read() {
+    run(true, 30, || async {
+        let (ours, theirs) = pair_with_std().await;
+        let (mut r, mut w) = ours.into_split();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let writer = tokio::spawn(async move {
+            let data = pattern(64 << 20, 1);
+            let mut started = Some(started_tx);
+            let mut off = 0;
+            loop {
+                let mut write = Box::pin(w.write(&data[off..]));
+                let n = match poll_once(|cx| write.as_mut().poll(cx)).await {
+                    Poll::Ready(n) => n,
+                    Poll::Pending => {
+                        if let Some(tx) = started.take() {
+                            let _ = tx.send(());
+                        }
+                        write.await
+                    }
+                };
+                match n {
+                    Ok(n) => off += n,
+                    Err(e) => return e,
+                }
+            }
+        });
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            r.read(&mut buf).await
+        });
+        started_rx.await.unwrap();
+        reset(theirs);
+        let we = writer.await.unwrap();
+        assert!(
+            matches!(
+                we.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ),
+            "{we:?}"
+        );
+        let re = reader.await.unwrap();
+        assert_eq!(
+            re.as_ref().map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionReset),
+            "{re:?}"
+        );
+    });
 }
