@@ -1179,3 +1179,98 @@ fn a_reset_ends_a_waiting_write_all_and_a_waiting_read() {
         );
     });
 }
+
+/// The halves of one stream on two runtimes at once (two current-thread runtimes on
+/// two threads), each echoing through the other end: 8 MiB arrive whole.
+#[test]
+fn split_halves_on_two_runtimes_at_once() {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, server) = rt.block_on(pair());
+        let (mut r, mut w) = client.into_split();
+        let data = pattern(8 << 20, 81);
+        let d2 = data.clone();
+        let writer = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                w.write_all(&d2).await.unwrap();
+                w.shutdown().await.unwrap();
+            });
+        });
+        let echo = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (mut sr, mut sw) = server.into_split();
+                tokio::io::copy(&mut sr, &mut sw).await.unwrap();
+                sw.shutdown().await.unwrap();
+            });
+        });
+        let got = rt.block_on(async move {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        writer.join().unwrap();
+        echo.join().unwrap();
+        assert!(got == data);
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        panic!("hung");
+    }
+    h.join().unwrap();
+}
+
+/// A read left waiting on one runtime (kept but no longer driven), then the stream
+/// moved to a fresh runtime, whose next read reuses that wait: the data still
+/// arrives, and not after a long stall (the second runtime drives the engine).
+#[test]
+fn a_wait_begun_on_one_runtime_completes_on_another() {
+    run(false, 30, || async {
+        let rt_a = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, mut server, rt_a) = tokio::task::spawn_blocking(move || {
+            let (c, mut s) = rt_a.block_on(async {
+                let (c, s) = pair().await;
+                (c, s)
+            });
+            rt_a.block_on(async {
+                let mut buf = [0u8; 4];
+                let mut read = Box::pin(s.read(&mut buf));
+                assert!(poll_once(|cx| read.as_mut().poll(cx)).await.is_pending());
+            });
+            // rt_a is kept (dropped at the end), but nothing drives it any more.
+            (c, s, rt_a)
+        })
+        .await
+        .unwrap();
+        let mut client = client;
+        let mut worst = Duration::ZERO;
+        for i in 0..20u8 {
+            let start = std::time::Instant::now();
+            client.write_all(&[i]).await.unwrap();
+            let mut one = [0u8; 1];
+            server.read_exact(&mut one).await.unwrap();
+            assert_eq!(one[0], i);
+            worst = worst.max(start.elapsed());
+        }
+        eprintln!("worst round trip: {worst:?}");
+        tokio::task::spawn_blocking(move || drop(rt_a))
+            .await
+            .unwrap();
+        assert!(worst < Duration::from_millis(500), "stalled: {worst:?}");
+    });
+}
