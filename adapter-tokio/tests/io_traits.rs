@@ -1274,3 +1274,25 @@ fn a_wait_begun_on_one_runtime_completes_on_another() {
         assert!(worst < Duration::from_millis(500), "stalled: {worst:?}");
     });
 }
+
+/// A flush with nothing queued is ready at once and spends none of tokio's cooperative
+/// budget, as tokio's own streams' flush: a thousand in one poll of the task are all
+/// ready (the budget holds 128 units). (A flush behind a queued send waits for it:
+/// `shutdown_waits_for_a_dropped_send_then_later_writes_fail`.)
+#[test]
+fn a_flush_with_nothing_queued_spends_no_budget() {
+    for multi in [false, true] {
+        run(multi, 30, || async {
+            let (mut ours, _theirs) = pair().await;
+            let ready = poll_once(|cx| {
+                Poll::Ready(
+                    (0..1000)
+                        .filter(|_| Pin::new(&mut ours).poll_flush(cx).is_ready())
+                        .count(),
+                )
+            })
+            .await;
+            assert_eq!(ready, Poll::Ready(1000));
+        });
+    }
+}

@@ -201,11 +201,24 @@ impl<R: Runtime> WriteHalf<R> {
     /// buffer, as with tokio's and async-io's streams. The queued sends are a dropped
     /// `send` future's, whose result is discarded: a flush waits for them but does not
     /// report how they ended; if one failed, the next write says so (`EPIPE`).
+    ///
+    /// With no send queued it is ready without spending the runtime's budget, as
+    /// tokio's own streams' flush is (`tokio::io::copy` flushes whenever its reader
+    /// waits).
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let flushed = self
-            .flushing
-            .lock()
-            .poll::<R, _>(cx, || self.socket.sends_flushed());
+        let mut flushing = self.flushing.lock();
+        if flushing.ready.0.is_none() {
+            match self.socket.sends_flushed() {
+                Ok(TryIo::Done(())) | Err(Error::Disposed) => return Poll::Ready(Ok(())),
+                // The wait begins here: the runtime is told, as `poll_try` would.
+                Ok(TryIo::WouldBlock(ready)) => {
+                    flushing.ready.0 = Some(ready);
+                    R::will_wait();
+                }
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+        let flushed = flushing.poll::<R, _>(cx, || self.socket.sends_flushed());
         match flushed {
             // A closed socket has nothing left to flush.
             Poll::Ready(Err(Error::Disposed)) => Poll::Ready(Ok(())),
