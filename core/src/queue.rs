@@ -119,6 +119,21 @@ impl Drop for EndHoldOnUnwind<'_> {
     }
 }
 
+/// Abandons the work of a fast path's attempt that unwinds (a panicking buffer), with
+/// the lock still held, so that a stream send torn part-way leaves the socket as a
+/// cancel would ([`Work::abandon`]) before any other operation of the direction runs.
+/// Forgotten when the attempt returns.
+struct AbandonOnUnwind<'a, C, W: Work<C>> {
+    work: &'a mut W,
+    socket: &'a C,
+}
+
+impl<C, W: Work<C>> Drop for AbandonOnUnwind<'_, C, W> {
+    fn drop(&mut self) {
+        self.work.abandon(self.socket);
+    }
+}
+
 /// Operations completed under a lock, to be notified once it is released.
 pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
 
@@ -272,7 +287,14 @@ impl<C: OpContext> OpQueue<C> {
             // The buffer is user code: should it panic, the panic is the caller's, and
             // the queue is left as if the hold had ended.
             let unwinding = EndHoldOnUnwind(&self.state);
-            let attempted = work.attempt(socket);
+            // Dropped first if the attempt unwinds: a stream send torn part-way is left
+            // as a cancel leaves it (see `Work::abandon`), as when a worker runs it.
+            let abandoning = AbandonOnUnwind {
+                work: &mut work,
+                socket: &**socket,
+            };
+            let attempted = abandoning.work.attempt(socket);
+            std::mem::forget(abandoning);
             std::mem::forget(unwinding);
             if let Attempt::Done(result) = attempted {
                 // The queue is still empty, so the hold ends with a plain store (what

@@ -438,3 +438,60 @@ fn a_send_whose_buffer_panics_part_way_shuts_the_send_side() {
         assert!(got.iter().all(|&b| b == 0), "the second send spliced in");
     });
 }
+
+/// One part of a gathered send: its bytes, or a panic in `as_bytes` once the part is
+/// the one marked to panic.
+struct PanicPart {
+    data: Vec<u8>,
+    panics: bool,
+}
+
+impl IoBuf for PanicPart {
+    fn as_bytes(&self) -> &[u8] {
+        if self.panics {
+            panic!("as_bytes panics on purpose");
+        }
+        &self.data
+    }
+}
+
+/// The same on `begin_send_vectored`'s fast path (the calling thread): one `sendmsg`
+/// gathers 64 buffers, and the 65th buffer's `as_bytes` panics when the send goes on.
+/// The panic is the caller's, but the stream must not be left torn: the next send fails
+/// with `EPIPE` instead of splicing its bytes in after the head the peer already has.
+#[test]
+fn a_vectored_send_whose_buffer_panics_on_the_fast_path_shuts_the_send_side() {
+    bounded(secs(30), || {
+        let (ours, mut theirs) = tcp_to_std();
+        let mut parts: Vec<PanicPart> = (0..64)
+            .map(|_| PanicPart {
+                data: vec![0u8; 100],
+                panics: false,
+            })
+            .collect();
+        parts.push(PanicPart {
+            data: vec![0u8; 100],
+            panics: true,
+        });
+        let s = ours.clone();
+        let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            s.begin_send_vectored(parts, SocketFlags::NONE, None, None)
+        }));
+        assert!(begun.is_err(), "the buffer's panic reaches the caller");
+        let next = ours
+            .begin_send(vec![1u8; 10], SocketFlags::NONE, None, None)
+            .unwrap();
+        let outcome = ours.end_send(&next);
+        theirs.set_read_timeout(Some(secs(10))).unwrap();
+        let mut got = Vec::new();
+        let end = theirs.read_to_end(&mut got);
+        assert_eq!(
+            outcome.as_ref().err().and_then(|e| e.error_code()),
+            Some(libc::EPIPE),
+            "the send after a torn one: {outcome:?}"
+        );
+        assert!(end.is_ok(), "the peer reads the end of the stream: {end:?}");
+        assert_eq!(got.len(), 6400, "the head went out, nothing after it");
+        assert!(got.iter().all(|&b| b == 0), "the next send spliced in");
+    });
+}
