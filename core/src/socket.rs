@@ -87,6 +87,20 @@ fn is_connection_failure(code: i32) -> bool {
     )
 }
 
+/// Errors a read reports of its own call, never the socket's pending error (which a
+/// failed handshake leaves): `ENOTCONN` from a read that ran before the connect's
+/// syscall (or between the two of a retried connect, see `ConnectWork::attempt`),
+/// `EINVAL` from an urgent-data read with no urgent byte, and the like. Such a read did
+/// not take the handshake's failure, so [`SocketCore::read_failed`] keeps nothing for
+/// the connect, which would otherwise report it in place of the refusal a later read
+/// takes.
+fn is_read_call_error(code: i32) -> bool {
+    matches!(
+        code,
+        libc::ENOTCONN | libc::EINVAL | libc::EFAULT | libc::EBADF | libc::ENOTSOCK
+    )
+}
+
 impl SocketCore {
     pub(crate) fn new(
         key: usize,
@@ -168,7 +182,10 @@ impl SocketCore {
     /// kernel reports once: it is kept for the connect (see
     /// [`connect_ended`](Self::connect_ended)).
     pub(crate) fn read_failed(&self, e: Error) -> Error {
-        let code = e.error_code().and_then(|c| u8::try_from(c).ok());
+        let code = e
+            .error_code()
+            .filter(|&c| !is_read_call_error(c))
+            .and_then(|c| u8::try_from(c).ok());
         if let Some(code) = code.filter(|&c| c != NO_CONNECT && c != CONNECTING) {
             let _ = self.connect_state.compare_exchange(
                 CONNECTING,
