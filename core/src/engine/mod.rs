@@ -135,8 +135,14 @@ impl EngineShared {
             drivers_stalled: AtomicBool::new(false),
             monitor_drains: AtomicU64::new(0),
         });
-        workers::start(&engine)?;
-        monitor::start(&engine)?;
+        // A start that fails part-way (no thread can be created just now) takes down
+        // the threads it started, so that they do not keep this engine (its epoll set
+        // and eventfds) alive for good: the next first use tries afresh.
+        let started = workers::start(&engine)?;
+        if let Err(e) = monitor::start(&engine) {
+            workers::stop_and_join(&engine, started);
+            return Err(e);
+        }
         Ok(engine)
     }
 

@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::Thread;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -98,6 +98,9 @@ pub(crate) struct Workers {
     /// The monitor thread and whether it sleeps without a timeout.
     monitor: Mutex<Option<Thread>>,
     monitor_parked: AtomicBool,
+    /// Set when the engine could not start all of its threads: the workers already
+    /// started leave (see [`Workers::stop`]).
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Workers {
@@ -130,7 +133,25 @@ impl Workers {
             slots: Mutex::new(Vec::new()),
             monitor: Mutex::new(None),
             monitor_parked: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Tells every worker to leave: the followers are woken, the leader is kicked out
+    /// of `epoll_wait` (through `wake`). For an engine whose start failed part-way, so
+    /// that the threads it did start do not outlive it (with its descriptors).
+    pub(crate) fn stop(&self, wake: &EventFd) {
+        self.stopped.store(true, Ordering::SeqCst);
+        {
+            // Under the lock: a follower checks the flag under it before it waits.
+            let _state = self.state.lock();
+            self.cond.notify_all();
+        }
+        wake.notify();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Queues a callback for a worker. Wakes an idle follower; failing that, the
@@ -277,6 +298,7 @@ impl Workers {
             self.cond.notify_one();
             true
         } else if state.workers < MAX_WORKERS {
+            // Detached: an extra worker retires on its own.
             spawn(engine, &mut state, true).is_ok()
         } else {
             false
@@ -308,16 +330,39 @@ impl Workers {
     }
 }
 
-/// Starts the base workers.
-pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<()> {
+/// Starts the base workers; their threads, to be [stopped](Workers::stop) and joined if
+/// the engine's start fails later. If one cannot be started, those already started are
+/// stopped and joined before the error returns.
+pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut started = Vec::with_capacity(BASE_WORKERS);
     let mut state = engine.workers.state.lock();
     for _ in 0..BASE_WORKERS {
-        spawn(engine, &mut state, false)?;
+        match spawn(engine, &mut state, false) {
+            Ok(handle) => started.push(handle),
+            Err(e) => {
+                drop(state);
+                stop_and_join(engine, started);
+                return Err(e);
+            }
+        }
     }
-    Ok(())
+    Ok(started)
 }
 
-fn spawn(engine: &Arc<EngineShared>, state: &mut PoolState, extra: bool) -> io::Result<()> {
+/// Stops the workers of an engine whose start failed and waits until their threads
+/// have let go of it.
+pub(crate) fn stop_and_join(engine: &EngineShared, started: Vec<JoinHandle<()>>) {
+    engine.workers.stop(&engine.wake);
+    for handle in started {
+        let _ = handle.join();
+    }
+}
+
+fn spawn(
+    engine: &Arc<EngineShared>,
+    state: &mut PoolState,
+    extra: bool,
+) -> io::Result<JoinHandle<()>> {
     let id = state.next_id;
     let slot = Arc::new(WorkerSlot::default());
     let worker = Worker {
@@ -326,13 +371,13 @@ fn spawn(engine: &Arc<EngineShared>, state: &mut PoolState, extra: bool) -> io::
         id,
         extra,
     };
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name(format!("asyncresult-worker-{id}"))
         .spawn(move || worker.run())?;
     engine.workers.slots.lock().push((id, slot));
     state.next_id += 1;
     state.workers += 1;
-    Ok(())
+    Ok(handle)
 }
 
 /// One worker thread.
@@ -371,6 +416,11 @@ impl Worker {
         let mut completed: Completed<SocketCore> = Completed::new();
         let mut state = workers.state.lock();
         loop {
+            if workers.is_stopped() {
+                state.workers -= 1;
+                workers.slots.lock().retain(|(id, _)| *id != self.id);
+                return;
+            }
             if let Some(task) = workers.take_locked(&mut state) {
                 if !state.tasks.is_empty() && state.idle > 0 {
                     workers.cond.notify_one();
@@ -453,8 +503,9 @@ impl Worker {
         // monitor may empty it, which costs one needless non-blocking poll.
         let mut kept = false;
         loop {
-            if !engine.workers_poll() {
-                // A runtime drains the poller now; step aside.
+            if !engine.workers_poll() || workers.is_stopped() {
+                // A runtime drains the poller now (or the engine is stopping); step
+                // aside.
                 let _ =
                     workers
                         .leader
