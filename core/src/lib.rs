@@ -78,6 +78,22 @@
 //! repository: `core/src/queue.rs`, `core/src/engine/`) explain why no wake-up is lost
 //! and why no completion is handed across threads on the hot path.
 //!
+//! The engine starts at first use. If it cannot (no thread or descriptor to spare just
+//! then), that use fails with [`Error::Socket`] (`EAGAIN`, `EMFILE`) and leaves
+//! nothing behind; the next use tries again.
+//!
+//! # `fork()`
+//!
+//! The engine belongs to the process that started it. A child forked after that (a
+//! pre-fork server's worker, say) cannot use the library: creating a socket or
+//! attaching a driver there fails with [`Error::Socket`] of kind
+//! [`Unsupported`](std::io::ErrorKind::Unsupported), and nothing in the child takes
+//! events off the epoll set it shares with its parent. Sockets inherited across the
+//! fork may be dropped or closed in the child, which only lets go of its descriptor:
+//! the parent's connection stays up and registered. Starting operations on them in the
+//! child is not supported (they may never complete there). A child forked before the
+//! engine started, or one that `exec`s, starts an engine of its own as usual.
+//!
 //! Linux and Android only for now: the engine drains its epoll set directly.
 
 #![deny(missing_docs, missing_debug_implementations)]

@@ -413,7 +413,11 @@ impl SocketCore {
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
-        if self.transport.is_stream() {
+        // In a child forked after the engine started, the socket is the parent's too
+        // (one open socket, two descriptors): disposing the child's copy lets go of
+        // its descriptor only, as dropping a std socket would, and leaves the parent's
+        // connection up.
+        if self.transport.is_stream() && !crate::engine::forked() {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
             // bytes were never read (a FIN would leave the peer's sends stuck behind a
             // full window until the last handle goes), or when SO_LINGER asks for it.

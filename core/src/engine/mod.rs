@@ -88,6 +88,32 @@ impl std::fmt::Debug for EngineShared {
 static GLOBAL: OnceLock<Arc<EngineShared>> = OnceLock::new();
 static GLOBAL_INIT: Mutex<()> = Mutex::new(());
 
+/// Set in a child process forked after the engine started (a `pthread_atfork` child
+/// handler): the engine's threads do not exist there, and its epoll set is the
+/// parent's own (a forked descriptor shares it), so the child must neither wait on it
+/// nor take events off it (each would be the parent's, lost to the parent).
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// The `pthread_atfork` child handler: async-signal-safe (one atomic store).
+extern "C" fn forked_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process was forked from the one that started the engine.
+#[inline]
+pub(crate) fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
+/// The error of a forked child that uses the library (see [`FORKED`]).
+fn forked_error() -> Error {
+    Error::Socket(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this process was forked after its parent started the asyncresult engine; \
+         the engine (its threads and epoll set) belongs to the parent and cannot be used here",
+    ))
+}
+
 thread_local! {
     /// Buffers for drains by threads that are not workers (runtime threads).
     static SCRATCH: RefCell<Option<(EventBuffer, Completed<SocketCore>)>> =
@@ -96,8 +122,13 @@ thread_local! {
 
 impl EngineShared {
     /// The process-wide engine, started on first use.
+    ///
+    /// In a child forked after the engine started: an error (see [`FORKED`]).
     pub(crate) fn global() -> Result<Arc<EngineShared>, Error> {
         if let Some(engine) = GLOBAL.get() {
+            if forked() {
+                return Err(forked_error());
+            }
             return Ok(Arc::clone(engine));
         }
         let _guard = GLOBAL_INIT.lock();
@@ -105,14 +136,18 @@ impl EngineShared {
             return Ok(Arc::clone(engine));
         }
         let engine = EngineShared::start()?;
+        // Once per process (the engine starts once): a child forked from now on
+        // knows that the engine is not its own.
+        // SAFETY: registers an async-signal-safe child handler (one atomic store).
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
         let _ = GLOBAL.set(Arc::clone(&engine));
         Ok(engine)
     }
 
     /// The process-wide engine if it has been started (no reference counting: for hot
-    /// paths).
+    /// paths); `None` in a child forked after it started.
     pub(crate) fn started() -> Option<&'static EngineShared> {
-        GLOBAL.get().map(|engine| &**engine)
+        GLOBAL.get().filter(|_| !forked()).map(|engine| &**engine)
     }
 
     /// Creates an engine and starts its threads.
@@ -186,9 +221,14 @@ impl EngineShared {
         Ok(core)
     }
 
-    /// Takes `core` out of the poller and the registry.
+    /// Takes `core` out of the poller and the registry. In a forked child (see
+    /// [`FORKED`]) only out of the registry: the epoll set is the parent's, and the
+    /// registration it holds for this descriptor (the same open socket, under the same
+    /// number) is the parent's too.
     pub(crate) fn deregister(&self, core: &SocketCore) {
-        let _ = self.poller.delete(core.fd());
+        if !forked() {
+            let _ = self.poller.delete(core.fd());
+        }
         self.registry.remove(core.key());
     }
 
@@ -278,6 +318,10 @@ impl EngineShared {
     /// runs the operations they unblock, notifying completions on this thread. Returns
     /// how many events were taken and how many operations they completed.
     pub(crate) fn drain(&self, timeout_ms: i32) -> io::Result<(usize, usize)> {
+        if forked() {
+            // The epoll set is the parent's: its events are not this process's to take.
+            return Err(io::Error::from(forked_error()));
+        }
         let mut scratch = SCRATCH
             .with(|s| s.borrow_mut().take())
             .unwrap_or_else(|| (EventBuffer::new(EVENTS_PER_WAIT), Completed::new()));
