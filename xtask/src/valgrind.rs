@@ -22,6 +22,7 @@ const SUITES: &[(&str, &str)] = &[
     ("asyncresult-core", "receive_edges"),
     ("asyncresult-core", "user_code"),
     ("asyncresult-callback", "operations"),
+    ("asyncresult-callback", "lifecycle"),
 ];
 
 /// Tests too heavy for memcheck's slowdown (by name substring).
