@@ -233,8 +233,17 @@ impl Report {
     }
 
     /// The soak's trend check: the median descriptor count and RSS of the last third
-    /// of the samples against those of the first third. Descriptors may rise by 16
+    /// of the samples against those of the middle third. Descriptors may rise by 16
     /// (connections in flight vary), RSS by a quarter or 32 MiB, whichever is more.
+    ///
+    /// Not against the first third: RSS is still settling there, as the allocator's
+    /// per-thread arenas fill up under the mix's threads (on the 2-core development VM
+    /// it rose from 83 to about 125 MiB over the first 30 s, then stayed between 114
+    /// and 139 MiB for the rest of a 3-minute soak of 7 million operations). Something
+    /// that keeps rising rises between the middle third and the last as well, and the
+    /// run's own bound on RSS growth ([`Config::rss_growth_limit`]) covers the whole.
+    ///
+    /// [`Config::rss_growth_limit`]: super::Config::rss_growth_limit
     pub fn growth_problems(&self) -> Vec<String> {
         let n = self.samples.len();
         if n < 6 {
@@ -246,22 +255,22 @@ impl Report {
             values.sort_unstable();
             values[values.len() / 2]
         };
-        let (first, last) = (&self.samples[..third], &self.samples[n - third..]);
+        let (middle, last) = (&self.samples[third..2 * third], &self.samples[n - third..]);
         let mut out = Vec::new();
         let fds = |s: &Sample| s.fds as u64;
-        let (fds_first, fds_last) = (median(first, fds), median(last, fds));
-        if fds_last > fds_first + 16 {
+        let (fds_middle, fds_last) = (median(middle, fds), median(last, fds));
+        if fds_last > fds_middle + 16 {
             out.push(format!(
-                "the descriptor count kept growing: median {fds_first} in the first third, \
+                "the descriptor count kept growing: median {fds_middle} in the middle third, \
                  {fds_last} in the last"
             ));
         }
         let rss = |s: &Sample| s.rss;
-        let (rss_first, rss_last) = (median(first, rss), median(last, rss));
-        if rss_last > rss_first + (rss_first / 4).max(32 * MIB) {
+        let (rss_middle, rss_last) = (median(middle, rss), median(last, rss));
+        if rss_last > rss_middle + (rss_middle / 4).max(32 * MIB) {
             out.push(format!(
-                "RSS kept growing: median {:.1} MiB in the first third, {:.1} MiB in the last",
-                mib(rss_first),
+                "RSS kept growing: median {:.1} MiB in the middle third, {:.1} MiB in the last",
+                mib(rss_middle),
                 mib(rss_last)
             ));
         }
