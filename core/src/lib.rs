@@ -90,9 +90,12 @@
 //! [`Unsupported`](std::io::ErrorKind::Unsupported), and nothing in the child takes
 //! events off the epoll set it shares with its parent. Sockets inherited across the
 //! fork may be dropped or closed in the child, which only lets go of its descriptor:
-//! the parent's connection stays up and registered. Starting operations on them in the
-//! child is not supported (they may never complete there). A child forked before the
-//! engine started, or one that `exec`s, starts an engine of its own as usual.
+//! the parent's connection stays up and registered, and operations pending on it (the
+//! parent's) are neither completed nor called back in the child. That takes none of
+//! the locks the parent's threads, which do not exist in the child, may have held at
+//! the fork. Starting operations on inherited sockets in the child is not supported
+//! (they may never complete there). A child forked before the engine started, or one
+//! that `exec`s, starts an engine of its own as usual.
 //!
 //! Linux and Android only for now: the engine drains its epoll set directly.
 

@@ -404,20 +404,33 @@ impl SocketCore {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        if crate::engine::forked() {
+            // No worker runs in a forked child, and its dispose takes no queue lock.
+            self.dispose();
+            return;
+        }
         self.engine.post(Arc::new(DisposeLater(Arc::clone(self))));
     }
 
     /// The work of a close, once `closed` is set.
     fn dispose(&self) {
+        if crate::engine::forked() {
+            // In a child forked after the engine started, the socket is the parent's
+            // too (one open socket, two descriptors): disposing the child's copy lets go
+            // of its descriptor only (once the last reference to this core goes), as
+            // dropping a std socket would, and leaves the parent's connection up. The
+            // queues are left as they are: their locks may have been held at the fork
+            // by the parent's threads, which do not exist here (held for good, then),
+            // and nothing in the child would run what completing their operations
+            // hands on. They go with this core.
+            self.engine.deregister(self);
+            return;
+        }
         let mut completed: Completed<SocketCore> = Completed::new();
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
-        // In a child forked after the engine started, the socket is the parent's too
-        // (one open socket, two descriptors): disposing the child's copy lets go of
-        // its descriptor only, as dropping a std socket would, and leaves the parent's
-        // connection up.
-        if self.transport.is_stream() && !crate::engine::forked() {
+        if self.transport.is_stream() {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
             // bytes were never read (a FIN would leave the peer's sends stuck behind a
             // full window until the last handle goes), or when SO_LINGER asks for it.

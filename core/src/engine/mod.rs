@@ -94,6 +94,10 @@ static GLOBAL_INIT: Mutex<()> = Mutex::new(());
 /// nor take events off it (each would be the parent's, lost to the parent).
 static FORKED: AtomicBool = AtomicBool::new(false);
 
+/// How long a forked child tries a lock of the engine that a thread of the parent may
+/// have held at the fork (held for good, then) before it does without.
+const FORKED_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The `pthread_atfork` child handler: async-signal-safe (one atomic store).
 extern "C" fn forked_child() {
     FORKED.store(true, Ordering::Relaxed);
@@ -224,11 +228,18 @@ impl EngineShared {
     /// Takes `core` out of the poller and the registry. In a forked child (see
     /// [`FORKED`]) only out of the registry: the epoll set is the parent's, and the
     /// registration it holds for this descriptor (the same open socket, under the same
-    /// number) is the parent's too.
+    /// number) is the parent's too. The registry's lock may have been held, at the
+    /// instant of the fork, by one of the parent's threads, which do not exist in the
+    /// child: there it is only tried (see [`Registry::remove_unless_stuck`]); if it
+    /// stays taken, `core` stays in the registry and its descriptor open.
     pub(crate) fn deregister(&self, core: &SocketCore) {
-        if !forked() {
-            let _ = self.poller.delete(core.fd());
+        if forked() {
+            let _ = self
+                .registry
+                .remove_unless_stuck(core.key(), FORKED_LOCK_PATIENCE);
+            return;
         }
+        let _ = self.poller.delete(core.fd());
         self.registry.remove(core.key());
     }
 

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use slab::Slab;
@@ -110,6 +111,35 @@ impl Registry {
             Some(table.slab.remove(index).socket)
         } else {
             None
+        }
+    }
+
+    /// [`remove`](Self::remove) in a child forked while a thread of the parent (one that
+    /// does not exist in the child) may have held the table's lock: the lock is only
+    /// tried, for up to `patience`, never waited for; `None` if it stayed taken (the
+    /// socket then stays in the table).
+    pub(crate) fn remove_unless_stuck(
+        &self,
+        key: usize,
+        patience: Duration,
+    ) -> Option<Arc<SocketCore>> {
+        let (index, generation) = split(key);
+        let until = Instant::now() + patience;
+        loop {
+            if let Some(mut table) = self.table.try_write() {
+                if table
+                    .slab
+                    .get(index)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    return Some(table.slab.remove(index).socket);
+                }
+                return None;
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::yield_now();
         }
     }
 
