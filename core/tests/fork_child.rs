@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use asyncresult_core::{Error, Socket, SocketFlags};
+use asyncresult_core::{Socket, SocketFlags};
 use common::*;
 
 /// Runs the `#[ignore]`d child scenario `name`; kills it and fails if it runs longer
@@ -276,7 +276,3 @@ fn child_fork_last_handle_releases_descriptor() {
     assert!(accept.wait_timeout(secs(5)));
     listener.end_accept(&accept).unwrap();
 }
-
-/// Never used: keeps `Read` and `Error` in use for later scenarios.
-#[allow(dead_code)]
-fn _unused(_: &mut dyn Read, _: Error) {}
