@@ -93,9 +93,9 @@
 //! the parent's connection stays up and registered, and operations pending on it (the
 //! parent's) are neither completed nor called back in the child. That takes none of
 //! the locks the parent's threads, which do not exist in the child, may have held at
-//! the fork. Starting operations on inherited sockets in the child is not supported
-//! (they may never complete there). A child forked before the engine started, or one
-//! that `exec`s, starts an engine of its own as usual.
+//! the fork. `begin_*` and the `try_*` forms on inherited sockets fail there the same
+//! way, before they take any lock, and `cancel` does nothing. A child forked before the
+//! engine started, or one that `exec`s, starts an engine of its own as usual.
 //!
 //! Linux and Android only for now: the engine drains its epoll set directly.
 

@@ -120,6 +120,13 @@ pub(crate) trait OpContext: Send + Sync + 'static {
     fn stops_serving(&self) -> bool {
         false
     }
+    /// Why no operation of it can run in this process at all, if so: checked before
+    /// any of its queues' locks is taken, which a thread that does not exist in this
+    /// process may hold (a child forked after the engine started, see the crate docs'
+    /// `fork()` section).
+    fn unusable_here(&self) -> Option<Error> {
+        None
+    }
 }
 
 /// What an operation produces: the success value of its `end_*`, whatever context it

@@ -278,6 +278,9 @@ impl<C: OpContext> OpQueue<C> {
         mut work: W,
         extras: &mut impl TakeExtras<W::Output>,
     ) -> Result<Begun<W>, Error> {
+        if let Some(e) = socket.unusable_here() {
+            return Err(e);
+        }
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
@@ -316,6 +319,9 @@ impl<C: OpContext> OpQueue<C> {
     /// Whether operations wait in this direction (`Disposed` once it is stopped or its
     /// socket closed), without queueing anything.
     pub(crate) fn has_queued(&self, socket: &C) -> Result<bool, Error> {
+        if let Some(e) = socket.unusable_here() {
+            return Err(e);
+        }
         let inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
@@ -340,6 +346,9 @@ impl<C: OpContext> OpQueue<C> {
         tries_when_drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
+        if let Some(e) = socket.unusable_here() {
+            return Err(e);
+        }
         let mut inner = self.inner.lock();
         if inner.stopped || socket.is_closed() {
             return Err(Error::Disposed);
@@ -604,6 +613,9 @@ impl<C: OpContext> OpQueue<C> {
         completed: &mut Completed<C>,
         on_torn: impl FnOnce(),
     ) -> bool {
+        if socket.unusable_here().is_some() {
+            return false;
+        }
         let mut inner = self.inner.lock();
         let Some(pos) = inner
             .ops

@@ -467,6 +467,10 @@ impl OpContext for SocketCore {
     fn stops_serving(&self) -> bool {
         SocketCore::is_closed(self)
     }
+
+    fn unusable_here(&self) -> Option<Error> {
+        crate::engine::forked().then(crate::engine::forked_error)
+    }
 }
 
 impl fmt::Debug for SocketCore {

@@ -276,3 +276,50 @@ fn child_fork_last_handle_releases_descriptor() {
     assert!(accept.wait_timeout(secs(5)));
     listener.end_accept(&accept).unwrap();
 }
+
+/// In a forked child, starting or trying operations on an inherited socket fails with
+/// `Unsupported` before any lock is taken (the socket being pumped by the parent's
+/// threads at the fork, whose queue lock one of them may have held), and cancelling the
+/// parent's pending operation does nothing; the parent's operations are undisturbed.
+#[test]
+fn a_forked_child_cannot_start_operations_on_inherited_sockets() {
+    child_ok("child_fork_begin_on_inherited", secs(60));
+}
+
+#[test]
+#[ignore = "child scenario"]
+fn child_fork_begin_on_inherited() {
+    use std::io::{ErrorKind, Write};
+    let (busy, peer) = tcp_to_std();
+    let (idle, mut idle_peer) = tcp_to_std();
+    let pending = idle
+        .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
+        .unwrap();
+    let sink = discard_in_background(peer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pumper = pump(busy.clone(), Arc::clone(&stop));
+    let unsupported =
+        |e: asyncresult_core::Error| std::io::Error::from(e).kind() == ErrorKind::Unsupported;
+    for round in 0..50 {
+        let (busy, idle, pending) = (busy.clone(), idle.clone(), pending.clone());
+        let ended = fork_and(5, move || {
+            let sent = busy.begin_send(b"child".to_vec(), SocketFlags::NONE, None, None);
+            let received = idle.begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None);
+            let tried = idle.try_read(&mut [0u8; 8]);
+            let ok = sent.is_err_and(unsupported)
+                && received.is_err_and(unsupported)
+                && tried.is_err_and(unsupported)
+                && !pending.cancel();
+            i32::from(!ok)
+        });
+        assert_eq!(ended, Ended::Exited(0), "round {round}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    pumper.join().unwrap();
+    busy.close();
+    sink.join().unwrap();
+    idle_peer.write_all(b"parent").unwrap();
+    assert!(pending.wait_timeout(secs(5)));
+    let (n, v) = idle.end_receive(&pending).unwrap();
+    assert_eq!(&v[..n], b"parent");
+}

@@ -110,7 +110,7 @@ pub(crate) fn forked() -> bool {
 }
 
 /// The error of a forked child that uses the library (see [`FORKED`]).
-fn forked_error() -> Error {
+pub(crate) fn forked_error() -> Error {
     Error::Socket(io::Error::new(
         io::ErrorKind::Unsupported,
         "this process was forked after its parent started the asyncresult engine; \
