@@ -40,7 +40,13 @@ fn arm(driver: &Arc<SmolDriver>) {
     loop {
         match driver.source.poll_readable(&mut cx) {
             Poll::Ready(Ok(())) => {
-                let _ = driver.source.get_ref().drain();
+                // A drain that fails (in a child forked after the engine started, whose
+                // epoll set is the parent's: not expected otherwise) stops the driving
+                // rather than re-arming for events it may not take; where the engine
+                // is the process's own, its monitor drains what is left.
+                if driver.source.get_ref().drain().is_err() {
+                    return;
+                }
             }
             // The reactor failed us (not expected): the engine's monitor notices the
             // undrained events and drains them itself.
