@@ -5,6 +5,9 @@
 //! if it does not finish in time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -262,42 +265,6 @@ fn child_smol_signal_storm() {
 // Descriptors run out before the engine exists.
 // ---------------------------------------------------------------------------------
 
-fn set_fd_limit(soft: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid rlimit pointers.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = soft.min(lim.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
-}
-
-/// The highest descriptor number open plus one, once every hole below it is filled
-/// (the fillers are leaked on purpose).
-fn fd_ceiling() -> u64 {
-    let ceiling = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
-        .max()
-        .map_or(0, |m| m + 1);
-    loop {
-        let filler = std::fs::File::open("/dev/null").unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&filler) as u64;
-        if fd >= ceiling {
-            return ceiling;
-        }
-        std::mem::forget(filler);
-    }
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// tokio and smol futures whose first use of the engine meets `EMFILE` part-way
 /// (after the runtime's own descriptors exist) fail with that error, and work once
 /// descriptors are free; nothing panics, nothing is left open.
@@ -314,14 +281,14 @@ fn child_adapters_at_emfile_on_first_use() {
     let rt = tokio_runtime(false).unwrap();
     // smol's reactor exists before the limit comes down.
     smol::block_on(async { smol::Timer::after(Duration::from_millis(1)).await });
-    let ceiling = fd_ceiling();
-    let fds = fd_count();
+    let ceiling = common::fd_ceiling();
+    let fds = common::fd_count();
     let mut started = None;
     for spare in 0..12 {
-        set_fd_limit(ceiling + spare);
+        common::set_fd_limit(ceiling + spare);
         let tokio_r = rt.block_on(asyncresult_tokio::TcpStream::connect(addr));
         let smol_r = smol::block_on(asyncresult_smol::TcpStream::connect(addr));
-        set_fd_limit(1 << 16);
+        common::set_fd_limit(1 << 16);
         match (tokio_r, smol_r) {
             (Ok(_), _) | (_, Ok(_)) => {
                 started = Some(spare);
@@ -330,7 +297,11 @@ fn child_adapters_at_emfile_on_first_use() {
             (Err(a), Err(b)) => {
                 assert_eq!(a.error_code(), Some(libc::EMFILE), "{spare}: {a:?}");
                 assert_eq!(b.error_code(), Some(libc::EMFILE), "{spare}: {b:?}");
-                assert_eq!(fd_count(), fds, "{spare} to spare: descriptors left");
+                assert_eq!(
+                    common::fd_count(),
+                    fds,
+                    "{spare} to spare: descriptors left"
+                );
             }
         }
     }

@@ -137,3 +137,37 @@ pub fn reset(peer: TcpStream) {
         .unwrap();
     drop(peer);
 }
+
+/// Sets this process's soft limit on descriptors (at most the hard one).
+pub fn set_fd_limit(soft: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid rlimit pointers.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// The highest descriptor number open, plus one (RLIMIT_NOFILE bounds numbers), once
+/// every hole below it is filled (the fillers are leaked on purpose): from then on,
+/// new descriptors get numbers from there up.
+pub fn fd_ceiling() -> u64 {
+    let ceiling = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
+        .max()
+        .map_or(0, |m| m + 1);
+    loop {
+        let filler = std::fs::File::open("/dev/null").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&filler) as u64;
+        if fd >= ceiling {
+            return ceiling;
+        }
+        std::mem::forget(filler);
+    }
+}
