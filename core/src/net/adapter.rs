@@ -77,6 +77,13 @@ macro_rules! adapter_tcp_stream_methods {
         /// # Cancel safety
         ///
         /// Cancel safe: bytes are taken only in the poll that returns them.
+        ///
+        /// # Order
+        ///
+        /// From its first poll the receive has its place: operations begun after it
+        /// (`begin_receive`) take the stream after it. Two receive futures waiting at
+        /// once on one socket race for the data, as two reads of tokio's or async-io's
+        /// sockets do.
         pub fn receive<B: $crate::IoBufMut>(
             &self,
             buf: B,
@@ -258,6 +265,12 @@ macro_rules! adapter_udp_socket_methods {
         /// # Cancel safety
         ///
         /// Cancel safe: a datagram is taken only in the poll that returns it.
+        ///
+        /// # Order
+        ///
+        /// From its first poll the receive has its place: operations begun after it
+        /// take datagrams after it. Receive futures waiting at once on one socket race
+        /// for the datagrams, as reads of tokio's or async-io's sockets do.
         pub fn receive<B: $crate::IoBufMut>(
             &self,
             buf: B,
@@ -292,6 +305,12 @@ macro_rules! adapter_udp_socket_methods {
         /// # Cancel safety
         ///
         /// Cancel safe: a datagram is taken only in the poll that returns it.
+        ///
+        /// # Order
+        ///
+        /// From its first poll the receive has its place: operations begun after it
+        /// take datagrams after it. Receive futures waiting at once on one socket race
+        /// for the datagrams, as reads of tokio's or async-io's sockets do.
         pub fn receive_from<B: $crate::IoBufMut>(
             &self,
             buf: B,
