@@ -30,7 +30,9 @@
 //! queued behind a stuck worker to the pool. The stuck leader, back from user code,
 //! finds it is no longer the leader and becomes a follower. The pool starts
 //! [`BASE_WORKERS`] threads and grows only when a worker looks stuck, up to
-//! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness. Sockets
+//! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness (an extra
+//! thread that is the leader when the pool goes idle leads on, one thread, until
+//! another worker takes polling over). Sockets
 //! never add threads. "Looks stuck" is all the monitor can see: a callback that
 //! blocks, but also, on a machine with more runnable threads than cores, a worker that
 //! got no CPU for a whole period or waited that long for a lock whose holder got none.
