@@ -37,6 +37,23 @@ struct Table {
     next_generation: usize,
 }
 
+impl Table {
+    /// Takes the socket registered under `key` out, if it still is (not a later one in
+    /// the same slot).
+    fn take(&mut self, key: usize) -> Option<Arc<SocketCore>> {
+        let (index, generation) = split(key);
+        if self
+            .slab
+            .get(index)
+            .is_some_and(|e| e.generation == generation)
+        {
+            Some(self.slab.remove(index).socket)
+        } else {
+            None
+        }
+    }
+}
+
 /// Registered sockets by poller key.
 pub(crate) struct Registry {
     table: RwLock<Table>,
@@ -101,17 +118,7 @@ impl Registry {
 
     /// Removes the socket registered under `key`; `None` if it was not there.
     pub(crate) fn remove(&self, key: usize) -> Option<Arc<SocketCore>> {
-        let (index, generation) = split(key);
-        let mut table = self.table.write();
-        if table
-            .slab
-            .get(index)
-            .is_some_and(|e| e.generation == generation)
-        {
-            Some(table.slab.remove(index).socket)
-        } else {
-            None
-        }
+        self.table.write().take(key)
     }
 
     /// [`remove`](Self::remove) in a child forked while a thread of the parent (one that
@@ -123,18 +130,10 @@ impl Registry {
         key: usize,
         patience: Duration,
     ) -> Option<Arc<SocketCore>> {
-        let (index, generation) = split(key);
         let until = Instant::now() + patience;
         loop {
             if let Some(mut table) = self.table.try_write() {
-                if table
-                    .slab
-                    .get(index)
-                    .is_some_and(|e| e.generation == generation)
-                {
-                    return Some(table.slab.remove(index).socket);
-                }
-                return None;
+                return table.take(key);
             }
             if Instant::now() >= until {
                 return None;

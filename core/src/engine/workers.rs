@@ -152,6 +152,13 @@ impl Workers {
         wake.notify();
     }
 
+    /// Takes worker `id` off the pool's books: it leaves (retired, stopped, or
+    /// unwound).
+    fn off_the_books(&self, state: &mut PoolState, id: u64) {
+        state.workers -= 1;
+        self.slots.lock().retain(|(slot_id, _)| *slot_id != id);
+    }
+
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }
@@ -402,8 +409,7 @@ impl Drop for OffTheBooksOnUnwind<'_> {
         }
         let worker = self.0;
         let workers = &worker.engine.workers;
-        workers.slots.lock().retain(|(id, _)| *id != worker.id);
-        workers.state.lock().workers -= 1;
+        workers.off_the_books(&mut workers.state.lock(), worker.id);
         workers.replace_leader(&worker.engine, worker.id);
     }
 }
@@ -419,8 +425,7 @@ impl Worker {
         let mut state = workers.state.lock();
         loop {
             if workers.is_stopped() {
-                state.workers -= 1;
-                workers.slots.lock().retain(|(id, _)| *id != self.id);
+                workers.off_the_books(&mut state, self.id);
                 return;
             }
             if let Some(task) = workers.take_locked(&mut state) {
@@ -459,8 +464,7 @@ impl Worker {
             };
             state.idle -= 1;
             if timed_out && state.tasks.is_empty() {
-                state.workers -= 1;
-                workers.slots.lock().retain(|(id, _)| *id != self.id);
+                workers.off_the_books(&mut state, self.id);
                 return;
             }
         }
