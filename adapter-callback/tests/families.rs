@@ -339,7 +339,7 @@ fn connect_refused_comes_through_the_result_v4_and_v6() {
 /// server's greeting) must not change what the connect reports: the kernel reports a
 /// refusal once, to whichever syscall comes first. The connect always reports the
 /// refusal (not `ECONNABORTED`); the receive reports it too, not a clean end of a
-/// connection that never was, but for a window of a few instructions (see below).
+/// connection that never was.
 #[test]
 fn a_receive_begun_during_a_refused_connect_does_not_hide_the_refusal() {
     bounded(secs(20), || {
@@ -365,37 +365,14 @@ fn a_receive_begun_during_a_refused_connect_does_not_hide_the_refusal() {
                 .map_err(|e| e.error_code());
             *outcomes.entry((connect, receive)).or_insert(0) += 1;
         }
-        // The connect reports the refusal and the receive reports it too, but for two
-        // windows of a few instructions (the receive's fast path runs on this thread, the
-        // connect's outcome on a worker, under the two directions' separate locks): the
-        // connect has taken the error and not yet kept it for reads, where the kernel's
-        // end of stream shows through to the receive; or the receive has taken it and
-        // not yet kept it for the connect, which then finds only `ECONNABORTED`. Both
-        // are tolerated here, a few times in 200 (about 1 each in a run); before the
-        // fix the connect said `ECONNABORTED`, or the receive 0, in 5–95% of the runs.
-        let wrong: Vec<_> = outcomes
-            .iter()
-            .filter(|((connect, receive), _)| {
-                !(*connect == Some(libc::ECONNREFUSED) || *connect == Some(libc::ECONNABORTED))
-                    || !(*receive == Err(Some(libc::ECONNREFUSED)) || *receive == Ok(0))
-            })
-            .collect();
-        let eof: i32 = outcomes
-            .iter()
-            .filter(|((_, receive), _)| *receive == Ok(0))
-            .map(|(_, n)| n)
-            .sum();
-        let aborted: i32 = outcomes
-            .iter()
-            .filter(|((connect, _), _)| *connect == Some(libc::ECONNABORTED))
-            .map(|(_, n)| n)
-            .sum();
+        // Every time: the connect reports the refusal, and so does the receive (the
+        // two keep what they took under one lock while the connect is under way);
+        // before, the connect said `ECONNABORTED`, or the receive 0, in 5–95% of the
+        // runs, and in a window of a few instructions a few times in 200.
         assert!(
-            eof <= 20 && aborted <= 20,
-            "outcomes (connect, receive): {outcomes:?}"
-        );
-        assert!(
-            wrong.is_empty(),
+            outcomes
+                .keys()
+                .all(|k| *k == (Some(libc::ECONNREFUSED), Err(Some(libc::ECONNREFUSED)))),
             "outcomes (connect, receive): {outcomes:?}"
         );
     });

@@ -116,6 +116,7 @@ pub mod net;
 mod op;
 mod ops;
 mod queue;
+mod reported_once;
 mod socket;
 pub mod stream_io;
 mod sync;

@@ -15,7 +15,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::op::{OpContext, OpKind, Task, TaskSink, Work};
 use crate::ops::nonblocking;
 use crate::queue::{Completed, OpQueue, Started};
+use crate::reported_once::ReportedOnce;
 use crate::sys;
 use crate::transport::Transport;
 use crate::user_drop;
@@ -50,55 +51,9 @@ pub(crate) struct SocketCore {
     /// short one may have passed the FIN, after which no edge comes, or stopped at the
     /// urgent mark).
     reads_prove_nothing: AtomicBool,
-    /// The errno of a connection failure (a reset, a timeout) that a send or a peek met
-    /// first and that no read has reported yet; 0 if none; [`EOF_REPORTED`] once a read
-    /// has reported end of stream, after which there is nothing to keep (see
-    /// [`SocketCore::keep_connection_failure`]).
-    unreported_failure: AtomicI32,
-    /// A connect under way on this stream, and what a read took from it: [`NO_CONNECT`]
-    /// when none is, [`CONNECTING`] from its syscall until its outcome is taken, and
-    /// then the errno of its failure if a read took that first (the kernel reports a
-    /// refusal once, to whichever syscall comes first, and the connect would otherwise
-    /// find only `ECONNABORTED`; see [`SocketCore::read_failed`]). One byte: Linux's
-    /// errno values are below 134; a larger one is not kept.
-    connect_state: AtomicU8,
-}
-
-/// [`SocketCore::unreported_failure`]: a read has reported end of stream, which stays.
-const EOF_REPORTED: i32 = -1;
-
-/// [`SocketCore::connect_state`]: no connect is under way.
-const NO_CONNECT: u8 = 0;
-/// [`SocketCore::connect_state`]: a connect is under way and no read took its failure.
-const CONNECTING: u8 = u8::MAX;
-
-/// Errors the kernel reports once for a whole connection (its pending socket error):
-/// whichever syscall comes first takes it, and after it reads find end of stream.
-fn is_connection_failure(code: i32) -> bool {
-    matches!(
-        code,
-        libc::ECONNRESET
-            | libc::ECONNABORTED
-            | libc::ETIMEDOUT
-            | libc::EHOSTUNREACH
-            | libc::ENETUNREACH
-            | libc::EHOSTDOWN
-            | libc::ENETDOWN
-    )
-}
-
-/// Errors a read reports of its own call, never the socket's pending error (which a
-/// failed handshake leaves): `ENOTCONN` from a read that ran before the connect's
-/// syscall (or between the two of a retried connect, see `ConnectWork::attempt`),
-/// `EINVAL` from an urgent-data read with no urgent byte, and the like. Such a read did
-/// not take the handshake's failure, so [`SocketCore::read_failed`] keeps nothing for
-/// the connect, which would otherwise report it in place of the refusal a later read
-/// takes.
-fn is_read_call_error(code: i32) -> bool {
-    matches!(
-        code,
-        libc::ENOTCONN | libc::EINVAL | libc::EFAULT | libc::EBADF | libc::ENOTSOCK
-    )
+    /// What this stream's syscalls took of the failures the kernel reports once (a
+    /// reset, a refused handshake), kept for the syscall that reports it.
+    failures: ReportedOnce,
 }
 
 impl SocketCore {
@@ -119,112 +74,13 @@ impl SocketCore {
             closed: AtomicBool::new(false),
             drain_proof: DrainProof::default(),
             reads_prove_nothing: AtomicBool::new(false),
-            unreported_failure: AtomicI32::new(0),
-            connect_state: AtomicU8::new(NO_CONNECT),
+            failures: ReportedOnce::default(),
         }
     }
 
-    /// Passes on the error of a send or a peek, keeping a connection failure for the
-    /// next read: the kernel reports a reset once, to whichever syscall comes first, and
-    /// if that is a send or a peek (which changes nothing), the next read would find a
-    /// plain end of stream (as if the peer had shut down cleanly). That read reports the
-    /// failure instead (see [`read_stream`](Self::read_stream)), as it would have had it
-    /// come first.
-    pub(crate) fn keep_connection_failure(&self, e: Error) -> Error {
-        if let Some(code) = e.error_code().filter(|&c| is_connection_failure(c)) {
-            self.keep_for_next_read(code);
-        }
-        e
-    }
-
-    /// Keeps `code` for the next read of a stream, which reports it instead of end of
-    /// stream (see [`end_of_stream`](Self::end_of_stream)); not after a read reported end
-    /// of stream: that stays the answer.
-    fn keep_for_next_read(&self, code: i32) {
-        if self.is_stream() {
-            let _ = self.unreported_failure.compare_exchange(
-                0,
-                code,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// A connect's syscall is about to be issued: a new handshake, which forgets what
-    /// an earlier failed one left for the connect (see also
-    /// [`connect_accepted`](Self::connect_accepted)).
-    pub(crate) fn connect_issued(&self) {
-        self.connect_state.store(CONNECTING, Ordering::Release);
-    }
-
-    /// The kernel took a new handshake (the connect's syscall succeeded or is in
-    /// progress): what an earlier failed one kept for the next read (its refusal, or
-    /// the end of stream a read reported after it) goes with it, so that the new
-    /// connection's clean end of stream reads as 0 and its own failures are kept. Not
-    /// before the syscall: a connect that fails at once (`EISCONN` on a live
-    /// connection) must leave that connection's kept failure alone.
-    pub(crate) fn connect_accepted(&self) {
-        self.unreported_failure.store(0, Ordering::Release);
-    }
-
-    /// The connect under way has its outcome: returns its failure if a read took it
-    /// first (see [`read_failed`](Self::read_failed)).
-    pub(crate) fn connect_ended(&self) -> Option<Error> {
-        match self.connect_state.swap(NO_CONNECT, Ordering::AcqRel) {
-            NO_CONNECT | CONNECTING => None,
-            code => Some(Error::os(i32::from(code))),
-        }
-    }
-
-    /// Passes on the error of a read (or a peek) on a stream; if a connect is under
-    /// way, the read took the handshake's failure (`ECONNREFUSED`, ...), which the
-    /// kernel reports once: it is kept for the connect (see
-    /// [`connect_ended`](Self::connect_ended)).
-    pub(crate) fn read_failed(&self, e: Error) -> Error {
-        let code = e
-            .error_code()
-            .filter(|&c| !is_read_call_error(c))
-            .and_then(|c| u8::try_from(c).ok());
-        if let Some(code) = code.filter(|&c| c != NO_CONNECT && c != CONNECTING) {
-            let _ = self.connect_state.compare_exchange(
-                CONNECTING,
-                code,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
-        e
-    }
-
-    /// The connect took the handshake's failure: a read that then finds end of stream
-    /// (the kernel's answer on a socket whose handshake failed) reports that failure
-    /// once instead, as it would have had it come first — never a clean end of a
-    /// connection that never was.
-    pub(crate) fn keep_connect_failure(&self, e: Error) -> Error {
-        if let Some(code) = e.error_code().filter(|&c| c > 0) {
-            self.keep_for_next_read(code);
-        }
-        e
-    }
-
-    /// A read found end of stream: it reports the connection failure that a send or a
-    /// peek took, if any, once; from then on, end of stream. A peek reports either and
-    /// changes nothing.
-    pub(crate) fn end_of_stream(&self, peek: bool) -> Result<(), Error> {
-        let kept = self.unreported_failure.load(Ordering::Acquire);
-        if kept == EOF_REPORTED {
-            return Ok(());
-        }
-        let code = if peek {
-            kept
-        } else {
-            self.unreported_failure.swap(EOF_REPORTED, Ordering::AcqRel)
-        };
-        if code > 0 {
-            return Err(Error::os(code));
-        }
-        Ok(())
+    /// What this stream's syscalls took of the failures the kernel reports once.
+    pub(crate) fn failures(&self) -> &ReportedOnce {
+        &self.failures
     }
 
     /// A process-unique id (results remember it to detect foreign ends).
@@ -272,22 +128,16 @@ impl SocketCore {
     /// it, so that the next receive waits for an edge rather than try a syscall that
     /// could only say `EAGAIN` (see [`OpQueue::note_drained`]).
     ///
-    /// End of stream after a connection failure that a send took (see
-    /// [`keep_connection_failure`](Self::keep_connection_failure)) is reported as that failure, once.
+    /// End of stream after a connection failure that a send, a peek or the connect took
+    /// is reported as that failure, once (see [`ReportedOnce`]).
     pub(crate) fn read_stream(
         &self,
         area: &mut [MaybeUninit<u8>],
         flags: libc::c_int,
     ) -> Result<Option<usize>, Error> {
         let peek = flags & libc::MSG_PEEK != 0;
-        let kept = |e: Error| {
-            let e = self.read_failed(e);
-            if peek {
-                self.keep_connection_failure(e)
-            } else {
-                e
-            }
-        };
+        let window = self.failures.read();
+        let kept = |e: Error| window.failed(e, peek);
         if self.transport != Transport::Tcp {
             return nonblocking(|| self.fd.recv_with_flags(area, flags)).map_err(kept);
         }
@@ -296,7 +146,7 @@ impl SocketCore {
             return Ok(None);
         };
         if n == 0 && !area.is_empty() {
-            self.end_of_stream(peek)?;
+            window.end_of_stream(peek)?;
         }
         if proved_empty
             && n > 0

@@ -31,12 +31,16 @@ impl ConnectWork {
     /// receive begun meanwhile may take it, and the second `connect` then finds only
     /// `ECONNABORTED`; the connect reports what the receive took instead. When the
     /// connect takes it, it is kept for the next read, which would otherwise find a
-    /// clean end of stream (see [`SocketCore::keep_connect_failure`]).
+    /// clean end of stream. Both sides keep what they took under the handshake lock
+    /// (see [`crate::reported_once`]), so neither looks in between.
     fn outcome(&self, socket: &SocketCore) -> Attempt<()> {
         let fd = socket.fd();
+        let failures = socket.failures();
+        let _handshake = failures.handshake();
         let done = |outcome: Result<(), Error>| {
-            socket.connect_ended();
-            Attempt::Done(outcome.map_err(|e| socket.keep_connect_failure(e)))
+            let outcome = outcome.map_err(|e| failures.keep_connect_failure(e));
+            failures.connect_ended();
+            Attempt::Done(outcome)
         };
         match fd.take_error() {
             Ok(Some(e)) | Err(e) => return done(Err(Error::Socket(e))),
@@ -51,7 +55,7 @@ impl ConnectWork {
                     Attempt::WouldBlock
                 }
                 Some(libc::ECONNABORTED) => {
-                    failed(socket.connect_ended().unwrap_or(Error::Socket(e)))
+                    failed(failures.connect_ended().unwrap_or(Error::Socket(e)))
                 }
                 _ => done(Err(Error::Socket(e))),
             },
@@ -75,8 +79,9 @@ impl Work<SocketCore> for ConnectWork {
             return self.outcome(socket);
         }
         self.issued = true;
-        // Before the syscall: a read that runs once it is issued must find the flag.
-        socket.connect_issued();
+        let failures = socket.failures();
+        let _handshake = failures.handshake();
+        failures.connect_issued();
         let to = SockAddr::from(self.to);
         let mut issued = socket.fd().connect(&to);
         if issued
@@ -91,19 +96,22 @@ impl Work<SocketCore> for ConnectWork {
         }
         match issued {
             Ok(()) => {
-                socket.connect_accepted();
-                socket.connect_ended();
+                failures.connect_accepted();
+                failures.connect_ended();
                 Attempt::Done(Ok(()))
             }
             Err(e) => match e.raw_os_error() {
                 // In progress (EINTR: the connect goes on asynchronously, as POSIX says).
                 Some(libc::EINPROGRESS) | Some(libc::EINTR) | Some(libc::EAGAIN) => {
-                    socket.connect_accepted();
+                    failures.connect_accepted();
                     Attempt::WouldBlock
                 }
                 _ => {
-                    socket.connect_ended();
-                    failed(Error::Socket(e))
+                    // Refused at once (the kernel took the refusal in this syscall): kept
+                    // for a read, as in `outcome`; the call's own errors are not.
+                    let e = failures.keep_connect_failure(Error::Socket(e));
+                    failures.connect_ended();
+                    failed(e)
                 }
             },
         }

@@ -34,10 +34,11 @@ pub(crate) fn receive_into<B: IoBufMut>(
         // Readiness probe: look at one byte without taking it (nor a connection
         // failure, which the kernel reports once: it is kept for the next read).
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        let window = socket.failures().read();
         let peeked = nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
-            .map_err(|e| socket.keep_connection_failure(socket.read_failed(e)))?;
+            .map_err(|e| window.failed(e, true))?;
         if peeked == Some(0) && socket.is_stream() {
-            socket.end_of_stream(true)?;
+            window.end_of_stream(true)?;
         }
         return Ok(peeked.map(|_| 0));
     }

@@ -61,7 +61,7 @@ impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
                 // A stream that takes nothing has no room: wait for the next edge.
                 Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
                 Ok(Some(n)) => self.sent += n,
-                Err(e) => return failed(socket.keep_connection_failure(e)),
+                Err(e) => return failed(socket.failures().keep_connection_failure(e)),
             }
         }
     }
@@ -179,7 +179,7 @@ impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {
             match sent {
                 Ok(Some(0)) | Ok(None) => return Attempt::WouldBlock,
                 Ok(Some(n)) => self.advance(n),
-                Err(e) => return failed(socket.keep_connection_failure(e)),
+                Err(e) => return failed(socket.failures().keep_connection_failure(e)),
             }
         }
     }

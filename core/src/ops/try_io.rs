@@ -105,13 +105,13 @@ impl Socket {
     }
 
     /// [`try_side`](Self::try_side) for sends: a send's error goes through
-    /// [`SocketCore::keep_connection_failure`], which keeps a connection failure for the next read.
+    /// [`ReportedOnce::keep_connection_failure`](crate::reported_once::ReportedOnce::keep_connection_failure), which keeps a connection failure for the next read.
     fn try_send_side<T>(
         &self,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
         self.try_side(OpKind::SendReady, Turn::ONCE, false, |core| {
-            now(core).map_err(|e| core.keep_connection_failure(e))
+            now(core).map_err(|e| core.failures().keep_connection_failure(e))
         })
     }
 
