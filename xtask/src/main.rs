@@ -52,8 +52,9 @@ tasks:
 fn main() -> ExitCode {
     let mut args = pico_args::Arguments::from_env();
     let task = args.subcommand().ok().flatten();
-    // `cargo xtask <task> --help` (or -h): the usage, whatever the task.
-    if task.is_some() && (args.contains("--help") || args.contains("-h")) {
+    // `cargo xtask --help`, or `cargo xtask <task> --help` (or -h): the usage, whatever
+    // the task (the README sends a new user to `cargo xtask --help`).
+    if args.contains("--help") || args.contains("-h") {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
