@@ -153,6 +153,37 @@ impl AsyncWrite for &TcpStream {
 /// A listening TCP socket driven by the asyncresult engine, for smol.
 ///
 /// `socket` comes from [`asyncresult_core::net::TcpListener`] through `Deref`.
+///
+/// # Examples
+///
+/// An echo server that serves each connection in a task of its own.
+///
+/// ```
+/// use asyncresult_smol::{TcpListener, TcpStream};
+///
+/// # fn main() -> Result<(), asyncresult_smol::Error> { smol::block_on(async {
+/// let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// let addr = listener.local_addr()?;
+/// let server = smol::spawn(async move {
+///     let (stream, _peer) = listener.accept().await?;
+///     loop {
+///         let (n, buf) = stream.receive(Vec::with_capacity(1024)).await?;
+///         if n == 0 {
+///             return Ok::<_, asyncresult_smol::Error>(());
+///         }
+///         stream.send(buf).await?;
+///     }
+/// });
+///
+/// let client = TcpStream::connect(addr).await?;
+/// client.send(&b"echo"[..]).await?;
+/// let (n, buf) = client.receive(Vec::with_capacity(16)).await?;
+/// assert_eq!(&buf[..n], b"echo");
+/// client.socket().shutdown(std::net::Shutdown::Write)?;
+/// assert_eq!(client.receive(Vec::with_capacity(16)).await?.0, 0);
+/// server.await?;
+/// # Ok(()) }) }
+/// ```
 #[derive(Debug)]
 pub struct TcpListener(net::TcpListener<Smol>);
 

@@ -267,6 +267,38 @@ impl AsyncWrite for OwnedWriteHalf {
 /// A listening TCP socket driven by the asyncresult engine, for tokio.
 ///
 /// `socket` comes from [`asyncresult_core::net::TcpListener`] through `Deref`.
+///
+/// # Examples
+///
+/// An echo server that serves each connection in a task of its own.
+///
+/// ```
+/// use asyncresult_tokio::{TcpListener, TcpStream};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), asyncresult_tokio::Error> {
+/// let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// let addr = listener.local_addr()?;
+/// let server = tokio::spawn(async move {
+///     let (stream, _peer) = listener.accept().await?;
+///     loop {
+///         let (n, buf) = stream.receive(Vec::with_capacity(1024)).await?;
+///         if n == 0 {
+///             return Ok::<_, asyncresult_tokio::Error>(());
+///         }
+///         stream.send(buf).await?;
+///     }
+/// });
+///
+/// let client = TcpStream::connect(addr).await?;
+/// client.send(&b"echo"[..]).await?;
+/// let (n, buf) = client.receive(Vec::with_capacity(16)).await?;
+/// assert_eq!(&buf[..n], b"echo");
+/// client.socket().shutdown(std::net::Shutdown::Write)?;
+/// assert_eq!(client.receive(Vec::with_capacity(16)).await?.0, 0);
+/// server.await.unwrap()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct TcpListener(net::TcpListener<Tokio>);
 

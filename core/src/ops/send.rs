@@ -252,6 +252,38 @@ impl Socket {
     ///
     /// Only [`Error::Disposed`] (the socket is closed). Errors met while sending
     /// (`EPIPE`, `ECONNRESET`, `EMSGSIZE`, …) are delivered through the result.
+    ///
+    /// # Examples
+    ///
+    /// The seed's pattern: the callback finds the socket in its state and ends the send.
+    ///
+    /// ```
+    /// use std::sync::{mpsc, Arc};
+    /// use asyncresult_core::{AsyncResult, Socket, SocketFlags};
+    ///
+    /// struct StateObject {
+    ///     work_socket: Socket,
+    ///     done: mpsc::Sender<usize>,
+    /// }
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let s = Socket::connect_tcp(listener.local_addr().unwrap())?;
+    /// let (done, sent) = mpsc::channel();
+    /// let ar = s.begin_send(
+    ///     b"Hello, world",
+    ///     SocketFlags::NONE,
+    ///     Some(Box::new(|ar: AsyncResult<usize>| {
+    ///         let so = ar.state::<StateObject>().unwrap();
+    ///         let n = so.work_socket.end_send(&ar).unwrap();
+    ///         so.done.send(n).unwrap();
+    ///     })),
+    ///     Some(Arc::new(StateObject { work_socket: s.clone(), done })),
+    /// )?;
+    /// assert_eq!(sent.recv().unwrap(), 12);
+    /// assert!(ar.is_completed());
+    /// # Ok(()) }
+    /// ```
     pub fn begin_send<B: IoBuf>(
         &self,
         buf: B,
@@ -278,6 +310,32 @@ impl Socket {
     /// - [`Error::Socket`]: the send failed (its errno in [`Error::error_code`]);
     /// - [`Error::Disposed`]: the socket was closed while the send was pending;
     /// - [`Error::Aborted`]: the send was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// Without a callback, `end_send` blocks until every byte is in the kernel, however
+    /// long the peer takes to read.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use asyncresult_core::{Error, Socket, SocketFlags};
+    ///
+    /// # fn main() -> Result<(), Error> {
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let s = Socket::connect_tcp(listener.local_addr().unwrap())?;
+    /// let (mut peer, _) = listener.accept().unwrap();
+    /// let reader = std::thread::spawn(move || {
+    ///     let mut all = Vec::new();
+    ///     peer.read_to_end(&mut all).map(|_| all.len())
+    /// });
+    ///
+    /// let ar = s.begin_send(vec![7u8; 8 << 20], SocketFlags::NONE, None, None)?;
+    /// assert_eq!(s.end_send(&ar)?, 8 << 20); // the whole buffer
+    /// assert!(matches!(s.end_send(&ar), Err(Error::AlreadyEnded)));
+    /// s.close();
+    /// assert_eq!(reader.join().unwrap().unwrap(), 8 << 20);
+    /// # Ok(()) }
+    /// ```
     pub fn end_send(&self, ar: &AsyncResult<usize>) -> Result<usize, Error> {
         self.check_origin(ar, &[OpKind::Send])?;
         ar.finish()
@@ -290,6 +348,24 @@ impl Socket {
     ///
     /// Only [`Error::Disposed`]; every OS error (wrong address family, `EMSGSIZE`, …)
     /// comes through the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncresult_core::{Domain, Socket, SocketFlags, Type};
+    ///
+    /// # fn main() -> Result<(), asyncresult_core::Error> {
+    /// let peer = Socket::bind_udp("127.0.0.1:0".parse().unwrap())?;
+    /// let s = Socket::new(Domain::IPV4, Type::DGRAM, None)?; // unbound: bound by the send
+    /// let ar = s.begin_send_to(b"ping", SocketFlags::NONE, peer.local_addr()?, None, None)?;
+    /// assert_eq!(s.end_send_to(&ar)?, 4);
+    ///
+    /// let r = peer.begin_receive_from(Vec::with_capacity(64), SocketFlags::NONE, None, None)?;
+    /// let (n, datagram, from) = peer.end_receive_from(&r)?;
+    /// assert_eq!((n, &datagram[..]), (4, &b"ping"[..]));
+    /// assert_eq!(from.port(), s.local_addr()?.port()); // bound to 0.0.0.0:<port>
+    /// # Ok(()) }
+    /// ```
     pub fn begin_send_to<B: IoBuf>(
         &self,
         buf: B,
