@@ -986,3 +986,161 @@ fn ten_thousand_round_trips_with_callbacks() {
         a.shutdown(Shutdown::Write).unwrap();
     });
 }
+
+/// Vectored sends beyond the kernel's iovec limit (IOV_MAX, 1024): on a stream the
+/// whole lot goes out in order and the count is the total; on UDP it is one datagram
+/// (or an OS error), never several datagrams.
+#[test]
+fn vectored_sends_with_many_buffers() {
+    bounded(secs(30), || {
+        let (s, mut peer) = tcp_to_std();
+        let bufs: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; 1 + (i % 7) as usize])
+            .collect();
+        let expected: Vec<u8> = bufs.concat();
+        let ar = s
+            .begin_send_vectored(bufs, SocketFlags::NONE, None, None)
+            .unwrap();
+        assert_eq!(s.end_send(&ar).unwrap(), expected.len());
+        let mut got = vec![0; expected.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert!(got == expected);
+        // Empty list: Ok(0).
+        let e = s
+            .begin_send_vectored(Vec::<Vec<u8>>::new(), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert_eq!(s.end_send(&e).unwrap(), 0);
+
+        let a = Socket::bind_udp(localhost()).unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        let bufs: Vec<Vec<u8>> = (0..2000u32).map(|i| vec![i as u8; 2]).collect();
+        let ar = a
+            .begin_send_vectored(bufs, SocketFlags::NONE, None, None)
+            .unwrap();
+        match a.end_send(&ar) {
+            Ok(n) => {
+                assert_eq!(n, 4000);
+                let mut d = vec![0u8; 8000];
+                let got = b.recv(&mut d).unwrap();
+                assert_eq!(got, 4000, "a vectored UDP send was split into datagrams");
+            }
+            Err(e) => assert!(matches!(e, Error::Socket(_)), "{e:?}"),
+        }
+    });
+}
+
+/// Cancel a pending accept: Aborted, and no connection is lost to it.
+#[test]
+fn cancel_pending_accept_loses_no_connection() {
+    bounded(secs(10), || {
+        let l = Socket::listen_tcp(localhost(), 8).unwrap();
+        let a = l.begin_accept(None, None).unwrap();
+        assert!(a.cancel());
+        assert!(matches!(l.end_accept(&a), Err(Error::Aborted)));
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let s = l.end_accept(&l.begin_accept(None, None).unwrap()).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    });
+}
+
+/// A pending PEEK receive, and a pending zero-capacity probe, leave the bytes for the
+/// next receive.
+#[test]
+fn pending_peek_and_probe_consume_nothing() {
+    bounded(secs(10), || {
+        let (s, mut peer) = tcp_to_std();
+        let probe = s
+            .begin_receive(Vec::new(), SocketFlags::NONE, None, None)
+            .unwrap();
+        let peek = s
+            .begin_receive(Vec::with_capacity(8), SocketFlags::PEEK, None, None)
+            .unwrap();
+        let real = s
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(!probe.is_completed());
+        peer.write_all(b"abcd").unwrap();
+        assert_eq!(s.end_receive(&probe).unwrap().0, 0);
+        let (n, b) = s.end_receive(&peek).unwrap();
+        assert_eq!(&b[..n], &b"abcd"[..n]);
+        let (n, b) = s.end_receive(&real).unwrap();
+        assert_eq!(&b[..n], &b"abcd"[..n]);
+    });
+}
+
+/// Closing the socket from inside one of its callbacks: the other pending operation
+/// completes once with Disposed, begin from the callback is Disposed, nothing hangs.
+#[test]
+fn close_from_inside_a_callback() {
+    bounded(secs(10), || {
+        let (s, mut peer) = tcp_to_std();
+        let (tx, rx) = mpsc::channel();
+        let s2 = s.clone();
+        let tx2 = tx.clone();
+        let _w = s
+            .begin_receive(
+                Vec::with_capacity(4),
+                SocketFlags::NONE,
+                callback(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+                    let r = s2.end_receive(&ar).map(|(n, _)| n);
+                    s2.close();
+                    let again = s2
+                        .begin_send(b"x", SocketFlags::NONE, None, None)
+                        .map(|_| ());
+                    tx2.send(format!("first {r:?} {again:?}")).unwrap();
+                }),
+                None,
+            )
+            .unwrap();
+        let s3 = s.clone();
+        let _second = s
+            .begin_receive(
+                Vec::with_capacity(4),
+                SocketFlags::NONE,
+                callback(move |ar: AsyncResult<(usize, Vec<u8>)>| {
+                    tx.send(format!("second {:?}", s3.end_receive(&ar).map(|(n, _)| n)))
+                        .unwrap();
+                }),
+                None,
+            )
+            .unwrap();
+        peer.write_all(b"ab").unwrap();
+        let mut got = [
+            rx.recv_timeout(secs(5)).unwrap(),
+            rx.recv_timeout(secs(5)).unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got[0], "first Ok(2) Err(Disposed)");
+        assert_eq!(got[1], "second Err(Disposed)");
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        assert!(s.is_closed());
+    });
+}
+
+/// A cancelled connect completes with Aborted, its callback once; the socket then
+/// fails fast for data, as documented.
+#[test]
+fn cancel_a_pending_connect() {
+    bounded(secs(10), || {
+        let l = Socket::listen_tcp(localhost(), 8).unwrap();
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let ar = c
+            .begin_connect(
+                l.local_addr().unwrap(),
+                callback(move |_ar: AsyncResult<()>| tx.send(()).unwrap()),
+                None,
+            )
+            .unwrap();
+        let cancelled = ar.cancel();
+        rx.recv_timeout(secs(5)).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        if cancelled {
+            assert!(matches!(c.end_connect(&ar), Err(Error::Aborted)));
+        } else {
+            c.end_connect(&ar).unwrap();
+        }
+        assert!(ar.wait_timeout(Duration::MAX));
+    });
+}
