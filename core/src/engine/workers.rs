@@ -30,9 +30,10 @@
 //! queued behind a stuck worker to the pool. The stuck leader, back from user code,
 //! finds it is no longer the leader and becomes a follower. The pool starts
 //! [`BASE_WORKERS`] threads and grows only when a worker looks stuck, up to
-//! [`MAX_WORKERS`]; extra threads retire after [`IDLE_RETIRE`] of idleness (an extra
-//! thread that is the leader when the pool goes idle leads on, one thread, until
-//! another worker takes polling over). Sockets
+//! [`MAX_WORKERS`]; while it holds more than its base, a follower idle for
+//! [`IDLE_RETIRE`] retires, whichever thread it is (one of the first or one added), so
+//! that once idle the pool is back to exactly its base: the leader, whichever thread
+//! leads, never has to give polling up for that. Sockets
 //! never add threads. "Looks stuck" is all the monitor can see: a callback that
 //! blocks, but also, on a machine with more runnable threads than cores, a worker that
 //! got no CPU for a whole period or waited that long for a lock whose holder got none.
@@ -56,11 +57,13 @@ use crate::queue::Completed;
 use crate::socket::SocketCore;
 use crate::sys::{EventBuffer, EventFd};
 
-/// Workers started with the engine: a leader and one follower for posted callbacks.
+/// Workers started with the engine: a leader and one follower for posted callbacks. The
+/// pool never retires below this count.
 pub(crate) const BASE_WORKERS: usize = 2;
 /// The most workers the pool grows to when callbacks block.
 pub(crate) const MAX_WORKERS: usize = 128;
-/// How long an extra worker stays idle before it retires.
+/// How long a follower stays idle before it retires while the pool holds more than
+/// [`BASE_WORKERS`].
 pub(crate) const IDLE_RETIRE: Duration = Duration::from_secs(10);
 /// How long the leader keeps polling without blocking after a round that found events,
 /// while events come closer together than this. Blocking and being woken again costs
@@ -307,8 +310,9 @@ impl Workers {
             self.cond.notify_one();
             true
         } else if state.workers < MAX_WORKERS {
-            // Detached: an extra worker retires on its own.
-            spawn(engine, &mut state, true).is_ok()
+            // Detached: a worker retires on its own. Started only with no follower
+            // idle, so none waits without a timeout while the pool is above its base.
+            spawn(engine, &mut state).is_ok()
         } else {
             false
         }
@@ -346,7 +350,7 @@ pub(crate) fn start(engine: &Arc<EngineShared>) -> io::Result<Vec<JoinHandle<()>
     let mut started = Vec::with_capacity(BASE_WORKERS);
     let mut state = engine.workers.state.lock();
     for _ in 0..BASE_WORKERS {
-        match spawn(engine, &mut state, false) {
+        match spawn(engine, &mut state) {
             Ok(handle) => started.push(handle),
             Err(e) => {
                 drop(state);
@@ -367,18 +371,13 @@ pub(crate) fn stop_and_join(engine: &EngineShared, started: Vec<JoinHandle<()>>)
     }
 }
 
-fn spawn(
-    engine: &Arc<EngineShared>,
-    state: &mut PoolState,
-    extra: bool,
-) -> io::Result<JoinHandle<()>> {
+fn spawn(engine: &Arc<EngineShared>, state: &mut PoolState) -> io::Result<JoinHandle<()>> {
     let id = state.next_id;
     let slot = Arc::new(WorkerSlot::default());
     let worker = Worker {
         engine: Arc::clone(engine),
         slot: Arc::clone(&slot),
         id,
-        extra,
     };
     let handle = std::thread::Builder::new()
         .name(format!("asyncresult-worker-{id}"))
@@ -394,7 +393,6 @@ struct Worker {
     engine: Arc<EngineShared>,
     slot: Arc<WorkerSlot>,
     id: u64,
-    extra: bool,
 }
 
 /// Takes a worker that unwinds off the pool's books (user code runs under
@@ -423,12 +421,15 @@ impl Worker {
         let mut events = EventBuffer::new(EVENTS_PER_WAIT);
         let mut completed: Completed<SocketCore> = Completed::new();
         let mut state = workers.state.lock();
+        // Whether this worker's last wait as a follower ran out (see below).
+        let mut idled_out = false;
         loop {
             if workers.is_stopped() {
                 workers.off_the_books(&mut state, self.id);
                 return;
             }
             if let Some(task) = workers.take_locked(&mut state) {
+                idled_out = false;
                 if !state.tasks.is_empty() && state.idle > 0 {
                     workers.cond.notify_one();
                 }
@@ -446,6 +447,7 @@ impl Worker {
                     .compare_exchange(0, self.id, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
             {
+                idled_out = false;
                 drop(state);
                 self.lead(&mut events, &mut completed);
                 // No longer polling: callbacks kept for the next round, or given to the
@@ -455,18 +457,26 @@ impl Worker {
                 state = workers.state.lock();
                 continue;
             }
+            // Idle for a whole `IDLE_RETIRE`, no task queued and no polling to take
+            // up (checked above, under the lock held since the wait ended): retire
+            // if the pool is still above its base. Any follower may go, started with
+            // the engine or added since: the leader need not give up polling to get
+            // the pool back to its base, so no moment passes without one.
+            if idled_out && state.workers > BASE_WORKERS {
+                workers.off_the_books(&mut state, self.id);
+                return;
+            }
             state.idle += 1;
-            let timed_out = if self.extra {
+            // A follower waits for good only at the base count: the pool grows only
+            // while no follower is idle (see `add_worker_unless_idle`), so every
+            // follower waiting while it is above its base waits with a timeout.
+            idled_out = if state.workers > BASE_WORKERS {
                 workers.cond.wait_for(&mut state, IDLE_RETIRE).timed_out()
             } else {
                 workers.cond.wait(&mut state);
                 false
             };
             state.idle -= 1;
-            if timed_out && state.tasks.is_empty() {
-                workers.off_the_books(&mut state, self.id);
-                return;
-            }
         }
     }
 
