@@ -1,7 +1,8 @@
 //! User code that runs inside the engine: buffers (`IoBuf` is open to user types) and
 //! states whose `Drop` or methods panic or drop the last handle of their own socket,
-//! and callbacks that block past the pool's cap. None of it may wedge a worker, lose
-//! another operation's completion, or stop the engine polling.
+//! and callbacks that block, past the pool's cap or long enough for the pool to grow.
+//! None of it may wedge a worker, lose another operation's completion, or stop the
+//! engine polling, and once idle the pool goes back to its base workers.
 //!
 //! Scenarios that wedge the engine when they fail, or that grow its pool, run in a
 //! child process of their own (`run_child`), with a fresh process-wide engine.
@@ -395,6 +396,106 @@ fn child_more_callbacks_blocked_than_the_pool_holds() {
                 .expect("every callback ran once released");
         }
         round_trip_with_callbacks();
+    });
+}
+
+/// A round trip like [`round_trip_with_callbacks`]; the name of the thread that ran the
+/// receive's callback (the leader: it completes what its events unblock and runs the
+/// callback itself).
+fn callback_thread_of_a_round_trip() -> String {
+    let (a, b) = tcp_pair();
+    let (tx, rx) = mpsc::channel();
+    b.begin_receive(
+        Vec::with_capacity(16),
+        SocketFlags::NONE,
+        Some(Box::new(move |_| {
+            let _ = tx.send(thread::current().name().map(String::from));
+        })),
+        None,
+    )
+    .unwrap();
+    a.begin_send(b"ping", SocketFlags::NONE, None, None)
+        .unwrap();
+    let name = rx.recv_timeout(secs(5)).expect("the engine made progress");
+    name.expect("callback thread is named")
+}
+
+#[test]
+fn an_extra_worker_leading_as_the_pool_goes_idle_leaves_exactly_the_base_workers() {
+    child_ok("child_extra_worker_leading_as_the_pool_goes_idle");
+}
+
+#[test]
+#[ignore = "child scenario of an_extra_worker_leading_as_the_pool_goes_idle_leaves_exactly_the_base_workers"]
+fn child_extra_worker_leading_as_the_pool_goes_idle() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(60), || {
+        // Longer than the idle time after which workers above the base retire (10 s).
+        let retired_within = secs(25);
+        round_trip_with_callbacks();
+        let base = engine_stats().unwrap().workers;
+        // One callback blocked on each base worker in turn: the first blocks the
+        // leader, the monitor hands polling to the idle follower, whose event's
+        // callback blocks it too; the monitor then starts an extra worker to poll.
+        let gate = Gate::default();
+        let mut blocked_on = Vec::new();
+        let mut keep = Vec::new();
+        for _ in 0..base {
+            let (ours, theirs) = tcp_to_std();
+            let (entered_tx, entered) = mpsc::channel();
+            let gate = gate.clone();
+            ours.begin_receive(
+                Vec::with_capacity(8),
+                SocketFlags::NONE,
+                Some(Box::new(move |_| {
+                    let _ = entered_tx.send(thread::current().name().map(String::from));
+                    gate.wait();
+                })),
+                None,
+            )
+            .unwrap();
+            (&theirs).write_all(b"x").unwrap();
+            let name = entered.recv_timeout(secs(10)).expect("the callback ran");
+            blocked_on.push(name.expect("callback thread is named"));
+            keep.push((ours, theirs));
+        }
+        blocked_on.sort();
+        blocked_on.dedup();
+        assert_eq!(blocked_on.len(), base, "one callback per base worker");
+        // The pool grew; the extra worker polls, and keeps polling once the base
+        // workers come back from their callbacks.
+        let leader = callback_thread_of_a_round_trip();
+        gate.open();
+        drop(keep);
+        let leader_after = callback_thread_of_a_round_trip();
+        assert!(
+            engine_stats().unwrap().workers > base,
+            "the pool did not grow"
+        );
+        assert!(
+            !blocked_on.contains(&leader) && leader_after == leader,
+            "the extra worker ({leader}) does not lead as the pool goes idle \
+             (it is {leader_after}; blocked: {blocked_on:?})"
+        );
+        // Idle now: the pool goes back to exactly its base workers, threads and books.
+        let deadline = std::time::Instant::now() + retired_within;
+        loop {
+            let (workers, threads) = (engine_stats().unwrap().workers, worker_threads());
+            if workers == base && threads == base {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool stayed above its base ({base}): {workers} workers, {threads} \
+                 threads, after {retired_within:?} idle ({leader} led)"
+            );
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // And it still polls and runs callbacks.
+        round_trip_with_callbacks();
+        assert_eq!(engine_stats().unwrap().workers, base);
     });
 }
 
