@@ -81,10 +81,17 @@ pub(crate) fn ensure() {
                 return;
             };
             let alive = Arc::new(AtomicBool::new(true));
-            // Without a reactor (`None`) the engine's workers serve this runtime; its
-            // entry then stays "alive", so that the registration is not tried again.
-            if let Some(fd) = register(driver) {
-                handle.spawn(drive(fd, Alive(Arc::clone(&alive))));
+            let guard = Alive(Arc::clone(&alive));
+            match register(driver) {
+                Some(fd) => drop(handle.spawn(drive(fd, guard))),
+                // Without a reactor the engine's workers serve this runtime. Its entry
+                // stays "alive" while the runtime lives, so that the registration is
+                // not tried again, and goes with it: a task that never finishes holds
+                // the flag, and the runtime drops the task when it shuts down.
+                None => drop(handle.spawn(async move {
+                    let _alive = guard;
+                    std::future::pending::<()>().await;
+                })),
             }
             drivers.push((id, Arc::clone(&alive)));
             alive
