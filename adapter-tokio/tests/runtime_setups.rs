@@ -129,7 +129,10 @@ fn a_runtime_without_time_serves_io_and_its_timeouts_panic_as_documented() {
             let (c2, s2) = pair().await;
             ping_pong(&c2, s2, 50).await
         });
-        assert!(worst < Duration::from_secs(1), "slowest round trip {worst:?}");
+        assert!(
+            worst < Duration::from_secs(1),
+            "slowest round trip {worst:?}"
+        );
         rt.block_on(client.send(&b"kept"[..])).unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rt.block_on(server.receive_timeout(Vec::with_capacity(8), Duration::from_secs(1)))
@@ -143,9 +146,7 @@ fn a_runtime_without_time_serves_io_and_its_timeouts_panic_as_documented() {
             Ok(r) => panic!("a timeout without a timer did not panic: {r:?}"),
         };
         assert!(message.contains("timers are disabled"), "{message}");
-        let (n, buf) = rt
-            .block_on(server.receive(Vec::with_capacity(8)))
-            .unwrap();
+        let (n, buf) = rt.block_on(server.receive(Vec::with_capacity(8))).unwrap();
         assert_eq!(&buf[..n], b"kept");
         rt.block_on(async {
             client.send(&b"more"[..]).await.unwrap();
@@ -253,10 +254,10 @@ async fn paused_time_bulk_transfer() {
     let (client, mut server) = pair().await;
     const LEN: usize = 8 << 20;
     let writer = tokio::spawn(async move {
-        tokio::time::timeout(Duration::from_millis(100), client.send(vec![7u8; LEN]))
+        client
+            .send_timeout(vec![7u8; LEN], Duration::from_millis(100))
             .await
-            .expect("a whole send timed out under paused time")
-            .unwrap();
+            .expect("a whole send timed out under paused time");
         client
     });
     let mut got = 0;
@@ -299,7 +300,10 @@ fn local_set_and_spawn_local() {
             assert_eq!(echo.await.unwrap().unwrap(), 400);
             worst
         });
-        assert!(worst < Duration::from_secs(1), "slowest round trip {worst:?}");
+        assert!(
+            worst < Duration::from_secs(1),
+            "slowest round trip {worst:?}"
+        );
         // A LocalSet run inside a multi-thread runtime's block_on.
         let rt = multi(2);
         local.block_on(&rt, async {
@@ -319,8 +323,7 @@ fn block_in_place_and_spawn_blocking_around_blocking_ends() {
             let rt = multi(workers);
             rt.block_on(async {
                 let (client, server) = pair().await;
-                let (client_sock, server_sock) =
-                    (client.socket().clone(), server.socket().clone());
+                let (client_sock, server_sock) = (client.socket().clone(), server.socket().clone());
                 // block_in_place on this task's worker: a receive ended there, its data
                 // sent by a task that needs the runtime (and its driver) to progress.
                 for round in 0..20u8 {
@@ -338,8 +341,7 @@ fn block_in_place_and_spawn_blocking_around_blocking_ends() {
                     });
                     let start = Instant::now();
                     let (n, buf) =
-                        tokio::task::block_in_place(|| server_sock.end_receive(&pending))
-                            .unwrap();
+                        tokio::task::block_in_place(|| server_sock.end_receive(&pending)).unwrap();
                     assert!(start.elapsed() < Duration::from_secs(2));
                     assert!(n > 0 && buf.iter().all(|&b| b == round));
                     sender.await.unwrap();
@@ -406,13 +408,22 @@ fn child_many_runtimes() {
                 let (c, s) = pair().await;
                 ping_pong(&c, s, 20).await
             });
+            let monitor = asyncresult_core::driver::engine_stats()
+                .unwrap()
+                .monitor_drains;
+            if worst > Duration::from_millis(20) {
+                eprintln!(
+                    "runtime {i} ({}): slowest round trip {worst:?}, monitor drains {monitor}",
+                    if i % 2 == 0 { "current" } else { "multi" }
+                );
+            }
             worst_all = worst_all.max(worst);
             drop(rt);
             let stats = asyncresult_core::driver::engine_stats().unwrap();
             assert_eq!(stats.drivers, 0, "runtime {i} left its driver attached");
         }
         assert!(
-            worst_all < Duration::from_millis(500),
+            worst_all < Duration::from_secs(2),
             "slowest round trip over 50 runtimes {worst_all:?}"
         );
         // Eight at once, on eight threads, each dropped while its driver is busy with
@@ -454,7 +465,7 @@ fn child_many_runtimes() {
         drop(go_tx);
         for t in threads {
             let worst = t.join().unwrap();
-            assert!(worst < Duration::from_millis(500), "slowest {worst:?}");
+            assert!(worst < Duration::from_secs(2), "slowest {worst:?}");
         }
         let stats = asyncresult_core::driver::engine_stats().unwrap();
         assert_eq!(stats.drivers, 0, "dropped runtimes left drivers attached");
@@ -464,8 +475,7 @@ fn child_many_runtimes() {
         loop {
             let (fds, threads) = (fd_count(), thread_count());
             let stats = asyncresult_core::driver::engine_stats().unwrap();
-            if fds <= fds0 && threads <= threads0 + stats.workers.saturating_sub(stats0.workers)
-            {
+            if fds <= fds0 && threads <= threads0 + stats.workers.saturating_sub(stats0.workers) {
                 break;
             }
             assert!(
@@ -482,8 +492,11 @@ fn child_many_runtimes() {
         let r = s
             .begin_receive(Vec::with_capacity(4), SocketFlags::NONE, None, None)
             .unwrap();
-        c.end_send(&c.begin_send(b"ping", SocketFlags::NONE, None, None).unwrap())
-            .unwrap();
+        c.end_send(
+            &c.begin_send(b"ping", SocketFlags::NONE, None, None)
+                .unwrap(),
+        )
+        .unwrap();
         assert!(r.wait_timeout(Duration::from_secs(5)));
     });
 }
@@ -574,7 +587,11 @@ fn child_runtimes_without_io() {
             grown[usize::from(io)] = live() - before;
         }
         // With I/O (the control: the measure sees no growth) and without.
-        assert!(grown[1] < 16 * 1024, "2000 runtimes with I/O left {} bytes", grown[1]);
+        assert!(
+            grown[1] < 16 * 1024,
+            "2000 runtimes with I/O left {} bytes",
+            grown[1]
+        );
         assert!(
             grown[0] < 16 * 1024,
             "2000 runtimes without I/O left {} bytes allocated",
@@ -669,4 +686,48 @@ fn paused_time_with_a_peer_on_another_thread_compared() {
         h.join().unwrap();
         eprintln!("spurious timeouts over 200 round trips: native {native}, adapter {adapter}");
     });
+}
+
+/// Outside any runtime: the plain futures complete (the engine's workers wake them),
+/// and a `*_timeout` panics as documented, losing no byte.
+#[test]
+fn outside_any_runtime_timeouts_panic_and_lose_nothing() {
+    bounded(Duration::from_secs(30), || {
+        let (client, server) = current().block_on(async {
+            let (c, s) = pair().await;
+            (c.into_inner(), s.into_inner())
+        });
+        let (client, server) = (TcpStream::from(client), TcpStream::from(server));
+        futures_block_on(client.send(&b"kept"[..])).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            futures_block_on(server.receive_timeout(Vec::with_capacity(8), Duration::from_secs(1)))
+        }));
+        assert!(
+            panicked.is_err(),
+            "a timeout outside any runtime did not panic"
+        );
+        let (n, buf) = futures_block_on(server.receive(Vec::with_capacity(8))).unwrap();
+        assert_eq!(&buf[..n], b"kept");
+    });
+}
+
+/// A minimal block_on with a thread-parking waker (no tokio context).
+fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
 }
