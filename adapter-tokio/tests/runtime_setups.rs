@@ -731,3 +731,57 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// `Handle::block_on` on a current-thread runtime that nobody runs (tokio's own I/O
+/// would hang there): the adapter's futures complete, served by the engine's monitor
+/// and then its workers, as the crate docs say ("Kept but not driven"). Printed: how
+/// long 20 round trips take.
+#[test]
+fn handle_block_on_of_an_undriven_current_thread_runtime() {
+    bounded(Duration::from_secs(60), || {
+        let rt = current();
+        let handle = rt.handle().clone();
+        let start = Instant::now();
+        let worst = std::thread::spawn(move || {
+            handle.block_on(async {
+                let (c, s) = pair().await;
+                let s = std::sync::Arc::new(s);
+                let s2 = s.clone();
+                // The echo on a plain thread: no task of this runtime ever runs.
+                let echo = std::thread::spawn(move || loop {
+                    let ar = s2
+                        .socket()
+                        .begin_receive(Vec::with_capacity(16), SocketFlags::NONE, None, None)
+                        .unwrap();
+                    let (n, buf) = s2.socket().end_receive(&ar).unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    let sent = s2
+                        .socket()
+                        .begin_send(buf, SocketFlags::NONE, None, None)
+                        .unwrap();
+                    s2.socket().end_send(&sent).unwrap();
+                });
+                let mut worst = Duration::ZERO;
+                for i in 0..20u8 {
+                    let t = Instant::now();
+                    c.send(vec![i]).await.unwrap();
+                    let (n, buf) = c.receive(Vec::with_capacity(4)).await.unwrap();
+                    assert_eq!((n, buf[0]), (1, i));
+                    worst = worst.max(t.elapsed());
+                }
+                c.socket().shutdown(std::net::Shutdown::Write).unwrap();
+                echo.join().unwrap();
+                worst
+            })
+        })
+        .join()
+        .unwrap();
+        eprintln!(
+            "undriven runtime: 20 round trips in {:?}, slowest {worst:?}",
+            start.elapsed()
+        );
+        drop(rt);
+    });
+}
