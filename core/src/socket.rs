@@ -51,6 +51,11 @@ pub(crate) struct SocketCore {
     /// short one may have passed the FIN, after which no edge comes, or stopped at the
     /// urgent mark).
     reads_prove_nothing: AtomicBool,
+    /// A datagram socket's read side was shut down ([`Socket::shutdown`]): once its
+    /// queue is empty a receive finds end of input (0), as a blocking one would, rather
+    /// than wait for a datagram that can no longer come (a non-blocking one gets
+    /// `EAGAIN` from the kernel, and no edge follows).
+    datagram_read_shut: AtomicBool,
     /// What this stream's syscalls took of the failures the kernel reports once (a
     /// reset, a refused handshake), kept for the syscall that reports it.
     failures: ReportedOnce,
@@ -74,6 +79,7 @@ impl SocketCore {
             closed: AtomicBool::new(false),
             drain_proof: DrainProof::default(),
             reads_prove_nothing: AtomicBool::new(false),
+            datagram_read_shut: AtomicBool::new(false),
             failures: ReportedOnce::default(),
         }
     }
@@ -139,7 +145,8 @@ impl SocketCore {
         let window = self.failures.read();
         let kept = |e: Error| window.failed(e, peek);
         if self.transport != Transport::Tcp {
-            return nonblocking(|| self.fd.recv_with_flags(area, flags)).map_err(kept);
+            let read = nonblocking(|| self.fd.recv_with_flags(area, flags)).map_err(kept)?;
+            return Ok(read.or_else(|| self.datagram_end()));
         }
         let Some((n, proved_empty)) = self.drain_proof.read(&self.fd, area, flags).map_err(kept)?
         else {
@@ -160,6 +167,15 @@ impl SocketCore {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// What a receive on a datagram socket that found nothing (`EAGAIN`) reports: `0`
+    /// once its read side was shut down (as a blocking `recv` returns 0 then: no
+    /// datagram can come, and the kernel's `EAGAIN` would leave it waiting for good),
+    /// else nothing yet. Queued datagrams are still received first: only an empty
+    /// queue says `EAGAIN`.
+    pub(crate) fn datagram_end(&self) -> Option<usize> {
+        (!self.is_stream() && self.datagram_read_shut.load(Ordering::Acquire)).then_some(0)
     }
 
     /// The queue of the direction that operations of `kind` wait on.
@@ -550,13 +566,27 @@ impl Socket {
 
     /// Shuts down one or both directions of a connection. Pending operations of a shut
     /// direction complete as the OS then reports (a receive returns 0, a send fails
-    /// with `EPIPE`).
+    /// with `EPIPE`). On a datagram socket whose read side is shut, receives still take
+    /// the datagrams already queued, then return 0 (as a blocking `recv` does); a
+    /// `receive_from` then reports the connected peer, or the unspecified address
+    /// (port 0) of the socket's family if there is none. Linux shuts an unconnected
+    /// datagram socket's read side too, and wakes its receives, while reporting
+    /// `ENOTCONN`.
     ///
     /// # Errors
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] (`ENOTCONN`) if not connected.
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
-        Ok(self.live()?.shutdown(how)?)
+        let fd = self.live()?;
+        if how != Shutdown::Write && !self.is_stream() {
+            // Before the syscall, whose wake-up (an edge) makes pending receives try
+            // again: they then see it. Linux shuts the read side even of an unconnected
+            // datagram socket (reporting `ENOTCONN`), to wake its readers.
+            self.core()
+                .datagram_read_shut
+                .store(true, Ordering::Release);
+        }
+        Ok(fd.shutdown(how)?)
     }
 
     /// Disposes the socket (.NET's `Close`/`Dispose`); idempotent.

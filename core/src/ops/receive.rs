@@ -40,7 +40,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         if peeked == Some(0) && socket.is_stream() {
             window.end_of_stream(true)?;
         }
-        return Ok(peeked.map(|_| 0));
+        return Ok(peeked.map(|_| 0).or_else(|| socket.datagram_end()));
     }
     // SAFETY: `recv` writes only initialized bytes into the area.
     let area = unsafe { buf.recv_area() };
@@ -48,6 +48,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         socket.read_stream(area, flags)?
     } else {
         nonblocking(|| fd.recv_with_flags(area, flags | libc::MSG_TRUNC))?
+            .or_else(|| socket.datagram_end())
     };
     if let Some(n) = received {
         // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it
@@ -125,12 +126,33 @@ pub(crate) fn receive_from_into<B: IoBufMut>(
         received
     };
     match received {
-        None => Ok(None),
+        None => match socket.datagram_end() {
+            Some(n) => Ok(Some((n, shut_sender(fd)?))),
+            None => Ok(None),
+        },
         Some((n, from)) => {
             let from = from.as_socket().ok_or(Error::os(libc::EAFNOSUPPORT))?;
             Ok(Some((n, from)))
         }
     }
+}
+
+/// The sender that a `receive_from` reports for the end of input of a datagram socket
+/// whose read side was shut down: the connected peer, or else the unspecified address
+/// (port 0) of the socket's family.
+fn shut_sender(fd: &socket2::Socket) -> Result<SocketAddr, Error> {
+    if let Some(peer) = fd.peer_addr().ok().and_then(|a| a.as_socket()) {
+        return Ok(peer);
+    }
+    let local = fd
+        .local_addr()?
+        .as_socket()
+        .ok_or(Error::os(libc::EAFNOSUPPORT))?;
+    let unspecified: std::net::IpAddr = match local {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    Ok(SocketAddr::new(unspecified, 0))
 }
 
 /// A receive that also reports the sender.
