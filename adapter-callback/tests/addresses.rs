@@ -110,7 +110,10 @@ fn ipv6_addresses_are_reported_whole_through_every_operation() {
             let SocketAddr::V6(a6) = a else {
                 panic!("not v6: {a}")
             };
-            assert_eq!((a6.ip(), a6.flowinfo(), a6.scope_id()), (&Ipv6Addr::LOCALHOST, 0, 0));
+            assert_eq!(
+                (a6.ip(), a6.flowinfo(), a6.scope_id()),
+                (&Ipv6Addr::LOCALHOST, 0, 0)
+            );
         }
         assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
         assert_eq!(s.local_addr().unwrap(), la);
@@ -192,7 +195,10 @@ fn dual_stack_tcp_accepts_and_connects_across_families() {
         let port = l.local_addr().unwrap().port();
         let c4 = Socket::connect_tcp((Ipv4Addr::LOCALHOST, port).into()).unwrap();
         let s = accept(&l).unwrap();
-        assert_eq!(s.peer_addr().unwrap(), mapped(c4.local_addr().unwrap().port()));
+        assert_eq!(
+            s.peer_addr().unwrap(),
+            mapped(c4.local_addr().unwrap().port())
+        );
         assert_eq!(s.local_addr().unwrap(), mapped(port));
         assert_eq!(send(&c4, b"hello".to_vec()).unwrap(), 5);
         let (n, buf, from) = recv_from(&s, 16).unwrap();
@@ -261,7 +267,10 @@ fn a_v6_only_udp_socket_refuses_v4_destinations_through_the_result() {
         assert!(errno(t.bind(mapped(0))).is_some());
         // Still usable.
         let b = Socket::bind_udp(v6()).unwrap();
-        assert_eq!(send_to(&s, b"ok".to_vec(), b.local_addr().unwrap()).unwrap(), 2);
+        assert_eq!(
+            send_to(&s, b"ok".to_vec(), b.local_addr().unwrap()).unwrap(),
+            2
+        );
         let (n, _, from) = recv_from(&b, 8).unwrap();
         assert_eq!((n, from), (2, s.local_addr().unwrap()));
     });
@@ -310,7 +319,9 @@ fn wrong_family_errors_reach_the_callback_once() {
                 ("send_to", Some(libc::EAFNOSUPPORT))
             ]
         );
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err());
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
         // A fast-path failure is still a synchronous completion, ended once.
         assert!(ar.is_completed());
         assert_eq!(errno(u4.end_send_to(&ar)), None);
@@ -436,7 +447,10 @@ fn connected_udp_send_to_elsewhere_and_reconnect() {
             let b = Socket::bind_udp(any).unwrap();
             let c = Socket::bind_udp(any).unwrap();
             connect(&a, b.local_addr().unwrap()).unwrap();
-            assert_eq!(send_to(&a, b"to c".to_vec(), c.local_addr().unwrap()).unwrap(), 4);
+            assert_eq!(
+                send_to(&a, b"to c".to_vec(), c.local_addr().unwrap()).unwrap(),
+                4
+            );
             let (n, buf, from) = recv_from(&c, 8).unwrap();
             assert_eq!((&buf[..n], from), (&b"to c"[..], a.local_addr().unwrap()));
             // Reconnect to c: b's datagrams are filtered now, c's arrive.
@@ -602,5 +616,153 @@ fn child_failed_address_operations_leak_nothing() {
             "{} descriptors, {base} before",
             common::fd_count()
         );
+    });
+}
+
+/// A pending accept on a listener that is shut down for reading (which on Linux stops
+/// it listening) completes with the OS's error rather than hanging; a pending one on a
+/// dual-stack listener too.
+#[test]
+fn a_pending_accept_completes_when_the_listener_stops_listening() {
+    bounded(secs(10), || {
+        for l in [Socket::listen_tcp(localhost(), 4).unwrap(), {
+            let d = dual_stack(Type::STREAM);
+            d.bind(mapped(0)).unwrap();
+            d.listen(4).unwrap();
+            d
+        }] {
+            let pending = l.begin_accept(None, None).unwrap();
+            let _ = l.shutdown(std::net::Shutdown::Read);
+            assert!(pending.wait_timeout(secs(5)), "accept hung");
+            let r = l.end_accept(&pending);
+            assert!(r.is_err(), "{r:?}");
+            // A new accept: the socket no longer listens.
+            let code = errno(l.begin_accept(None, None));
+            assert_eq!(code, Some(libc::EINVAL));
+        }
+    });
+}
+
+/// Refusals reach a dual-stack socket talking to IPv4 through a mapped address: TCP
+/// connect, and connected UDP (ICMP), both through the result.
+#[test]
+fn refusals_through_v4_mapped_addresses() {
+    bounded(secs(10), || {
+        let dead = {
+            let u = UdpSocket::bind(localhost()).unwrap();
+            u.local_addr().unwrap().port()
+        };
+        let t = dual_stack(Type::STREAM);
+        assert_eq!(errno(connect(&t, mapped(dead))), Some(libc::ECONNREFUSED));
+        let u = dual_stack(Type::DGRAM);
+        u.bind(mapped(0)).unwrap();
+        connect(&u, mapped(dead)).unwrap();
+        let pending = u
+            .begin_receive_from(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert_eq!(send(&u, b"ping".to_vec()).unwrap(), 4);
+        assert!(pending.wait_timeout(secs(5)), "receive hung");
+        assert_eq!(
+            errno(u.end_receive_from(&pending)),
+            Some(libc::ECONNREFUSED)
+        );
+        // Empty vectored send on connected UDP: one empty datagram.
+        let live = Socket::bind_udp(localhost()).unwrap();
+        connect(&u, mapped(live.local_addr().unwrap().port())).unwrap();
+        let ar = u
+            .begin_send_vectored(
+                vec![Vec::<u8>::new(), Vec::new()],
+                SocketFlags::NONE,
+                None,
+                None,
+            )
+            .unwrap();
+        assert!(ar.wait_timeout(secs(5)));
+        assert_eq!(u.end_send(&ar).unwrap(), 0);
+        let (n, _, from) = recv_from(&live, 8).unwrap();
+        assert_eq!(
+            (n, from),
+            (
+                0,
+                (Ipv4Addr::LOCALHOST, u.local_addr().unwrap().port()).into()
+            )
+        );
+    });
+}
+
+/// `Socket::shutdown` says: "Pending operations of a shut direction complete as the OS
+/// then reports (a receive returns 0, …)". On a UDP socket a blocking `recv` after
+/// `shutdown(Read)` returns 0, but a non-blocking one says `EAGAIN` and no edge
+/// follows: pending receives (and new ones) waited for good. They complete with 0 now,
+/// after the datagrams already queued, and stay 0.
+#[test]
+fn shutdown_read_completes_pending_udp_receives() {
+    bounded(secs(10), || {
+        // What the OS says to a blocking reader.
+        let a = UdpSocket::bind(localhost()).unwrap();
+        let b = UdpSocket::bind(localhost()).unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        socket2::SockRef::from(&a)
+            .shutdown(std::net::Shutdown::Read)
+            .unwrap();
+        a.set_read_timeout(Some(secs(2))).unwrap();
+        assert_eq!(a.recv(&mut [0u8; 8]).unwrap(), 0);
+
+        for any in [localhost(), v6()] {
+            for how in [std::net::Shutdown::Read, std::net::Shutdown::Both] {
+                let u = Socket::bind_udp(any).unwrap();
+                let peer = Socket::bind_udp(any).unwrap();
+                connect(&u, peer.local_addr().unwrap()).unwrap();
+                send_to(&peer, b"queued".to_vec(), u.local_addr().unwrap()).unwrap();
+                let first = recv(&u, 8).unwrap();
+                assert_eq!(&first.1[..first.0], b"queued");
+                let before = u
+                    .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+                    .unwrap();
+                let before_from = u
+                    .begin_receive_from(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+                    .unwrap();
+                // A datagram still queued at the shutdown is received first.
+                send_to(&peer, b"last".to_vec(), u.local_addr().unwrap()).unwrap();
+                assert!(before.wait_timeout(secs(5)));
+                let (n, buf) = u.end_receive(&before).unwrap();
+                assert_eq!(&buf[..n], b"last");
+                u.shutdown(how).unwrap();
+                assert!(
+                    before_from.wait_timeout(secs(5)),
+                    "pending receive_from hangs"
+                );
+                let (n, _, from) = u.end_receive_from(&before_from).unwrap();
+                assert_eq!((n, from), (0, peer.local_addr().unwrap()));
+                // Begun after: 0 at once, and it stays 0 (a probe too).
+                assert_eq!(recv(&u, 8).unwrap().0, 0);
+                assert_eq!(recv(&u, 0).unwrap().0, 0);
+                assert_eq!(recv_from(&u, 8).unwrap().0, 0);
+            }
+        }
+
+        // Unconnected: Linux reports ENOTCONN but shuts the read side all the same, and
+        // wakes the readers; they get 0 from the unspecified address.
+        let u = Socket::bind_udp(v6()).unwrap();
+        let pending = u
+            .begin_receive_from(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert_eq!(
+            errno(u.shutdown(std::net::Shutdown::Read)),
+            Some(libc::ENOTCONN)
+        );
+        assert!(pending.wait_timeout(secs(5)), "pending receive_from hangs");
+        let (n, _, from) = u.end_receive_from(&pending).unwrap();
+        assert_eq!((n, from), (0, "[::]:0".parse().unwrap()));
+        // A shut write side alone changes nothing for receives.
+        let w = Socket::bind_udp(localhost()).unwrap();
+        connect(&w, w.local_addr().unwrap()).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+        let pending = w
+            .begin_receive(Vec::with_capacity(8), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(!pending.wait_timeout(std::time::Duration::from_millis(100)));
+        assert_eq!(errno(send(&w, b"x".to_vec())), Some(libc::EPIPE));
+        w.close();
     });
 }

@@ -105,7 +105,9 @@ fn dual_stack_listener_and_udp_report_v4_mapped_addresses() {
             (&b"four"[..], mapped(u4.local_addr().unwrap().port()))
         );
         d.send_to(b"back".to_vec(), from).await.unwrap();
-        let (n, buf, from4) = within(u4.receive_from(Vec::with_capacity(8))).await.unwrap();
+        let (n, buf, from4) = within(u4.receive_from(Vec::with_capacity(8)))
+            .await
+            .unwrap();
         assert_eq!((&buf[..n], from4), (&b"back"[..], to));
     });
 }
@@ -133,7 +135,9 @@ fn wrong_families_and_impossible_roles_resolve_to_errors() {
         u4.send_to(b"ok".to_vec(), u4.local_addr().unwrap())
             .await
             .unwrap();
-        let (n, _, from) = within(u4.receive_from(Vec::with_capacity(4))).await.unwrap();
+        let (n, _, from) = within(u4.receive_from(Vec::with_capacity(4)))
+            .await
+            .unwrap();
         assert_eq!((n, from), (2, u4.local_addr().unwrap()));
 
         let bad = TcpListener::from(Socket::bind_udp(v4()).unwrap());
@@ -212,4 +216,22 @@ fn receive_from_timeouts_lose_and_double_no_datagram() {
             eprintln!("own={own}: {timeouts} timeouts");
         });
     }
+}
+
+/// A receive_from future pending on a UDP socket whose read side is then shut down
+/// resolves (to 0 from the peer), as `Socket::shutdown` promises.
+#[test]
+fn shutdown_read_resolves_pending_udp_receive_futures() {
+    bounded(Duration::from_secs(20), || async {
+        let a = UdpSocket::bind(v4()).await.unwrap();
+        let b = UdpSocket::bind(v4()).await.unwrap();
+        within(a.connect(b.local_addr().unwrap())).await.unwrap();
+        let shut = async {
+            async_io::Timer::after(Duration::from_millis(20)).await;
+            a.socket().shutdown(std::net::Shutdown::Read).unwrap();
+        };
+        let (got, ()) = futures::join!(within(a.receive_from(Vec::with_capacity(8))), shut);
+        let (n, _, from) = got.unwrap();
+        assert_eq!((n, from), (0, b.local_addr().unwrap()));
+    });
 }

@@ -108,19 +108,28 @@ fn dual_stack_listener_and_udp_report_v4_mapped_addresses() {
             let to: SocketAddr = (Ipv4Addr::LOCALHOST, d.local_addr().unwrap().port()).into();
             u4.send_to(b"four".to_vec(), to).await.unwrap();
             let (n, buf, from) = within(d.receive_from(Vec::with_capacity(8))).await.unwrap();
-            assert_eq!((&buf[..n], from), (&b"four"[..], mapped(u4.local_addr().unwrap().port())));
+            assert_eq!(
+                (&buf[..n], from),
+                (&b"four"[..], mapped(u4.local_addr().unwrap().port()))
+            );
             d.send_to(b"back".to_vec(), from).await.unwrap();
-            let (n, buf, from4) = within(u4.receive_from(Vec::with_capacity(8))).await.unwrap();
+            let (n, buf, from4) = within(u4.receive_from(Vec::with_capacity(8)))
+                .await
+                .unwrap();
             assert_eq!((&buf[..n], from4), (&b"back"[..], to));
             d.send_to(b"plain".to_vec(), u4.local_addr().unwrap())
                 .await
                 .unwrap();
-            let (n, buf, _) = within(u4.receive_from(Vec::with_capacity(8))).await.unwrap();
+            let (n, buf, _) = within(u4.receive_from(Vec::with_capacity(8)))
+                .await
+                .unwrap();
             assert_eq!(&buf[..n], b"plain");
             within(d.connect(from)).await.unwrap();
             assert_eq!(d.peer_addr().unwrap(), from);
             d.send(b"conn".to_vec()).await.unwrap();
-            let (n, buf, _) = within(u4.receive_from(Vec::with_capacity(8))).await.unwrap();
+            let (n, buf, _) = within(u4.receive_from(Vec::with_capacity(8)))
+                .await
+                .unwrap();
             assert_eq!(&buf[..n], b"conn");
         });
     }
@@ -133,10 +142,12 @@ fn wrong_families_and_impossible_roles_resolve_to_errors() {
         let l4 = TcpListener::bind(v4()).await.unwrap();
         let c6 = dual_stack(Type::STREAM);
         let code = errno(
-            within(asyncresult_core::future::connect::<asyncresult_tokio::Tokio>(
-                &c6,
-                l4.local_addr().unwrap(),
-            ))
+            within(
+                asyncresult_core::future::connect::<asyncresult_tokio::Tokio>(
+                    &c6,
+                    l4.local_addr().unwrap(),
+                ),
+            )
             .await,
         );
         assert!(
@@ -173,7 +184,9 @@ fn wrong_families_and_impossible_roles_resolve_to_errors() {
         u4.send_to(b"ok".to_vec(), u4.local_addr().unwrap())
             .await
             .unwrap();
-        let (n, _, from) = within(u4.receive_from(Vec::with_capacity(4))).await.unwrap();
+        let (n, _, from) = within(u4.receive_from(Vec::with_capacity(4)))
+            .await
+            .unwrap();
         assert_eq!((n, from), (2, u4.local_addr().unwrap()));
 
         // Bind in use / wrong family come back as errors.
@@ -300,7 +313,10 @@ fn a_woken_receive_from_future_dropped_unpolled_hands_its_datagram_on() {
         // The begun receive waits behind the future's place.
         assert!(!behind.wait_timeout(Duration::from_millis(200)));
         drop(fut);
-        assert!(behind.wait_timeout(Duration::from_secs(5)), "datagram stuck");
+        assert!(
+            behind.wait_timeout(Duration::from_secs(5)),
+            "datagram stuck"
+        );
         let (n, buf, from) = b.socket().end_receive_from(&behind).unwrap();
         assert_eq!((&buf[..n], from), (&b"woken"[..], a.local_addr().unwrap()));
     });
@@ -327,7 +343,10 @@ fn select_between_two_receive_froms_loses_nothing() {
         let b6 = UdpSocket::bind(v6()).await.unwrap();
         for b in [&b4, &b6] {
             // Room for every datagram: a kernel drop must not pass for a lost one.
-            b.socket().as_socket2().set_recv_buffer_size(4 << 20).unwrap();
+            b.socket()
+                .as_socket2()
+                .set_recv_buffer_size(4 << 20)
+                .unwrap();
         }
         let (to4, to6) = (b4.local_addr().unwrap(), b6.local_addr().unwrap());
         let sender = std::thread::spawn(move || {
@@ -360,5 +379,26 @@ fn select_between_two_receive_froms_loses_nothing() {
             }
         }
         sender.join().unwrap();
+    });
+}
+
+/// A receive_from future pending on a UDP socket whose read side is then shut down
+/// resolves (to 0 from the peer), as `Socket::shutdown` promises; a new one too.
+#[test]
+fn shutdown_read_resolves_pending_udp_receive_futures() {
+    bounded(Duration::from_secs(20), true, || async {
+        let a = std::sync::Arc::new(UdpSocket::bind(v6()).await.unwrap());
+        let b = UdpSocket::bind(v6()).await.unwrap();
+        within(a.connect(b.local_addr().unwrap())).await.unwrap();
+        let waiting = {
+            let a = a.clone();
+            tokio::spawn(async move { a.receive_from(Vec::with_capacity(8)).await })
+        };
+        tokio::task::yield_now().await;
+        a.socket().shutdown(std::net::Shutdown::Read).unwrap();
+        let (n, _, from) = within(waiting).await.unwrap().unwrap();
+        assert_eq!((n, from), (0, b.local_addr().unwrap()));
+        let (n, _) = within(a.receive(Vec::with_capacity(8))).await.unwrap();
+        assert_eq!(n, 0);
     });
 }
