@@ -521,7 +521,8 @@ impl Socket {
     /// # Errors
     ///
     /// [`Error::Disposed`] after close; [`Error::Socket`] from the OS (`ECONNREFUSED`,
-    /// `ETIMEDOUT`, `EISCONN` if already connected, …).
+    /// `ETIMEDOUT`, `EISCONN` if a TCP socket is already connected, …). A UDP socket
+    /// may connect again: that moves its default peer.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         let ar = self.begin_connect(addr, None, None)?;
         self.end_connect(&ar)

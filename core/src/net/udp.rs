@@ -55,9 +55,10 @@ impl<R: Runtime> UdpSocket<R> {
     ///
     /// # Cancel safety
     ///
-    /// On UDP the connect completes in its first poll: once polled, the default peer
-    /// is set, and dropping the future does not undo it. Dropped before that poll, it
-    /// has set nothing.
+    /// On UDP the connect completes in its first poll, unless a send begun before it
+    /// still waits for room (it then waits behind that send, in order): once it has
+    /// completed, the default peer is set, and dropping the future does not undo it.
+    /// Dropped before that poll, it has set nothing.
     pub async fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         future::connect::<R>(&self.socket, addr).await
     }

@@ -119,13 +119,14 @@ impl Work<SocketCore> for ConnectWork {
 }
 
 impl Socket {
-    /// Begins connecting to `to` (.NET's `BeginConnect`). On a UDP socket this sets the
-    /// default peer and completes at once.
+    /// Begins connecting to `to` (.NET's `BeginConnect`). On a UDP socket this sets (or
+    /// moves) the default peer and completes at once, unless a send begun before it
+    /// still waits (connects queue with sends, in order).
     ///
     /// # Errors
     ///
     /// Only [`Error::Disposed`]; OS errors (`ECONNREFUSED`, `ENETUNREACH`, `EISCONN`
-    /// for a second connect, …) come through the result.
+    /// for a second connect of a TCP socket, …) come through the result.
     ///
     /// # Examples
     ///
