@@ -15,9 +15,8 @@ use asyncresult_smol::{
 };
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+mod common;
+use common::{loopback, pair};
 
 /// Runs `f` under `smol::block_on` on its own thread; fails if it does not finish in
 /// time (a blocked thread fails too, not only a pending future).
@@ -32,15 +31,6 @@ where
     });
     rx.recv_timeout(Duration::from_secs(30))
         .expect("test hung or panicked")
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
 }
 
 fn out<O, F: Future<Output = O> + Send>(_: &F) {}

@@ -3,26 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use asyncresult_smol::{TcpListener, TcpStream};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
+mod common;
+use common::pair;
 
 /// Runs `make()`'s future on an `async_executor` with `threads` threads, under a hard
 /// time limit (a hang fails the test even if it blocks the executor's threads).

@@ -5,16 +5,14 @@
 //! executors created and dropped in a loop (threads and descriptors come back).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use asyncresult_smol::{Error, SocketFlags, TcpListener, TcpStream};
 use futures::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+mod common;
+use common::{bounded, loopback};
 
 async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(loopback()).await.unwrap();
@@ -25,23 +23,6 @@ async fn pair() -> (TcpStream, TcpStream) {
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
     (client, server)
-}
-
-/// Runs `f` on its own thread under a hard limit.
-fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let out = f();
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {limit:?}"),
-    }
 }
 
 fn thread_count() -> usize {

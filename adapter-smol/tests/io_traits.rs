@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::io::{ErrorKind, IoSlice, IoSliceMut};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
@@ -20,23 +19,13 @@ use asyncresult_smol::{Socket, SocketFlags, TcpListener, TcpStream};
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures::{AsyncRead, AsyncWrite, StreamExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+mod common;
+use common::{loopback, pair};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
         .collect()
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
 }
 
 async fn pair_with_std() -> (TcpStream, std::net::TcpStream) {

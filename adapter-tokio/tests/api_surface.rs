@@ -15,9 +15,8 @@ use asyncresult_tokio::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+mod common;
+use common::{loopback, pair};
 
 /// Runs `f` on a fresh runtime of the given flavour, on its own thread, and fails if it
 /// does not finish in time (a blocked runtime thread fails too, not only a pending
@@ -45,15 +44,6 @@ where
     });
     rx.recv_timeout(Duration::from_secs(30))
         .expect("test hung or panicked")
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
 }
 
 fn out<O, F: Future<Output = O> + Send>(_: &F) {}

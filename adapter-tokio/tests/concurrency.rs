@@ -5,27 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use asyncresult_tokio::{Error, Socket, SocketFlags, TcpListener, TcpStream};
+use asyncresult_tokio::{Error, Socket, SocketFlags, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
+mod common;
+use common::{loopback, pair};
 
 /// Runs `body` on a thread of its own; a hang fails the test (even one that blocks a
 /// runtime's threads, which a tokio timeout would not catch).

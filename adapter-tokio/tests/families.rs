@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use asyncresult_tokio::{Error, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::pattern;
+
 fn v4() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -30,12 +33,6 @@ fn closed_port(any: SocketAddr) -> SocketAddr {
     let a = u.local_addr().unwrap();
     drop(u);
     a
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
 }
 
 /// Every test body runs under a hard time limit.

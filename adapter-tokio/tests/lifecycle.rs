@@ -5,41 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asyncresult_tokio::{Error, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
-
-/// Our stream on one end, a plain blocking std stream on the other.
-async fn pair_with_std() -> (TcpStream, std::net::TcpStream) {
-    let listener = std::net::TcpListener::bind(loopback()).unwrap();
-    let ours = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (theirs, _) = listener.accept().unwrap();
-    (ours, theirs)
-}
+mod common;
+use common::{loopback, pair, pair_with_std, pattern};
 
 /// Every test body runs under a hard time limit.
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {

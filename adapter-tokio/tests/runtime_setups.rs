@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use asyncresult_tokio::{Error, SocketFlags, TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+mod common;
+use common::{bounded, loopback};
 
 async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(loopback()).await.unwrap();
@@ -25,23 +24,6 @@ async fn pair() -> (TcpStream, TcpStream) {
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
     (client, server)
-}
-
-/// Runs `f` on its own thread under a hard limit (a blocked runtime fails too).
-fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let out = f();
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {limit:?}"),
-    }
 }
 
 fn current() -> tokio::runtime::Runtime {

@@ -1,0 +1,58 @@
+//! Helpers the tokio adapter's test files share: loopback addresses, byte patterns
+//! and connected pairs.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use asyncresult_tokio::{TcpListener, TcpStream};
+
+/// 127.0.0.1, any port.
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// `len` bytes that differ from byte to byte and from seed to seed.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A connected pair of our streams.
+pub async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(loopback()).await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Our stream on one end, a plain blocking std stream on the other.
+pub async fn pair_with_std() -> (TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let ours = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (theirs, _) = listener.accept().unwrap();
+    (ours, theirs)
+}
+
+/// Runs `f` on its own thread under a hard limit (a blocked runtime fails too).
+pub fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let out = f();
+        let _ = tx.send(());
+        out
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {limit:?}"),
+    }
+}
