@@ -138,6 +138,11 @@ pub trait IoBufMut: IoBuf + sealed::Sealed {
     /// returned by [`recv_area`](IoBufMut::recv_area) must have been initialized.
     #[doc(hidden)]
     unsafe fn set_received(&mut self, n: usize);
+
+    /// Whether the area of [`recv_area`](IoBufMut::recv_area) is initialized memory
+    /// already (a `Box<[u8]>`), or may not be (a `Vec<u8>`'s spare capacity).
+    #[doc(hidden)]
+    fn recv_area_is_initialized(&self) -> bool;
 }
 
 impl IoBufMut for Vec<u8> {
@@ -157,6 +162,10 @@ impl IoBufMut for Vec<u8> {
         // initialized.
         unsafe { self.set_len(n) }
     }
+
+    fn recv_area_is_initialized(&self) -> bool {
+        false
+    }
 }
 
 impl IoBufMut for Box<[u8]> {
@@ -170,6 +179,10 @@ impl IoBufMut for Box<[u8]> {
     }
 
     unsafe fn set_received(&mut self, _n: usize) {}
+
+    fn recv_area_is_initialized(&self) -> bool {
+        true
+    }
 }
 
 /// Takes a filled buffer out of its operation's slot to hand it back (once: an empty

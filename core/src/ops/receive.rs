@@ -42,20 +42,42 @@ pub(crate) fn receive_into<B: IoBufMut>(
         }
         return Ok(peeked.map(|_| 0).or_else(|| socket.datagram_end()));
     }
-    // SAFETY: `recv` writes only initialized bytes into the area.
-    let area = unsafe { buf.recv_area() };
     let received = if socket.is_stream() {
+        // SAFETY: `recv` writes only initialized bytes into the area.
+        let area = unsafe { buf.recv_area() };
         socket.read_stream(area, flags)?
     } else {
+        let area = datagram_area(buf, flags);
         nonblocking(|| fd.recv_with_flags(area, flags | libc::MSG_TRUNC))?
             .or_else(|| socket.datagram_end())
     };
     if let Some(n) = received {
-        // SAFETY: the kernel initialized the first `n` bytes of the area, or all of it
-        // when a datagram was truncated (then `n` exceeds the capacity).
+        // SAFETY: a stream's `recv` (no `MSG_TRUNC`) initialized the first `n` bytes;
+        // a datagram's initialized the first `min(n, capacity)`, except a peek's, whose
+        // area was initialized before (see `datagram_area`).
         unsafe { buf.set_received(n.min(capacity)) };
     }
     Ok(received)
+}
+
+/// The receive area of `buf` for a datagram receive with `flags` (which the caller
+/// completes with `MSG_TRUNC`), initialized first for a peek.
+///
+/// With `MSG_TRUNC` the kernel returns a datagram's full length `n` and, as a rule,
+/// copies its first `min(n, capacity)` bytes, so that many are initialized. A peek
+/// breaks the rule on a UDP socket with a peek offset (`SO_PEEK_OFF`, set by a plain
+/// `setsockopt`): it copies only the bytes past the offset, yet still returns the full
+/// length. A peek's area is therefore made initialized memory first where it is not
+/// already (a `Vec`'s spare capacity: zeroed, a cost only peeks pay).
+fn datagram_area<B: IoBufMut>(buf: &mut B, flags: libc::c_int) -> &mut [MaybeUninit<u8>] {
+    let zero = flags & libc::MSG_PEEK != 0 && !buf.recv_area_is_initialized();
+    // SAFETY: only `recv`/`recvfrom`, which write initialized bytes, and the zeroing
+    // below write into the area.
+    let area = unsafe { buf.recv_area() };
+    if zero {
+        area.fill(MaybeUninit::new(0));
+    }
+    area
 }
 
 /// Whether a receive with `flags` tries its syscall even after a read proved the
@@ -116,11 +138,11 @@ pub(crate) fn receive_from_into<B: IoBufMut>(
     let received = if capacity == 0 {
         nonblocking(|| fd.recv_from_with_flags(&mut [], flags))?
     } else {
-        // SAFETY: `recvfrom` writes only initialized bytes into the area.
-        let area = unsafe { buf.recv_area() };
+        let area = datagram_area(buf, flags);
         let received = nonblocking(|| fd.recv_from_with_flags(area, flags))?;
         if let Some((n, _)) = &received {
-            // SAFETY: the kernel initialized the first `min(n, capacity)` bytes.
+            // SAFETY: the kernel initialized the first `min(n, capacity)` bytes, except
+            // for a peek, whose area was initialized before (see `datagram_area`).
             unsafe { buf.set_received((*n).min(capacity)) };
         }
         received
