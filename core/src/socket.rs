@@ -663,41 +663,47 @@ impl TryFrom<socket2::Socket> for Socket {
     }
 }
 
-/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+/// Adopts a std socket: it is switched to non-blocking and joins the engine. Its kind
+/// is the one the OS reports, as for a `socket2::Socket`: the std type proves nothing
+/// (safe code can turn any socket into any of them through `OwnedFd`), and a receive
+/// that took a TCP stream for datagrams would ask for `MSG_TRUNC`, with which TCP
+/// discards the bytes instead of copying them.
 ///
 /// # Errors
 ///
-/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
-/// registration fails).
+/// [`Error::Socket`] if the OS cannot say what the socket is, or the engine cannot take
+/// it (the engine fails to start, or the registration fails).
 impl TryFrom<std::net::TcpStream> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpStream) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), Transport::Tcp)
+        Socket::try_from(socket2::Socket::from(s))
     }
 }
 
-/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+/// Adopts a std socket as the `std::net::TcpStream` conversion does: it is switched
+/// to non-blocking and joins the engine, as the kind of socket the OS reports.
 ///
 /// # Errors
 ///
-/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
-/// registration fails).
+/// [`Error::Socket`] if the OS cannot say what the socket is, or the engine cannot take
+/// it (the engine fails to start, or the registration fails).
 impl TryFrom<std::net::TcpListener> for Socket {
     type Error = Error;
     fn try_from(s: std::net::TcpListener) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), Transport::Tcp)
+        Socket::try_from(socket2::Socket::from(s))
     }
 }
 
-/// Adopts a std socket: it is switched to non-blocking and joins the engine.
+/// Adopts a std socket as the `std::net::TcpStream` conversion does: it is switched
+/// to non-blocking and joins the engine, as the kind of socket the OS reports.
 ///
 /// # Errors
 ///
-/// [`Error::Socket`] if the engine cannot take it (the engine fails to start, or the
-/// registration fails).
+/// [`Error::Socket`] if the OS cannot say what the socket is, or the engine cannot take
+/// it (the engine fails to start, or the registration fails).
 impl TryFrom<std::net::UdpSocket> for Socket {
     type Error = Error;
     fn try_from(s: std::net::UdpSocket) -> Result<Socket, Error> {
-        Socket::adopt(socket2::Socket::from(s), Transport::UDP)
+        Socket::try_from(socket2::Socket::from(s))
     }
 }

@@ -38,7 +38,8 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// UDP (what a `std::net::UdpSocket` is).
+    /// UDP.
+    #[cfg(test)]
     pub(crate) const UDP: Transport = Transport::Datagram { ip: true };
 
     /// The kind of a socket about to be created with these arguments (no syscall).
