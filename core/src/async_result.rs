@@ -23,7 +23,10 @@ pub type AsyncState = Arc<dyn Any + Send + Sync>;
 /// Callbacks make no promise of order between operations, but a chain runs as you
 /// would hope: when a callback begins operations that complete at once (its next send,
 /// say), their callbacks run next on the same thread, in the order begun, ahead of
-/// other waiting callbacks, which get their turn after a few dozen such steps.
+/// other waiting callbacks, which get their turn after a few dozen such steps. (If the
+/// callback that began them then blocks in `end_*` or [`AsyncResult::wait`] for an
+/// operation still pending, they move to other callback threads at once, in order, as
+/// they may be what that operation waits for.)
 pub type AsyncCallback<T> = Box<dyn FnOnce(AsyncResult<T>) + Send + 'static>;
 
 /// The status of one asynchronous operation (.NET's `IAsyncResult`).

@@ -12,7 +12,11 @@
 //! Callbacks queued on a worker run in a loop, not recursively, so a chain of
 //! synchronous completions cannot grow the stack. The queue is shared with the
 //! monitor, which moves it to the pool if its worker is stuck in a callback (say, one
-//! that waits for another callback queued behind it).
+//! that waits for another callback queued behind it). A callback that blocks in
+//! `end_*` or `wait` moves it to the pool itself, at once ([`before_blocking`]): the
+//! operation it waits for may be one that only a callback queued behind it completes
+//! (its own continuation sends the request whose reply it waits for), and the monitor
+//! would take a period or two to see the worker stuck.
 //!
 //! # Order: chains run depth-first, a budget at a time
 //!
@@ -168,16 +172,52 @@ pub(crate) fn pop_trimmed(queue: &mut VecDeque<Arc<dyn Task>>) -> Option<Arc<dyn
     task
 }
 
+/// What a worker thread needs of its pool when it is about to block in user code.
+pub(crate) trait Pool: TaskSink + Send + Sync {
+    /// Worker `id` is about to block: if it polls (leads), polling goes to another
+    /// worker now, as the monitor would once it saw the worker stuck.
+    fn step_aside(self: Arc<Self>, id: u64);
+}
+
+/// A worker thread's own view: its slot, its pool, its id.
+struct WorkerView {
+    slot: Arc<WorkerSlot>,
+    pool: Arc<dyn Pool>,
+    id: u64,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<WorkerSlot>>> = const { RefCell::new(None) };
+    /// This thread's view, if it is an engine worker.
+    static CURRENT: RefCell<Option<WorkerView>> = const { RefCell::new(None) };
     static RUNNING: Cell<Running> = const {
         Cell::new(Running { in_callback: false, continuations: 0, chain: 0 })
     };
 }
 
-/// Makes the current thread an engine worker (a callback thread) with `slot`.
-pub(crate) fn enter_worker(slot: Arc<WorkerSlot>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some(slot));
+/// Makes the current thread engine worker `id` (a callback thread) with `slot`, whose
+/// callbacks go to `pool` when it hands them over.
+pub(crate) fn enter_worker(slot: Arc<WorkerSlot>, pool: Arc<dyn Pool>, id: u64) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(WorkerView { slot, pool, id }));
+}
+
+/// This thread is about to block until an operation completes (`end_*`, `wait`). If it
+/// is an engine worker, what the monitor would do once it saw the worker stuck (a
+/// period or two later: milliseconds) is done now: the callbacks queued behind the one
+/// it runs (typically that callback's own continuations) go to the pool, and if it
+/// polls, polling goes to another worker. The operation waited for may be one that only
+/// those callbacks complete (a callback that sends the request whose reply this one
+/// waits for), and its completion, an event, needs a worker that polls.
+pub(crate) fn before_blocking() {
+    let view = CURRENT.with(|current| {
+        current
+            .borrow()
+            .as_ref()
+            .map(|view| (Arc::clone(&view.slot), Arc::clone(&view.pool), view.id))
+    });
+    if let Some((slot, pool, id)) = view {
+        slot.hand_over(&*pool);
+        pool.step_aside(id);
+    }
 }
 
 /// Arranges for `task` (a completed operation's callback) to run on a callback thread:
@@ -185,7 +225,7 @@ pub(crate) fn enter_worker(slot: Arc<WorkerSlot>) {
 /// module docs), else on the pool.
 pub(crate) fn deliver(task: Arc<dyn Task>, sink: &dyn TaskSink) {
     let not_a_worker = CURRENT.with(|current| match &*current.borrow() {
-        Some(slot) => {
+        Some(WorkerView { slot, .. }) => {
             let mut running = RUNNING.get();
             let mut local = slot.local.lock();
             if running.in_callback && running.chain < CHAIN_BUDGET {

@@ -295,6 +295,7 @@ impl OpHeader {
             if self.is_completed() {
                 return;
             }
+            context::before_blocking();
             listener.wait();
         }
     }
@@ -310,6 +311,7 @@ impl OpHeader {
             if self.is_completed() {
                 return true;
             }
+            context::before_blocking();
             if listener.wait_deadline(deadline).is_none() {
                 return self.is_completed();
             }

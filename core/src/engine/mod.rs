@@ -75,6 +75,15 @@ impl TaskSink for EngineShared {
     }
 }
 
+impl crate::context::Pool for EngineShared {
+    /// Hands polling to another worker if worker `id` leads (it is about to block).
+    fn step_aside(self: Arc<Self>, id: u64) {
+        if self.workers.leader() == id {
+            self.workers.replace_leader(&self, id);
+        }
+    }
+}
+
 impl std::fmt::Debug for EngineShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")

@@ -415,7 +415,11 @@ impl Drop for OffTheBooksOnUnwind<'_> {
 impl Worker {
     fn run(self) {
         let _books = OffTheBooksOnUnwind(&self);
-        context::enter_worker(Arc::clone(&self.slot));
+        context::enter_worker(
+            Arc::clone(&self.slot),
+            Arc::clone(&self.engine) as Arc<dyn context::Pool>,
+            self.id,
+        );
         let engine = &self.engine;
         let workers = &engine.workers;
         let mut events = EventBuffer::new(EVENTS_PER_WAIT);
