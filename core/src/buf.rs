@@ -20,7 +20,10 @@ use crate::error::Error;
 /// included (a frame that hangs up when it goes: the close is immediate, and what it
 /// completes is finished on an engine worker a moment later); a panic in it is
 /// contained. It must not begin or cancel operations on the socket it was sent or
-/// received on, which would wait for that lock on the thread that holds it.
+/// received on, which would wait for that lock on the thread that holds it; nor on
+/// another socket whose buffers' `Drop` begin operations back on this one (the two
+/// would wait for each other's locks). Beginning operations from a `Drop` is best left
+/// to a callback or a task it wakes.
 ///
 /// # Examples
 ///
