@@ -8,9 +8,19 @@
 //! (boxed) `VecDeque` behind it is made only when a second operation waits behind the
 //! first.
 //!
+//! A burst (a producer that outruns its peer: 100,000 queued sends) grows that
+//! `VecDeque` to the burst's size; once it empties again it gives back all but
+//! [`KEPT_SLOTS`] slots, so an idle socket does not hold a burst's queue (2 MiB after
+//! 100,000 sends) for the rest of its life.
+//!
 //! Invariant: when `head` is empty, `rest` is empty too.
 
 use std::collections::VecDeque;
+
+/// Slots the overflow queue may keep once it empties (512 bytes of `Arc<dyn _>`): a
+/// socket that often has a few operations waiting keeps them, a burst's are given
+/// back.
+const KEPT_SLOTS: usize = 32;
 
 /// A first-in first-out queue with the head stored inline.
 pub(crate) struct InlineFifo<T> {
@@ -78,7 +88,20 @@ impl<T> InlineFifo<T> {
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let head = self.head.take();
         self.head = self.rest.as_mut().and_then(|rest| rest.pop_front());
+        self.give_back();
         head
+    }
+
+    /// Frees the overflow queue once it is empty, if a burst grew it past
+    /// [`KEPT_SLOTS`].
+    fn give_back(&mut self) {
+        if self
+            .rest
+            .as_ref()
+            .is_some_and(|rest| rest.is_empty() && rest.capacity() > KEPT_SLOTS)
+        {
+            self.rest = None;
+        }
     }
 
     /// The elements, oldest first.
@@ -92,21 +115,26 @@ impl<T> InlineFifo<T> {
     pub(crate) fn remove(&mut self, index: usize) -> Option<T> {
         match index {
             0 => self.pop_front(),
-            _ => self.rest.as_mut()?.remove(index - 1),
+            _ => {
+                let removed = self.rest.as_mut()?.remove(index - 1);
+                self.give_back();
+                removed
+            }
         }
     }
 
-    /// Empties the queue, oldest first.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+    /// Empties the queue, oldest first (its overflow's memory goes with the iterator).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
         let head = self.head.take();
+        let rest = self.rest.take();
         head.into_iter()
-            .chain(self.rest.iter_mut().flat_map(|rest| rest.drain(..)))
+            .chain(rest.into_iter().flat_map(|rest| (*rest).into_iter()))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::InlineFifo;
+    use super::{InlineFifo, KEPT_SLOTS};
 
     #[test]
     fn keeps_order_through_pushes_pops_and_removes() {
@@ -133,6 +161,45 @@ mod tests {
         assert_eq!(fifo.drain().collect::<Vec<_>>(), [30, 4, 5]);
         assert!(fifo.is_empty());
         assert_eq!(fifo.len(), 0);
+    }
+
+    #[test]
+    fn a_burst_gives_its_memory_back_once_drained() {
+        let mut fifo = InlineFifo::default();
+        for i in 0..10_000 {
+            fifo.push_back(i);
+        }
+        for i in 0..9_998 {
+            assert_eq!(fifo.pop_front(), Some(i));
+        }
+        assert!(fifo.rest.is_some());
+        assert_eq!(fifo.pop_front(), Some(9_998));
+        assert!(fifo.rest.is_none(), "the burst's queue is kept");
+        assert_eq!(fifo.pop_front(), Some(9_999));
+        // A few waiting now and then keep their small queue.
+        for _ in 0..3 {
+            for i in 0..KEPT_SLOTS {
+                fifo.push_back(i);
+            }
+            while fifo.pop_front().is_some() {}
+            assert!(fifo.rest.is_some());
+        }
+        // Removing the last of a burst from the middle, and draining, give it back too.
+        for i in 0..1_000 {
+            fifo.push_back(i);
+        }
+        while fifo.len() > 2 {
+            fifo.pop_front();
+        }
+        assert_eq!(fifo.remove(1), Some(999));
+        assert!(fifo.rest.is_none());
+        assert_eq!(fifo.pop_front(), Some(998));
+        for i in 0..1_000 {
+            fifo.push_back(i);
+        }
+        assert_eq!(fifo.drain().count(), 1_000);
+        assert!(fifo.rest.is_none());
+        assert!(fifo.is_empty());
     }
 
     #[test]
