@@ -164,6 +164,13 @@ impl<T> AsyncResult<T> {
         self.header().poll_completed(cx)
     }
 
+    /// Drops the waker that [`poll_completed`](AsyncResult::poll_completed) registered,
+    /// so that an operation left to finish in the background by a dropped future does
+    /// not keep that future's task (and its memory) alive until it completes.
+    pub(crate) fn forget_waker(&self) {
+        self.header().forget_waker();
+    }
+
     /// The kind and socket this result belongs to.
     pub(crate) fn origin(&self) -> (OpKind, u64) {
         (self.header().kind(), self.header().socket_id())

@@ -218,6 +218,21 @@ impl<T, R> Cancel for OperationFuture<T, R> {
 // The result is moved out, never pinned.
 impl<T, R> Unpin for OperationFuture<T, R> {}
 
+impl<T, R> Drop for OperationFuture<T, R> {
+    /// The operation goes on in the background, but nothing will poll this future
+    /// again: the waker it registered goes now. Kept, it would hold the task that
+    /// polled (with an executor's `join_all` or a cancelled task, the whole allocation
+    /// of that task's future) until the operation completes, which behind a peer that
+    /// does not read may be never.
+    fn drop(&mut self) {
+        if let OpState::Queued(_, ar, _) = &self.state {
+            if !ar.is_completed() {
+                ar.forget_waker();
+            }
+        }
+    }
+}
+
 /// One non-blocking try, repeated by a [`ReadinessFuture`] until it is done.
 pub trait TryAttempt {
     /// What the future resolves to on success.

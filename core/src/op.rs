@@ -344,6 +344,11 @@ impl OpHeader {
         }
     }
 
+    /// Drops the registered waker, if any: its future went away before completion.
+    pub(crate) fn forget_waker(&self) {
+        drop(self.waker.take());
+    }
+
     /// Marks the operation completed (its result is already stored).
     fn set_completed(&self) {
         self.state.store(COMPLETED, Ordering::Release);
