@@ -389,6 +389,12 @@ impl EngineShared {
             }
             on_each();
         }
+        // One edge can complete a whole burst (a peer that starts reading after
+        // 100,000 sends were queued); the buffer is this thread's for good, so what it
+        // grew to beyond the callback queues' share is given back, as they do.
+        if completed.capacity() > crate::context::KEPT_TASK_CAPACITY {
+            completed.shrink_to(crate::context::KEPT_TASK_CAPACITY);
+        }
         notified
     }
 }
