@@ -160,6 +160,11 @@ impl<T> AsyncResult<T> {
 
     /// Registers `cx`'s waker to be woken when the operation completes: the building
     /// block of futures (the tokio and smol adapters). Ready once completed.
+    ///
+    /// The result keeps one waker, the last registered (as `AtomicWaker` does): poll
+    /// it from one task at a time. An adapter's future over this result is such a
+    /// task, and when it is dropped it forgets the waker, so a clone of the result is
+    /// best polled only once that future is gone.
     pub fn poll_completed(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.header().poll_completed(cx)
     }

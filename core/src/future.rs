@@ -151,7 +151,9 @@ impl<T, R> std::fmt::Debug for OperationFuture<T, R> {
 }
 
 impl<T, R> OperationFuture<T, R> {
-    /// The operation's result handle, if it waits in the queue.
+    /// The operation's result handle, if it waits in the queue. It wakes one waker:
+    /// polling a clone of it from another task while this future lives takes the
+    /// wake-up from one of the two (see [`AsyncResult::poll_completed`]).
     pub fn async_result(&self) -> Option<&AsyncResult<T>> {
         match &self.state {
             OpState::Queued(_, ar, _) => Some(ar),
