@@ -311,6 +311,11 @@ impl OpHeader {
             if self.is_completed() {
                 return true;
             }
+            if Instant::now() >= deadline {
+                // Nothing to wait for (a zero timeout is a look, `WaitOne(0)`): this
+                // thread does not block, so it keeps its callbacks and polling.
+                return false;
+            }
             context::before_blocking();
             if listener.wait_deadline(deadline).is_none() {
                 return self.is_completed();
