@@ -300,12 +300,18 @@ impl SocketCore {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
             // bytes were never read (a FIN would leave the peer's sends stuck behind a
             // full window until the last handle goes), or when SO_LINGER asks for it.
-            if sends.aborted > 0 || sys::has_unread_bytes(&self.fd) || sys::lingers_zero(&self.fd) {
-                sys::abort_connection(&self.fd);
-            } else {
+            let aborts =
+                sends.aborted > 0 || sys::has_unread_bytes(&self.fd) || sys::lingers_zero(&self.fd);
+            // A stream without a reset (a Unix one, which refuses the disconnect) is shut
+            // down instead: its peer must see the end now, not when the last handle goes.
+            if !aborts || !sys::abort_connection(&self.fd) {
                 // Sends a FIN on a connection and stops a listener from accepting.
                 let _ = self.fd.shutdown(Shutdown::Both);
             }
+        } else if matches!(self.fd.r#type(), Ok(ty) if ty == socket2::Type::SEQPACKET) {
+            // A connection that keeps message boundaries (a Unix `SOCK_SEQPACKET` one)
+            // ends for its peer now as well (it reads 0), as a stream does.
+            let _ = self.fd.shutdown(Shutdown::Both);
         }
         for op in completed {
             op.notify(&*self.engine);

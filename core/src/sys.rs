@@ -244,21 +244,23 @@ pub(crate) fn lingers_zero(socket: &socket2::Socket) -> bool {
 
 /// Aborts a TCP connection with a reset while keeping the descriptor open: `SO_LINGER`
 /// of zero, then `connect(AF_UNSPEC)`, which Linux turns into `tcp_disconnect` (an RST
-/// for a connection that has one). Errors are ignored: the socket is being disposed.
-pub(crate) fn abort_connection(socket: &socket2::Socket) {
+/// for a connection that has one). Returns whether the kernel took the disconnect: other
+/// streams (a Unix one) refuse it (`EINVAL`), and have no reset to send.
+pub(crate) fn abort_connection(socket: &socket2::Socket) -> bool {
     let _ = socket.set_linger(Some(std::time::Duration::ZERO));
     let addr = libc::sockaddr {
         sa_family: libc::AF_UNSPEC as libc::sa_family_t,
         sa_data: [0; 14],
     };
     // SAFETY: a valid sockaddr of the given size on our own descriptor.
-    let _ = unsafe {
+    let r = unsafe {
         libc::connect(
             socket.as_raw_fd(),
             &addr,
             std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
         )
     };
+    r == 0
 }
 
 /// `send(2)` on `fd`, as a direct system call (rustix, already in the tree through
