@@ -50,8 +50,15 @@ fn unix_stream_whole_sends_vectored_sends_and_order() {
         let (s, theirs) = pair(Type::STREAM);
         let reader = read_to_end(theirs);
         let big = pattern(8 << 20, 3);
-        let a = s.begin_send(big.clone(), SocketFlags::NONE, None, None).unwrap();
-        let parts = vec![pattern(100_000, 1), Vec::new(), pattern(3, 2), pattern(1 << 20, 9)];
+        let a = s
+            .begin_send(big.clone(), SocketFlags::NONE, None, None)
+            .unwrap();
+        let parts = vec![
+            pattern(100_000, 1),
+            Vec::new(),
+            pattern(3, 2),
+            pattern(1 << 20, 9),
+        ];
         let expect_v: Vec<u8> = parts.concat();
         let v = s
             .begin_send_vectored(parts, SocketFlags::NONE, None, None)
@@ -96,7 +103,12 @@ fn unix_stream_exact_size_reads_never_miss_data() {
         // read still gets it.
         let mut w = writer.join().unwrap();
         let ar = s
-            .begin_receive(vec![0u8; 1].into_boxed_slice(), SocketFlags::NONE, None, None)
+            .begin_receive(
+                vec![0u8; 1].into_boxed_slice(),
+                SocketFlags::NONE,
+                None,
+                None,
+            )
             .unwrap();
         assert!(!ar.wait_timeout(Duration::from_millis(20)));
         w.write_all(b"xy").unwrap();
@@ -195,7 +207,9 @@ fn unix_stream_close_and_cancel_with_pending_operations() {
         let big = s
             .begin_send(vec![1u8; 16 << 20], SocketFlags::NONE, None, None)
             .unwrap();
-        let queued = s.begin_send(b"tail".to_vec(), SocketFlags::NONE, None, None).unwrap();
+        let queued = s
+            .begin_send(b"tail".to_vec(), SocketFlags::NONE, None, None)
+            .unwrap();
         s.close();
         assert!(matches!(s.end_receive(&r3), Err(Error::Disposed)));
         assert!(matches!(s.end_send(&big), Err(Error::Disposed)));
@@ -254,7 +268,10 @@ fn unix_stream_close_with_aborted_send_ends_the_peer_at_once() {
             let _ = tx.send(reader.join().is_ok());
         });
         let done = rx.recv_timeout(Duration::from_secs(5));
-        assert!(done.is_ok(), "the peer did not see the closed Unix stream end");
+        assert!(
+            done.is_ok(),
+            "the peer did not see the closed Unix stream end"
+        );
         drop(keep);
     });
 }
@@ -263,7 +280,10 @@ fn unix_stream_close_with_aborted_send_ends_the_peer_at_once() {
 fn seqpacket_boundaries_truncation_and_whole_messages() {
     bounded(secs(20), || {
         let (s, theirs) = pair(Type::SEQPACKET);
-        assert!(!s.is_stream(), "a SEQPACKET socket keeps message boundaries");
+        assert!(
+            !s.is_stream(),
+            "a SEQPACKET socket keeps message boundaries"
+        );
         for m in [&b"one"[..], b"two!", b"three"] {
             theirs.send(m).unwrap();
         }
@@ -275,8 +295,13 @@ fn seqpacket_boundaries_truncation_and_whole_messages() {
         theirs.send(&pattern(1000, 5)).unwrap();
         let (n, buf) = s
             .end_receive(
-                &s.begin_receive(vec![0u8; 10].into_boxed_slice(), SocketFlags::NONE, None, None)
-                    .unwrap(),
+                &s.begin_receive(
+                    vec![0u8; 10].into_boxed_slice(),
+                    SocketFlags::NONE,
+                    None,
+                    None,
+                )
+                .unwrap(),
             )
             .unwrap();
         assert_eq!(n, 1000);
@@ -289,7 +314,12 @@ fn seqpacket_boundaries_truncation_and_whole_messages() {
         assert_eq!(&buf[..n], b"after");
         // Vectored send: one message.
         let v = s
-            .begin_send_vectored(vec![b"ab".to_vec(), b"cd".to_vec()], SocketFlags::NONE, None, None)
+            .begin_send_vectored(
+                vec![b"ab".to_vec(), b"cd".to_vec()],
+                SocketFlags::NONE,
+                None,
+                None,
+            )
             .unwrap();
         assert_eq!(s.end_send(&v).unwrap(), 4);
         let mut got = [std::mem::MaybeUninit::new(0u8); 16];
@@ -348,8 +378,13 @@ fn unix_datagram_connected_backpressure_and_peer_gone() {
         const N: usize = 3000;
         let ars: Vec<_> = (0..N)
             .map(|i| {
-                s.begin_send((i as u32).to_le_bytes().to_vec(), SocketFlags::NONE, None, None)
-                    .unwrap()
+                s.begin_send(
+                    (i as u32).to_le_bytes().to_vec(),
+                    SocketFlags::NONE,
+                    None,
+                    None,
+                )
+                .unwrap()
             })
             .collect();
         let mut buf = [0u8; 16];
@@ -363,7 +398,13 @@ fn unix_datagram_connected_backpressure_and_peer_gone() {
         }
         // send_to with an IP address on a Unix socket: an error through the result.
         let ar = s
-            .begin_send_to(b"ip".to_vec(), SocketFlags::NONE, "127.0.0.1:9".parse().unwrap(), None, None)
+            .begin_send_to(
+                b"ip".to_vec(),
+                SocketFlags::NONE,
+                "127.0.0.1:9".parse().unwrap(),
+                None,
+                None,
+            )
             .unwrap();
         assert!(matches!(s.end_send_to(&ar), Err(Error::Socket(_))));
         // receive_from refused, nothing lost.
@@ -377,7 +418,9 @@ fn unix_datagram_connected_backpressure_and_peer_gone() {
         // A pending send blocked on a full queue, then the peer goes away.
         let mut i = 0;
         let blocked = loop {
-            let ar = s.begin_send(vec![1u8; 64], SocketFlags::NONE, None, None).unwrap();
+            let ar = s
+                .begin_send(vec![1u8; 64], SocketFlags::NONE, None, None)
+                .unwrap();
             i += 1;
             if !ar.wait_timeout(Duration::from_millis(5)) {
                 break ar;
@@ -428,7 +471,10 @@ fn unix_bound_path_and_abstract_name() {
             let l = Socket::try_from(l).unwrap();
             // Refused at begin; a SEQPACKET listener counts as "not a stream" first.
             let e = errno(l.begin_accept(None, None));
-            assert!(e == Some(libc::EAFNOSUPPORT) || e == Some(libc::EOPNOTSUPP), "{e:?}");
+            assert!(
+                e == Some(libc::EAFNOSUPPORT) || e == Some(libc::EOPNOTSUPP),
+                "{e:?}"
+            );
             let c = socket2::Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
             c.connect(&addr).unwrap();
             let c = Socket::try_from(c).unwrap();
@@ -440,5 +486,166 @@ fn unix_bound_path_and_abstract_name() {
             assert!(a.local_addr().is_err() && c.peer_addr().is_err());
         }
         let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// §9 on a Unix stream: cancelling a send with part of its bytes out shuts the send
+/// side down; later sends fail with EPIPE and the peer reads a prefix, then the end.
+#[test]
+fn unix_stream_cancel_of_a_torn_send() {
+    bounded(secs(20), || {
+        let (s, theirs) = pair(Type::STREAM);
+        let data = pattern(16 << 20, 4);
+        let ar = s
+            .begin_send(data.clone(), SocketFlags::NONE, None, None)
+            .unwrap();
+        let queued = s
+            .begin_send(b"after".to_vec(), SocketFlags::NONE, None, None)
+            .unwrap();
+        assert!(!ar.wait_timeout(Duration::from_millis(20)));
+        assert!(ar.cancel());
+        assert!(matches!(s.end_send(&ar), Err(Error::Aborted)));
+        assert_eq!(errno(s.end_send(&queued)), Some(libc::EPIPE));
+        assert_eq!(errno(send(&s, b"new".to_vec())), Some(libc::EPIPE));
+        let got = read_to_end(theirs).join().unwrap();
+        assert!(!got.is_empty() && got.len() < data.len());
+        assert!(
+            got[..] == data[..got.len()],
+            "a prefix of the cancelled send"
+        );
+        // Receiving still works (nothing to read: the peer is gone, end of stream).
+        assert_eq!(receive(&s, 8).unwrap().0, 0);
+    });
+}
+
+#[test]
+fn unix_datagram_truncation_and_probe() {
+    bounded(secs(20), || {
+        let (s, theirs) = pair(Type::DGRAM);
+        theirs.send(&pattern(500, 1)).unwrap();
+        theirs.send(b"").unwrap();
+        theirs.send(b"z").unwrap();
+        // The probe consumes nothing.
+        assert_eq!(receive(&s, 0).unwrap().0, 0);
+        let ar = s
+            .begin_receive(
+                vec![0u8; 7].into_boxed_slice(),
+                SocketFlags::NONE,
+                None,
+                None,
+            )
+            .unwrap();
+        let (n, buf) = s.end_receive(&ar).unwrap();
+        assert_eq!(n, 500);
+        assert_eq!(&buf[..], &pattern(500, 1)[..7]);
+        let (n, buf) = receive(&s, 4).unwrap();
+        assert_eq!((n, buf.len()), (0, 0), "the empty datagram");
+        let (n, buf) = receive(&s, 4).unwrap();
+        assert_eq!(&buf[..n], b"z");
+        // Shut our read side: a pending receive ends with 0.
+        let pending = s
+            .begin_receive(Vec::with_capacity(4), SocketFlags::NONE, None, None)
+            .unwrap();
+        s.shutdown(Shutdown::Read).unwrap();
+        assert_eq!(s.end_receive(&pending).unwrap().0, 0);
+    });
+}
+
+/// Urgent data on a Unix stream (Linux's `AF_UNIX` out-of-band byte, where the kernel
+/// has it): the ordinary receives around the mark get every in-band byte and never hang.
+#[test]
+fn unix_stream_out_of_band_byte_does_not_stall_reads() {
+    bounded(secs(20), || {
+        use std::os::fd::AsRawFd;
+        let (s, theirs) = pair(Type::STREAM);
+        theirs.send(b"ab").unwrap();
+        // SAFETY: a valid buffer on a descriptor we own.
+        let r = unsafe { libc::send(theirs.as_raw_fd(), b"c".as_ptr().cast(), 1, libc::MSG_OOB) };
+        if r != 1 {
+            eprintln!(
+                "no AF_UNIX out-of-band data here: {}",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        theirs.send(b"de").unwrap();
+        theirs.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (n, buf) = receive(&s, 64).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got == b"abde" || got == b"abcde",
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    });
+}
+
+/// The seed's pattern through callbacks on a Unix stream: a chain of receives started
+/// from each callback reads everything, each callback runs once, and close completes
+/// the last pending one with `Disposed`.
+#[test]
+fn unix_stream_callback_chain_and_close() {
+    use std::sync::{mpsc, Arc};
+    bounded(secs(20), || {
+        let (s, theirs) = pair(Type::STREAM);
+        let (tx, rx) = mpsc::channel::<Result<Vec<u8>, Error>>();
+        fn start(s: &Socket, tx: mpsc::Sender<Result<Vec<u8>, Error>>) {
+            let state: asyncresult_core::AsyncState = Arc::new(s.clone());
+            // A close that races the chain refuses the next begin (Disposed): report it.
+            let refused = tx.clone();
+            let begun = s.begin_receive(
+                Vec::with_capacity(3),
+                SocketFlags::NONE,
+                Some(Box::new(move |ar| {
+                    let s = ar.state::<Socket>().unwrap().clone();
+                    match s.end_receive(&ar) {
+                        Ok((n, buf)) if n > 0 => {
+                            let _ = tx.send(Ok(buf));
+                            start(&s, tx);
+                        }
+                        Ok(_) => {
+                            let _ = tx.send(Ok(Vec::new()));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                })),
+                Some(state),
+            );
+            if let Err(e) = begun {
+                let _ = refused.send(Err(e));
+            }
+        }
+        start(&s, tx);
+        let data = pattern(100_000, 8);
+        let writer = {
+            let data = data.clone();
+            thread::spawn(move || {
+                let mut w = UnixStream::from(std::os::fd::OwnedFd::from(theirs));
+                for chunk in data.chunks(777) {
+                    w.write_all(chunk).unwrap();
+                }
+                w
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            got.extend(rx.recv().unwrap().unwrap());
+        }
+        assert!(got == data);
+        let _w = writer.join().unwrap();
+        s.close();
+        assert!(matches!(rx.recv().unwrap(), Err(Error::Disposed)));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "one callback each"
+        );
     });
 }
