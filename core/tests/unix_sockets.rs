@@ -649,3 +649,30 @@ fn unix_stream_callback_chain_and_close() {
         );
     });
 }
+
+/// Sends that wait on a full SEQPACKET peer queue complete, in order, as the peer reads.
+#[test]
+fn seqpacket_backpressure_sends_complete_in_order() {
+    bounded(secs(30), || {
+        let (s, theirs) = pair(Type::SEQPACKET);
+        const N: usize = 3000;
+        let ars: Vec<_> = (0..N)
+            .map(|i| {
+                let mut m = vec![0u8; 2000];
+                m[..4].copy_from_slice(&(i as u32).to_le_bytes());
+                s.begin_send(m, SocketFlags::NONE, None, None).unwrap()
+            })
+            .collect();
+        assert!(!ars[N - 1].is_completed(), "the queue should have filled");
+        let mut buf = [std::mem::MaybeUninit::new(0u8); 4096];
+        for i in 0..N {
+            assert_eq!(theirs.recv(&mut buf).unwrap(), 2000);
+            // SAFETY: recv initialized the first 2000 bytes.
+            let head: [u8; 4] = std::array::from_fn(|k| unsafe { buf[k].assume_init() });
+            assert_eq!(u32::from_le_bytes(head), i as u32);
+        }
+        for ar in &ars {
+            assert_eq!(s.end_send(ar).unwrap(), 2000);
+        }
+    });
+}
