@@ -1056,7 +1056,7 @@ fn a_blocked_callback_beside_a_hot_chain_stops_nothing() {
 /// blocks in `end_receive` for the data that that continuation's callback sends. The
 /// time it takes: each step waits for the engine to move the continuation off the
 /// blocked worker.
-fn blocking_steps_on_own_continuations(steps: usize) -> Duration {
+fn blocking_steps_on_own_continuations(steps: usize) -> Vec<Duration> {
     let (trigger, mut trigger_peer) = tcp_to_std();
     let (k, k_peer) = tcp_to_std();
     let drain = read_all_in_background(k_peer);
@@ -1069,8 +1069,9 @@ fn blocking_steps_on_own_continuations(steps: usize) -> Duration {
             SocketFlags::NONE,
             Some(Box::new(move |ar| {
                 t2.end_receive(&ar).unwrap();
-                let started = Instant::now();
+                let mut took = Vec::with_capacity(steps);
                 for _ in 0..steps {
+                    let started = Instant::now();
                     let b2 = b.clone();
                     k.begin_send(
                         b"k",
@@ -1086,8 +1087,9 @@ fn blocking_steps_on_own_continuations(steps: usize) -> Duration {
                         .unwrap();
                     assert!(r.wait_timeout(secs(30)), "never rescued");
                     a.end_receive(&r).unwrap();
+                    took.push(started.elapsed());
                 }
-                done_tx.send(started.elapsed()).unwrap();
+                done_tx.send(took).unwrap();
                 k.close();
             })),
             None,
@@ -1105,17 +1107,19 @@ fn blocking_steps_on_own_continuations(steps: usize) -> Duration {
 fn a_callback_blocking_in_end_on_its_own_continuations_is_not_stalled_per_step() {
     bounded(secs(150), || {
         let steps = 200;
-        let took = blocking_steps_on_own_continuations(steps);
+        let mut took = blocking_steps_on_own_continuations(steps);
+        took.sort();
+        let median = took[steps / 2];
         eprintln!(
-            "{steps} blocking steps on own continuations: {took:?} ({:?} per step)",
-            took / steps as u32
+            "{steps} blocking steps on own continuations: median {median:?}, slowest {:?}",
+            took[steps - 1]
         );
-        // A posted callback runs in tens of microseconds; the monitor's rescue takes
-        // a period or two (2-4 ms) per step.
+        // A posted callback runs in tens of microseconds; the monitor's rescue takes a
+        // period or two (2-4 ms) every step. The median, not the total: on a loaded
+        // machine a few steps wait for a CPU.
         assert!(
-            took / (steps as u32) < Duration::from_millis(1),
-            "each step waited for the monitor: {:?} per step",
-            took / steps as u32
+            median < Duration::from_millis(1),
+            "each step waited for the monitor: median {median:?} per step"
         );
     });
 }
