@@ -217,14 +217,10 @@ fn starves_nothing(hot: Hot) {
         eprintln!(
             "{hot:?}: round trips p50={r50:?} p99={r99:?} max={rmax:?}; 100µs sleeps p50={s50:?} p99={s99:?} max={smax:?}; hot {hot_rate:.0}/s"
         );
-        assert!(
-            r99 < Duration::from_millis(50),
-            "{hot:?}: round trip p99 {r99:?}"
-        );
-        assert!(
-            s99 < Duration::from_millis(50),
-            "{hot:?}: sleep p99 {s99:?}"
-        );
+        // Starvation would be seconds; a loaded 2-core machine gave p99s up to 17 ms.
+        let limit = Duration::from_millis(250);
+        assert!(r99 < limit, "{hot:?}: round trip p99 {r99:?}");
+        assert!(s99 < limit, "{hot:?}: sleep p99 {s99:?}");
     });
 }
 

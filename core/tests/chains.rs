@@ -984,7 +984,8 @@ fn endless_always_ready_chains_do_not_starve_other_sockets() {
         go.close();
         flood.join().unwrap();
         drop(drain.join().unwrap());
-        let limit = Duration::from_millis(50);
+        // Starvation would be seconds; a loaded 2-core machine gave p99s of 11-20 ms.
+        let limit = Duration::from_millis(250);
         assert!(cb < limit, "callback round trips p99 {cb:?}");
         assert!(bl < limit, "blocking round trips p99 {bl:?}");
         assert!(po < limit, "posted callbacks p99 {po:?}");
