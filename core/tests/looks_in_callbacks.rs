@@ -1,6 +1,6 @@
-//! A review of the fixes since e708568: a callback that looks at a pending result
-//! without blocking (`wait_timeout(0)`, .NET's `WaitOne(0)`), and the handshake lock
-//! left behind by a connect that never ended.
+//! Callbacks that look at a pending result without blocking (`wait_timeout(0)`, .NET's
+//! `WaitOne(0)`) or block only briefly, and the handshake lock left behind by a connect
+//! that never ended.
 //!
 //! Pool-size scenarios run in a child process of their own, with a fresh engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -93,8 +93,8 @@ fn start_chain(
 }
 
 /// A callback that only looks at a pending result (`wait_timeout(0)` does not block)
-/// must not grow the pool: nothing is stuck. On HEAD each look by the leader hands
-/// polling away, starting a worker whenever none is idle.
+/// must not grow the pool: nothing is stuck. (When each look by the leader handed
+/// polling away, starting a worker whenever none was idle, it grew to 12-14.)
 #[test]
 fn zero_timeout_looks_in_callbacks_do_not_grow_the_pool() {
     child_ok("child_zero_timeout_looks");
