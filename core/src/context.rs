@@ -127,7 +127,9 @@ impl WorkerSlot {
             if local.len() <= keep {
                 return !local.is_empty();
             }
-            local.drain(keep..).collect()
+            let tasks = local.drain(keep..).collect();
+            trim(&mut local);
+            tasks
         };
         sink.post_all(tasks);
         keep > 0
@@ -136,7 +138,9 @@ impl WorkerSlot {
     /// Takes every queued callback of this worker if there are at most `most`.
     fn take_if_few(&self, most: usize) -> Option<Vec<Arc<dyn Task>>> {
         let mut local = self.local.lock();
-        (local.len() <= most).then(|| local.drain(..).collect())
+        let tasks = (local.len() <= most).then(|| local.drain(..).collect());
+        trim(&mut local);
+        tasks
     }
 
     /// Queues `tasks` on this worker, behind those already there.
@@ -166,10 +170,16 @@ pub(crate) const KEPT_TASK_CAPACITY: usize = 1024;
 /// gives the memory back (down to [`KEPT_TASK_CAPACITY`]).
 pub(crate) fn pop_trimmed(queue: &mut VecDeque<Arc<dyn Task>>) -> Option<Arc<dyn Task>> {
     let task = queue.pop_front();
+    trim(queue);
+    task
+}
+
+/// Gives back what a burst grew an emptied `queue` to, down to [`KEPT_TASK_CAPACITY`]
+/// (a worker's queue handed to the pool in one go empties without a pop).
+fn trim(queue: &mut VecDeque<Arc<dyn Task>>) {
     if queue.is_empty() && queue.capacity() > KEPT_TASK_CAPACITY {
         queue.shrink_to(KEPT_TASK_CAPACITY);
     }
-    task
 }
 
 /// What a worker thread needs of its pool when it is about to block in user code.

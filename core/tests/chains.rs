@@ -1104,8 +1104,20 @@ fn blocking_steps_on_own_continuations(steps: usize) -> Vec<Duration> {
     took
 }
 
+/// In a process of its own: the hand-over needs a worker free to run the handed-over
+/// continuation, and the other tests of this file keep the workers of a shared engine
+/// busy with endless chains (a median of 2.9 ms a step was seen in a full run).
 #[test]
 fn a_callback_blocking_in_end_on_its_own_continuations_is_not_stalled_per_step() {
+    child_ok("child_blocking_steps_on_own_continuations");
+}
+
+#[test]
+#[ignore = "child scenario of a_callback_blocking_in_end_on_its_own_continuations_is_not_stalled_per_step"]
+fn child_blocking_steps_on_own_continuations() {
+    if !is_child() {
+        return;
+    }
     bounded(secs(150), || {
         let steps = 200;
         let mut took = blocking_steps_on_own_continuations(steps);
