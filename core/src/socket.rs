@@ -175,7 +175,7 @@ impl SocketCore {
     /// else nothing yet. Queued datagrams are still received first: only an empty
     /// queue says `EAGAIN`.
     pub(crate) fn datagram_end(&self) -> Option<usize> {
-        (!self.is_stream() && self.datagram_read_shut.load(Ordering::Acquire)).then_some(0)
+        self.datagram_read_shut.load(Ordering::Acquire).then_some(0)
     }
 
     /// The queue of the direction that operations of `kind` wait on.
@@ -296,22 +296,19 @@ impl SocketCore {
         let sends = self.send.stop(&mut completed);
         self.recv.stop(&mut completed);
         self.engine.deregister(self);
-        if self.transport.is_stream() {
+        if self.transport.is_connection() {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
             // bytes were never read (a FIN would leave the peer's sends stuck behind a
             // full window until the last handle goes), or when SO_LINGER asks for it.
             let aborts =
                 sends.aborted > 0 || sys::has_unread_bytes(&self.fd) || sys::lingers_zero(&self.fd);
-            // A stream without a reset (a Unix one, which refuses the disconnect) is shut
-            // down instead: its peer must see the end now, not when the last handle goes.
+            // A connection without a reset (a Unix one, which refuses the disconnect) is
+            // shut down instead: its peer must see the end now, not when the last handle
+            // goes (a `SOCK_SEQPACKET` peer reads 0).
             if !aborts || !sys::abort_connection(&self.fd) {
                 // Sends a FIN on a connection and stops a listener from accepting.
                 let _ = self.fd.shutdown(Shutdown::Both);
             }
-        } else if matches!(self.fd.r#type(), Ok(ty) if ty == socket2::Type::SEQPACKET) {
-            // A connection that keeps message boundaries (a Unix `SOCK_SEQPACKET` one)
-            // ends for its peer now as well (it reads 0), as a stream does.
-            let _ = self.fd.shutdown(Shutdown::Both);
         }
         for op in completed {
             op.notify(&*self.engine);

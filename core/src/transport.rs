@@ -28,6 +28,12 @@ pub(crate) enum Transport {
         /// The addresses are IP ones.
         ip: bool,
     },
+    /// Messages on a connection (a Unix `SOCK_SEQPACKET` socket): received as datagrams
+    /// are, but the connection ends for the peer at close, as a stream's does.
+    SeqPacket {
+        /// The addresses are IP ones.
+        ip: bool,
+    },
     /// A byte stream other than TCP (a Unix stream, ...).
     Stream {
         /// The addresses are IP ones.
@@ -45,7 +51,9 @@ impl Transport {
     /// The kind of a socket about to be created with these arguments (no syscall).
     pub(crate) fn for_new(domain: Domain, ty: Type, protocol: Option<Protocol>) -> Transport {
         let ip = domain == Domain::IPV4 || domain == Domain::IPV6;
-        if !is_stream_type(ty) {
+        if is_type(ty, libc::SOCK_SEQPACKET) {
+            Transport::SeqPacket { ip }
+        } else if !is_type(ty, libc::SOCK_STREAM) {
             Transport::Datagram { ip }
         } else if ip && protocol.is_none_or(|p| p == Protocol::TCP) {
             Transport::Tcp
@@ -60,7 +68,11 @@ impl Transport {
     /// skipped syscall.
     pub(crate) fn of(fd: &socket2::Socket) -> std::io::Result<Transport> {
         let ip = fd.local_addr().is_ok_and(|addr| addr.as_socket().is_some());
-        if !is_stream_type(fd.r#type()?) {
+        let ty = fd.r#type()?;
+        if is_type(ty, libc::SOCK_SEQPACKET) {
+            return Ok(Transport::SeqPacket { ip });
+        }
+        if !is_type(ty, libc::SOCK_STREAM) {
             return Ok(Transport::Datagram { ip });
         }
         Ok(match fd.protocol() {
@@ -71,21 +83,29 @@ impl Transport {
 
     /// Whether this is a byte stream (sends go out whole, 0 means end of stream).
     pub(crate) fn is_stream(self) -> bool {
-        !matches!(self, Transport::Datagram { .. })
+        matches!(self, Transport::Stream { .. } | Transport::Tcp)
+    }
+
+    /// Whether closing the socket ends a connection for its peer (a stream's, or a
+    /// `SOCK_SEQPACKET` one's).
+    pub(crate) fn is_connection(self) -> bool {
+        self.is_stream() || matches!(self, Transport::SeqPacket { .. })
     }
 
     /// Whether the socket's addresses are IP ones, which a `SocketAddr` can hold.
     pub(crate) fn has_ip_addresses(self) -> bool {
         match self {
-            Transport::Datagram { ip } | Transport::Stream { ip } => ip,
+            Transport::Datagram { ip } | Transport::SeqPacket { ip } | Transport::Stream { ip } => {
+                ip
+            }
             Transport::Tcp => true,
         }
     }
 }
 
-/// Whether `ty` (with any `SOCK_*` flags or'ed in) is `SOCK_STREAM`.
-fn is_stream_type(ty: Type) -> bool {
-    (libc::c_int::from(ty) & 0xf) == libc::SOCK_STREAM
+/// Whether `ty` (with any `SOCK_*` flags or'ed in) is the socket type `base`.
+fn is_type(ty: Type, base: libc::c_int) -> bool {
+    (libc::c_int::from(ty) & 0xf) == base
 }
 
 #[cfg(test)]
