@@ -12,7 +12,7 @@ use asyncresult_tokio::{Error, Socket, SocketFlags, TcpListener, TcpStream, UdpS
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{bounded, loopback, pair, pattern};
+use common::{bounded, loopback, pair, park_block_on, pattern};
 
 fn current() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -237,7 +237,7 @@ fn futures_move_between_runtimes_and_executors() {
             .unwrap();
         assert_eq!(n, 1);
         // Under a plain executor with no tokio context at all.
-        let got = futures_lite_block_on(async {
+        let got = park_block_on(async {
             let send = a.send(&b"yz"[..]);
             let recv = b.receive(Vec::with_capacity(8));
             send.await.unwrap();
@@ -245,27 +245,6 @@ fn futures_move_between_runtimes_and_executors() {
         });
         assert_eq!(&got.1[..got.0], b"yz");
     });
-}
-
-/// A minimal block_on with a thread-parking waker (no tokio context).
-fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake};
-    struct T(std::thread::Thread);
-    impl Wake for T {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(T(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 /// Dropping a send future mid-flight: no panic, the bytes go out whole and before any

@@ -20,7 +20,7 @@ use tokio::io::{
 };
 
 mod common;
-use common::{loopback, pair};
+use common::{loopback, pair, park_block_on};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -848,25 +848,6 @@ fn dropping_a_stream_whose_write_waits_for_room_still_closes_it() {
 
 // ---- outside a tokio runtime --------------------------------------------------------
 
-/// A minimal executor: polls on this thread, parks between wakes.
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
-}
-
 /// The io traits (and `send`/`receive`) work under a plain executor with no tokio
 /// runtime at all: the engine's own workers wake the futures.
 #[test]
@@ -884,7 +865,7 @@ fn io_traits_work_without_a_tokio_runtime() {
         let data = pattern(4 << 20, 50);
         let d2 = data.clone();
         let t = std::thread::spawn(move || {
-            block_on(async move {
+            park_block_on(async move {
                 let mut server = server;
                 let mut all = Vec::new();
                 server.read_to_end(&mut all).await.unwrap();
@@ -893,7 +874,7 @@ fn io_traits_work_without_a_tokio_runtime() {
                 all
             })
         });
-        block_on(async {
+        park_block_on(async {
             client.write_all(&d2[..1 << 20]).await.unwrap();
             client.send(d2[1 << 20..].to_vec()).await.unwrap();
             client.shutdown().await.unwrap();

@@ -13,7 +13,7 @@ use asyncresult_tokio::{Error, SocketFlags, TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{bounded, loopback};
+use common::{bounded, loopback, park_block_on};
 
 async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(loopback()).await.unwrap();
@@ -680,38 +680,17 @@ fn outside_any_runtime_timeouts_panic_and_lose_nothing() {
             (c.into_inner(), s.into_inner())
         });
         let (client, server) = (TcpStream::from(client), TcpStream::from(server));
-        futures_block_on(client.send(&b"kept"[..])).unwrap();
+        park_block_on(client.send(&b"kept"[..])).unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            futures_block_on(server.receive_timeout(Vec::with_capacity(8), Duration::from_secs(1)))
+            park_block_on(server.receive_timeout(Vec::with_capacity(8), Duration::from_secs(1)))
         }));
         assert!(
             panicked.is_err(),
             "a timeout outside any runtime did not panic"
         );
-        let (n, buf) = futures_block_on(server.receive(Vec::with_capacity(8))).unwrap();
+        let (n, buf) = park_block_on(server.receive(Vec::with_capacity(8))).unwrap();
         assert_eq!(&buf[..n], b"kept");
     });
-}
-
-/// A minimal block_on with a thread-parking waker (no tokio context).
-fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 /// `Handle::block_on` on a current-thread runtime that nobody runs (tokio's own I/O

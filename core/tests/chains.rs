@@ -844,8 +844,9 @@ fn callback_round_trips(rounds: usize) -> Vec<Duration> {
     times
 }
 
-/// Round trips driven from a user thread (begin, then `end_*` blocking).
-fn blocking_round_trips(rounds: usize) -> Vec<Duration> {
+/// A socket whose peer (a plain thread) echoes every byte back, Nagle off on both
+/// ends; the thread ends once the socket closes.
+fn echoed_socket() -> (Socket, thread::JoinHandle<()>) {
     let (c, mut peer) = tcp_to_std();
     c.set_nodelay(true).unwrap();
     peer.set_nodelay(true).unwrap();
@@ -857,6 +858,12 @@ fn blocking_round_trips(rounds: usize) -> Vec<Duration> {
             }
         }
     });
+    (c, echo)
+}
+
+/// Round trips driven from a user thread (begin, then `end_*` blocking).
+fn blocking_round_trips(rounds: usize) -> Vec<Duration> {
+    let (c, echo) = echoed_socket();
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
@@ -1142,17 +1149,7 @@ fn child_blocking_steps_on_own_continuations() {
 /// peer: how long each callback takes.
 fn callbacks_with_one_blocking_round_trip(rounds: usize) -> Vec<Duration> {
     let (trigger, mut trigger_peer) = tcp_to_std();
-    let (c, mut peer) = tcp_to_std();
-    c.set_nodelay(true).unwrap();
-    peer.set_nodelay(true).unwrap();
-    let echo = thread::spawn(move || {
-        let mut b = [0u8; 1];
-        while peer.read_exact(&mut b).is_ok() {
-            if peer.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
+    let (c, echo) = echoed_socket();
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let (tx, rx) = mpsc::channel();
