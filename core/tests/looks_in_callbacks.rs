@@ -78,8 +78,9 @@ fn start_chain(
         SocketFlags::NONE,
         Some(Box::new(move |ar: AsyncResult<(usize, Vec<u8>)>| {
             if let Some(timeout) = look {
-                // With a zero timeout, not blocking: a look at whether it is done.
-                assert!(!probe.wait_timeout(timeout));
+                // With a zero timeout, not blocking: a look at whether it is done (it
+                // is, once the test closes the probe's socket at the end).
+                let _ = probe.wait_timeout(timeout);
             }
             ran.fetch_add(1, Ordering::Relaxed);
             if let Ok((n, _)) = again.end_receive(&ar) {
@@ -115,7 +116,9 @@ fn child_zero_timeout_looks() {
              {looking} with zero-timeout looks ({looking_ran} callbacks)"
         );
         assert!(
-            looking <= plain.max(4) + 2,
+            // (The regression grew it to 12-14; a loaded machine adds a worker or two
+            // to either run when a busy worker is descheduled for a period.)
+            looking <= plain.max(4) + 4,
             "zero-timeout looks grew the pool to {looking} workers (against {plain})"
         );
     });

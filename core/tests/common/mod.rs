@@ -8,7 +8,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use asyncresult_core::Socket;
 
@@ -73,11 +73,40 @@ pub fn read_all_in_background(mut s: TcpStream) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
+/// Reads from `s` until EOF or an error, in a background thread, counting the bytes:
+/// for a peer whose last send a close may abort (a reset, by design).
+pub fn drain_in_background(mut s: TcpStream) -> thread::JoinHandle<usize> {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            total += n;
+        }
+        total
+    })
+}
+
 /// Bytes with a recognisable pattern.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// Whether `cond` holds within `limit`, looked at every 2 ms. For process-wide counts
+/// (descriptors, engine slots) that an engine worker brings down a moment after the
+/// callback that signalled the test: a loaded machine can deschedule it in between.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Threads of this process.
