@@ -349,10 +349,17 @@ fn select_between_two_receive_froms_loses_nothing() {
                 .unwrap();
         }
         let (to4, to6) = (b4.local_addr().unwrap(), b6.local_addr().unwrap());
+        // The sender keeps at most a window ahead of what arrived: where `rmem_max`
+        // caps the buffers (the stock 208 KiB), a loaded machine's burst overflows them.
+        let arrived = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let arrived2 = arrived.clone();
         let sender = std::thread::spawn(move || {
             let a4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let a6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
             for i in 0..N {
+                while 2 * i - arrived2.load(std::sync::atomic::Ordering::SeqCst) >= 128 {
+                    std::thread::yield_now();
+                }
                 a4.send_to(&i.to_le_bytes(), to4).unwrap();
                 a6.send_to(&(i + N).to_le_bytes(), to6).unwrap();
             }
@@ -377,6 +384,7 @@ fn select_between_two_receive_froms_loses_nothing() {
                 assert!(got.2.is_ipv6());
                 next6 += 1;
             }
+            arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         sender.join().unwrap();
     });
