@@ -722,17 +722,17 @@ fn send_to_binds_implicitly() {
 #[test]
 fn connect_refused_and_twice() {
     bounded(secs(20), || {
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        // A port held, bound but not listening: refused, and no other socket (nor this
+        // connect, as its own port: a self-connect) can take it meanwhile.
+        let refusing = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        refusing.bind(localhost()).unwrap();
+        let closed = refusing.local_addr().unwrap();
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         let t0 = Instant::now();
         let ar = s.begin_connect(closed, None, None).unwrap();
         let e = s.end_connect(&ar).unwrap_err();
         assert!(t0.elapsed() < secs(3));
         assert!(matches!(e, Error::Socket(_)));
-        // (A self-connect is possible in principle; ignore that rare case.)
         assert_eq!(e.error_code(), Some(libc::ECONNREFUSED));
 
         let l = Socket::listen_tcp(localhost(), 4).unwrap();

@@ -583,10 +583,12 @@ fn child_failed_address_operations_leak_nothing() {
     bounded(secs(60), || {
         let taken = Socket::bind_udp(localhost()).unwrap();
         let listening = Socket::listen_tcp(v6(), 4).unwrap();
-        let dead = {
-            let u = UdpSocket::bind(localhost()).unwrap();
-            u.local_addr().unwrap()
-        };
+        // A TCP port held, bound but not listening, for the whole test: connects to it
+        // are refused, and no other socket can take it meanwhile (neither another
+        // test's listener nor one of these connects, as its own port: a self-connect).
+        let refusing = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        refusing.bind(localhost()).unwrap();
+        let dead = refusing.local_addr().unwrap();
         let round = || {
             assert!(Socket::bind_udp(taken.local_addr().unwrap()).is_err());
             assert!(Socket::listen_tcp(listening.local_addr().unwrap(), 4).is_err());

@@ -590,10 +590,11 @@ fn send_and_receive_progress_independently_on_one_socket() {
 #[test]
 fn connect_to_a_closed_port_is_refused_promptly() {
     bounded(secs(10), || {
-        let port = TcpListener::bind(localhost())
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // A port held, bound but not listening: no other socket (nor these connects,
+        // as their own port: a self-connect) can take it meanwhile.
+        let refusing = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        refusing.bind(localhost()).unwrap();
+        let port = refusing.local_addr().unwrap();
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         let t = Instant::now();
         let (tx, rx) = mpsc::channel();

@@ -900,11 +900,11 @@ fn adopted_socket_with_a_connect_in_progress() {
         let (n, buf) = ours.end_receive(&receive).unwrap();
         assert_eq!(&buf[..n], b"back");
 
-        // Refused: nobody listens on this port any more.
-        let closed = {
-            let l = std::net::TcpListener::bind(localhost()).unwrap();
-            l.local_addr().unwrap()
-        };
+        // Refused: a port held, bound but not listening (so that no other socket, nor
+        // this connect as its own port, can take it meanwhile).
+        let refusing = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        refusing.bind(&localhost().into()).unwrap();
+        let closed = refusing.local_addr().unwrap().as_socket().unwrap();
         let raw = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         raw.set_nonblocking(true).unwrap();
         let _ = raw.connect(&closed.into());
