@@ -16,10 +16,10 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asyncresult_callback::prelude::*;
-use common::{bounded, fd_count, localhost, pattern, run_child, secs, tcp_to_std};
+use common::{bounded, eventually, fd_count, localhost, pattern, run_child, secs, tcp_to_std};
 
 /// Checks that one begun operation completed as it may.
 type Check = Box<dyn Fn() -> Result<(), String> + Send>;
@@ -31,21 +31,6 @@ static BIG: [u8; 64 << 10] = [7u8; 64 << 10];
 fn child_ok(name: &str) {
     let status = run_child(name);
     assert!(status.success(), "child scenario {name} failed: {status:?}");
-}
-
-/// Polls `cond` until it holds or `limit` passes (for process-level counters that no
-/// event announces, such as the descriptor count).
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// A counter of callback runs per operation: every id must be seen exactly once.

@@ -808,34 +808,29 @@ fn child_twenty_thousand_sockets() {
         engine_stats()
     );
     let (threads, fds) = (thread_count(), fd_count());
+    // After a round: every socket but the listener gone, every descriptor closed.
+    let all_back = |round: u32| {
+        assert!(
+            eventually(secs(10), only_the_listener),
+            "{:?}",
+            engine_stats()
+        );
+        assert!(
+            eventually(secs(10), || fd_count() == fds),
+            "descriptors left after round {round}: {} against {fds}",
+            fd_count()
+        );
+    };
 
     let small = (n / 10) & !1;
     let (small_reg, small_close) = pending_round(&listener, small);
     let (reg1, close1) = pending_round(&listener, n);
-    assert!(
-        eventually(secs(10), only_the_listener),
-        "{:?}",
-        engine_stats()
-    );
-    assert!(
-        eventually(secs(10), || fd_count() == fds),
-        "descriptors left after round 1: {} against {fds}",
-        fd_count()
-    );
+    all_back(1);
     let rss1 = rss_kib();
     let (reg2, close2) = pending_round(&listener, n);
     let (reg3, close3) = pending_round(&listener, n);
     let rss3 = rss_kib();
-    assert!(
-        eventually(secs(10), only_the_listener),
-        "{:?}",
-        engine_stats()
-    );
-    assert!(
-        eventually(secs(10), || fd_count() == fds),
-        "descriptors left after round 3: {} against {fds}",
-        fd_count()
-    );
+    all_back(3);
     eprintln!(
         "{small}: register {small_reg:?} close {small_close:?}; {n}: register {reg1:?} / {reg2:?} / \
          {reg3:?}, close {close1:?} / {close2:?} / {close3:?}; rss after round 1 {rss1} KiB, \
