@@ -152,23 +152,27 @@ fn a_wrong_address_family_fails_through_the_result() {
             "{code:?}"
         );
         // From IPv6 to IPv4 the kernel's IPv4 path answers (no route from `::1` on Linux 6).
-        let u6 = Socket::bind_udp("[::1]:0".parse().unwrap()).unwrap();
-        let ar = u6
-            .begin_send_to(
-                b"x",
-                SocketFlags::NONE,
-                "127.0.0.1:9".parse().unwrap(),
-                None,
-                None,
-            )
-            .unwrap();
-        let code = errno(u6.end_send_to(&ar));
-        assert!(
-            [libc::ENETUNREACH, libc::EAFNOSUPPORT, libc::EINVAL]
-                .map(Some)
-                .contains(&code),
-            "{code:?}"
-        );
+        if common::ipv6_loopback() {
+            let u6 = Socket::bind_udp("[::1]:0".parse().unwrap()).unwrap();
+            let ar = u6
+                .begin_send_to(
+                    b"x",
+                    SocketFlags::NONE,
+                    "127.0.0.1:9".parse().unwrap(),
+                    None,
+                    None,
+                )
+                .unwrap();
+            let code = errno(u6.end_send_to(&ar));
+            assert!(
+                [libc::ENETUNREACH, libc::EAFNOSUPPORT, libc::EINVAL]
+                    .map(Some)
+                    .contains(&code),
+                "{code:?}"
+            );
+        } else {
+            eprintln!("skipped: no IPv6 loopback (the IPv6 sender)");
+        }
         let t = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
         let ar = t.begin_connect(v6, None, None).unwrap();
         let code = errno(t.end_connect(&ar));
