@@ -579,6 +579,14 @@ impl<C: OpContext> OpQueue<C> {
         }
     }
 
+    /// Waits until no thread attempts this queue's operations (whoever holds its lock
+    /// lets go): what such an attempt took from the kernel (a send's connection
+    /// failure, kept for the next read) is kept by then. Not announced: an edge that
+    /// comes meanwhile waits for the lock and serves the queue itself.
+    pub(crate) fn wait_for_attempts(&self) {
+        drop(self.inner.lock());
+    }
+
     /// Stops the queue for good: later starts fail with `Disposed`, and every pending
     /// operation completes with `Disposed` (moved to `completed` for notification).
     pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {

@@ -207,11 +207,22 @@ impl ReadWindow<'_> {
     ///
     /// A read that began with no connect under way waits here for one that is under way
     /// now: its connect may have taken the handshake's failure (which is why the read
-    /// found end of stream) and not yet kept it.
-    pub(crate) fn end_of_stream(&self, peek: bool) -> Result<(), Error> {
+    /// found end of stream) and not yet kept it. With no connect under way and nothing
+    /// kept, it waits for the sends under way (`wait_for_sends`, which waits for the
+    /// send queue's lock; the caller holds the receive queue's, and no thread takes the
+    /// two the other way round): a send may have taken a reset (which is why the read
+    /// found end of stream) and not yet kept it. Only at end of stream, so a read pays
+    /// nothing for it.
+    pub(crate) fn end_of_stream(
+        &self,
+        peek: bool,
+        wait_for_sends: impl FnOnce(),
+    ) -> Result<(), Error> {
         let once = self.once;
         if self.handshake.is_none() && once.connect.load(Ordering::Acquire) != NO_CONNECT {
             drop(once.handshake.lock());
+        } else if self.handshake.is_none() && once.unreported.load(Ordering::Acquire) == 0 {
+            wait_for_sends();
         }
         let kept = once.unreported.load(Ordering::Acquire);
         if kept == EOF_REPORTED {
@@ -243,17 +254,17 @@ mod tests {
         once.keep_connection_failure(Error::os(libc::ECONNRESET));
         // A peek reports it and leaves it.
         assert_eq!(
-            code(once.read().end_of_stream(true)),
+            code(once.read().end_of_stream(true, || {})),
             Some(libc::ECONNRESET)
         );
         assert_eq!(
-            code(once.read().end_of_stream(false)),
+            code(once.read().end_of_stream(false, || {})),
             Some(libc::ECONNRESET)
         );
-        assert_eq!(code(once.read().end_of_stream(false)), None);
+        assert_eq!(code(once.read().end_of_stream(false, || {})), None);
         // After end of stream was reported, nothing more is kept.
         once.keep_connection_failure(Error::os(libc::ECONNRESET));
-        assert_eq!(code(once.read().end_of_stream(false)), None);
+        assert_eq!(code(once.read().end_of_stream(false, || {})), None);
     }
 
     #[test]
@@ -261,7 +272,7 @@ mod tests {
         let once = ReportedOnce::default();
         once.keep_connection_failure(Error::os(libc::EPIPE));
         once.keep_connect_failure(Error::os(libc::EISCONN));
-        assert_eq!(code(once.read().end_of_stream(false)), None);
+        assert_eq!(code(once.read().end_of_stream(false, || {})), None);
     }
 
     #[test]
@@ -295,7 +306,7 @@ mod tests {
             assert!(once.connect_ended().is_none());
         }
         assert_eq!(
-            code(once.read().end_of_stream(false)),
+            code(once.read().end_of_stream(false, || {})),
             Some(libc::ECONNREFUSED)
         );
         // A new handshake forgets it.
@@ -303,6 +314,6 @@ mod tests {
         once.connect_issued();
         once.connect_accepted();
         once.connect_ended();
-        assert_eq!(code(once.read().end_of_stream(false)), None);
+        assert_eq!(code(once.read().end_of_stream(false, || {})), None);
     }
 }

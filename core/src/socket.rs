@@ -153,7 +153,7 @@ impl SocketCore {
             return Ok(None);
         };
         if n == 0 && !area.is_empty() {
-            window.end_of_stream(peek)?;
+            window.end_of_stream(peek, || self.wait_for_sends())?;
         }
         if proved_empty
             && n > 0
@@ -167,6 +167,15 @@ impl SocketCore {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until no send of this socket is attempting its syscall (see
+    /// [`OpQueue::wait_for_attempts`]); for a read at end of stream, which holds the
+    /// receive queue's lock (see [`ReadWindow::end_of_stream`]).
+    ///
+    /// [`ReadWindow::end_of_stream`]: crate::reported_once::ReadWindow::end_of_stream
+    pub(crate) fn wait_for_sends(&self) {
+        self.send.wait_for_attempts();
     }
 
     /// What a receive on a datagram socket that found nothing (`EAGAIN`) reports: `0`

@@ -38,7 +38,7 @@ pub(crate) fn receive_into<B: IoBufMut>(
         let peeked = nonblocking(|| fd.recv_with_flags(&mut probe, flags | libc::MSG_PEEK))
             .map_err(|e| window.failed(e, true))?;
         if peeked == Some(0) && socket.is_stream() {
-            window.end_of_stream(true)?;
+            window.end_of_stream(true, || socket.wait_for_sends())?;
         }
         return Ok(peeked.map(|_| 0).or_else(|| socket.datagram_end()));
     }
