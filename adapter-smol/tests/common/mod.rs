@@ -2,8 +2,13 @@
 //! and connected pairs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[path = "../../../core/tests/common/ipv6.rs"]
+mod ipv6;
+#[allow(unused_imports)] // Not every test file asks.
+pub use ipv6::{ipv6_loopback, no_ipv6_for};
+
 use std::net::SocketAddr;
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use asyncresult_smol::{TcpListener, TcpStream};
@@ -11,29 +16,6 @@ use asyncresult_smol::{TcpListener, TcpStream};
 /// 127.0.0.1, any port.
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// Whether this machine has an IPv6 loopback (`::1`); containers often have none
-/// (`net.ipv6.conf.lo.disable_ipv6=1`). IPv6 cases skip, saying so, where it is missing.
-pub fn ipv6_loopback() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        let has = std::net::UdpSocket::bind("[::1]:0").is_ok();
-        if !has {
-            eprintln!("note: no IPv6 loopback (::1) here: IPv6 cases are skipped");
-        }
-        has
-    })
-}
-
-/// Whether `addr` is an IPv6 address on a machine without an IPv6 loopback; says so
-/// (a test over both families then skips only its IPv6 case).
-pub fn no_ipv6_for(addr: SocketAddr) -> bool {
-    let skip = addr.is_ipv6() && !ipv6_loopback();
-    if skip {
-        eprintln!("skipped: no IPv6 loopback (the IPv6 case)");
-    }
-    skip
 }
 
 /// `len` bytes that differ from byte to byte and from seed to seed.

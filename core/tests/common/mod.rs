@@ -2,15 +2,18 @@
 //! process-level probes (threads, descriptors) and child-process scenarios.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ipv6;
 pub mod trace;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncresult_core::Socket;
+#[allow(unused_imports)] // Not every test file asks.
+pub use ipv6::{ipv6_loopback, no_ipv6_for};
 
 /// Runs `body` on its own thread and fails the test if it does not finish within
 /// `limit`: a hang fails instead of stalling the suite.
@@ -43,29 +46,6 @@ pub fn secs(n: u64) -> Duration {
 
 pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// Whether this machine has an IPv6 loopback (`::1`); containers often have none
-/// (`net.ipv6.conf.lo.disable_ipv6=1`). IPv6 cases skip, saying so, where it is missing.
-pub fn ipv6_loopback() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        let has = std::net::UdpSocket::bind("[::1]:0").is_ok();
-        if !has {
-            eprintln!("note: no IPv6 loopback (::1) here: IPv6 cases are skipped");
-        }
-        has
-    })
-}
-
-/// Whether `addr` is an IPv6 address on a machine without an IPv6 loopback; says so
-/// (a test over both families then skips only its IPv6 case).
-pub fn no_ipv6_for(addr: SocketAddr) -> bool {
-    let skip = addr.is_ipv6() && !ipv6_loopback();
-    if skip {
-        eprintln!("skipped: no IPv6 loopback (the IPv6 case)");
-    }
-    skip
 }
 
 /// A connected TCP pair: our socket on one end, a plain std stream (not registered
