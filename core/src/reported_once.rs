@@ -268,6 +268,25 @@ mod tests {
     }
 
     #[test]
+    fn end_of_stream_with_nothing_kept_waits_for_the_sends_under_way() {
+        // A send took the reset and keeps it while the read waits for the sends: the
+        // read reports it, not a clean end.
+        let once = ReportedOnce::default();
+        let read = once.read().end_of_stream(false, || {
+            once.keep_connection_failure(Error::os(libc::ECONNRESET));
+        });
+        assert_eq!(code(read), Some(libc::ECONNRESET));
+        // Something kept, or end of stream reported: no wait.
+        once.keep_connection_failure(Error::os(libc::ECONNRESET));
+        let waited = std::cell::Cell::new(false);
+        assert_eq!(
+            code(once.read().end_of_stream(false, || waited.set(true))),
+            None
+        );
+        assert!(!waited.get());
+    }
+
+    #[test]
     fn only_connection_failures_are_kept() {
         let once = ReportedOnce::default();
         once.keep_connection_failure(Error::os(libc::EPIPE));
