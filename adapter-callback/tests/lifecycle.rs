@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use asyncresult_callback::prelude::*;
-use common::{bounded, eventually, fd_count, localhost, pattern, run_child, secs, tcp_to_std};
+use common::{bounded, child_ok, eventually, fd_count, localhost, pattern, secs, tcp_to_std};
 
 /// Checks that one begun operation completed as it may.
 type Check = Box<dyn Fn() -> Result<(), String> + Send>;
@@ -27,11 +27,6 @@ type Check = Box<dyn Fn() -> Result<(), String> + Send>;
 type Ender = Box<dyn FnOnce(&Socket) -> Result<(), Error> + Send>;
 
 static BIG: [u8; 64 << 10] = [7u8; 64 << 10];
-
-fn child_ok(name: &str) {
-    let status = run_child(name);
-    assert!(status.success(), "child scenario {name} failed: {status:?}");
-}
 
 /// A counter of callback runs per operation: every id must be seen exactly once.
 #[derive(Default)]

@@ -3,19 +3,17 @@
 //! so the other tasks of a current-thread runtime still run, with bounded latency.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use asyncresult_tokio::{TcpListener, TcpStream, UdpSocket};
+use asyncresult_tokio::UdpSocket;
+use common::{loopback, pair, pair_with_std};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 /// Runs `body` on a current-thread runtime on its own thread; fails if it does not
 /// finish within `limit` (a task that never yields starves the runtime's own timers,
@@ -45,25 +43,6 @@ where
             panic!("starved: the runtime did not finish within {limit:?}")
         }
     }
-}
-
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
-
-/// Ours, connected to a plain std stream.
-async fn to_std() -> (TcpStream, std::net::TcpStream) {
-    let listener = std::net::TcpListener::bind(loopback()).unwrap();
-    let ours = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (theirs, _) = listener.accept().unwrap();
-    (ours, theirs)
 }
 
 /// A std thread that floods `s` until `stop` (or its peer goes).
@@ -106,7 +85,7 @@ async fn spawn_hot(
     let mut helpers = Vec::new();
     let task = match hot {
         Hot::Receive | Hot::Read => {
-            let (mut ours, theirs) = to_std().await;
+            let (mut ours, theirs) = pair_with_std().await;
             helpers.push(flood(theirs, stop.clone()));
             tokio::spawn(async move {
                 let mut buf = [0u8; 64];
@@ -130,7 +109,7 @@ async fn spawn_hot(
             })
         }
         Hot::Send | Hot::Write => {
-            let (mut ours, theirs) = to_std().await;
+            let (mut ours, theirs) = pair_with_std().await;
             helpers.push(drain(theirs));
             tokio::spawn(async move {
                 for _ in 0..CAP {

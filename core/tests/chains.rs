@@ -20,11 +20,6 @@ use std::time::{Duration, Instant};
 use asyncresult_core::{AsyncResult, AsyncState, IoBuf, Socket, SocketFlags};
 use common::*;
 
-fn child_ok(name: &str) {
-    let status = run_child(name);
-    assert!(status.success(), "child scenario {name} failed: {status:?}");
-}
-
 const STEPS: usize = 1_000_000;
 
 thread_local! {

@@ -17,11 +17,6 @@ use asyncresult_core::driver::engine_stats;
 use asyncresult_core::{AsyncResult, Socket, SocketFlags};
 use common::*;
 
-fn child_ok(name: &str) {
-    let status = run_child(name);
-    assert!(status.success(), "child scenario {name} failed: {status:?}");
-}
-
 /// Receive chains on `pairs` connections fed by a std thread for `run`; each callback
 /// first looks at `probe` (a receive that never completes) with `wait_timeout(0)` if
 /// `look`. Returns the most workers seen and the callbacks run.

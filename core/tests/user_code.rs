@@ -19,11 +19,6 @@ use asyncresult_core::driver::engine_stats;
 use asyncresult_core::{AsyncResult, IoBuf, Socket, SocketFlags};
 use common::*;
 
-fn child_ok(name: &str) {
-    let status = run_child(name);
-    assert!(status.success(), "child scenario {name} failed: {status:?}");
-}
-
 /// A round trip with callbacks on a fresh pair: the engine still makes progress.
 fn round_trip_with_callbacks() {
     let (a, b) = tcp_pair();

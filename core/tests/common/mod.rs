@@ -161,6 +161,12 @@ pub fn run_child(name: &str) -> std::process::ExitStatus {
         .unwrap()
 }
 
+/// Runs child scenario `name` (see [`run_child`]) and fails the test if it failed.
+pub fn child_ok(name: &str) {
+    let status = run_child(name);
+    assert!(status.success(), "child scenario {name} failed: {status:?}");
+}
+
 /// Closes `peer` with `SO_LINGER` 0: the other end gets a reset (RST), delivered before
 /// this returns on loopback.
 pub fn reset(peer: TcpStream) {
