@@ -8,12 +8,40 @@
 //! async-io's reactor lives as long as the process, so the driver does too: once a
 //! smol future has waited, async-io drives the engine for good (the engine's workers
 //! still step in if it ever stops draining).
+//!
+//! A thread that drives the reactor caps its futures' inline drains (core's
+//! `drain_if_driven`) at [`INLINE_HANDOFFS`] in a row that wake another task, until it
+//! drains through the reactor again (`set_inline_handoff_limit`). Without the cap, a
+//! ping-pong whose two ends share an executor thread is served by inline drains
+//! alone: the executor never runs out of tasks, so it never turns the reactor (only
+//! every 200 tasks, when async-executor yields), and async-io's own thread, which takes
+//! the reactor whenever nobody has turned it for 50 µs, sits in `epoll_wait` on a set
+//! holding the engine's descriptor. Every send then wakes that thread on the other CPU
+//! (a context switch per hop, even when the inline drain has already taken the event),
+//! and when it does take an event first the task is woken across threads: about one
+//! round trip in twenty took twice the median. With the cap, every ninth hop or so
+//! waits for the reactor on the executor's own thread, which keeps async-io's thread
+//! asleep. The cap is set only on threads that drain through the reactor, so a thread
+//! that polls these futures under an executor that never turns async-io's reactor
+//! (its events all come from async-io's thread) keeps draining inline uncapped.
 
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
 use async_io::Async;
-use asyncresult_core::driver::Driver;
+use asyncresult_core::driver::{self, Driver};
+
+/// Inline drains in a row that may wake another task on a thread that drives async-io's
+/// reactor, before it drains through the reactor again (see the module docs). Measured
+/// on ping-pong (both ends on one executor thread): 8 and 16 both kept async-io's
+/// thread asleep; 8 leaves it less room to take the reactor when a run starts.
+const INLINE_HANDOFFS: u32 = 8;
+
+thread_local! {
+    /// Whether this thread has capped its inline drains (it drove the reactor once).
+    static CAPPED: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The registration.
 struct SmolDriver {
@@ -56,12 +84,24 @@ fn arm(driver: &Arc<SmolDriver>) {
     }
 }
 
+/// Caps this thread's inline drains, once: it is turning async-io's reactor (the
+/// registration's waker runs only there), so its drains reset the cap's count.
+fn cap_inline_drains() {
+    CAPPED.with(|capped| {
+        if !capped.replace(true) {
+            driver::set_inline_handoff_limit(Some(INLINE_HANDOFFS));
+        }
+    });
+}
+
 impl Wake for SmolDriver {
     fn wake(self: Arc<Self>) {
+        cap_inline_drains();
         arm(&self);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        cap_inline_drains();
         arm(self);
     }
 }
