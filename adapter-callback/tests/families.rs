@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -59,14 +59,6 @@ fn send(s: &Socket, buf: Vec<u8>, flags: SocketFlags) -> Result<usize, Error> {
     let ar = s.begin_send(buf, flags, None, None).unwrap();
     assert!(ar.wait_timeout(secs(5)), "send did not complete");
     s.end_send(&ar)
-}
-
-/// A port on which nothing listens (TCP and UDP), on `ip`'s loopback.
-fn closed_port(addr: SocketAddr) -> SocketAddr {
-    let u = UdpSocket::bind(addr).unwrap();
-    let a = u.local_addr().unwrap();
-    drop(u);
-    a
 }
 
 // ---- accept -------------------------------------------------------------------
@@ -327,7 +319,7 @@ fn connect_refused_comes_through_the_result_v4_and_v6() {
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let to = closed_port(any);
+            let to = common::refusing_port(any);
             let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
             let (tx, rx) = mpsc::channel();
             let c = s.clone();
@@ -357,7 +349,7 @@ fn a_receive_begun_during_a_refused_connect_does_not_hide_the_refusal() {
     bounded(secs(20), || {
         let mut outcomes = std::collections::BTreeMap::new();
         for _ in 0..200 {
-            let to = closed_port(localhost());
+            let to = common::refusing_port(localhost());
             let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
             let c = s.begin_connect(to, None, None).unwrap();
             let r = s
@@ -689,7 +681,7 @@ fn connected_udp_icmp_refusal_comes_through_the_result_and_the_socket_stays_usab
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let dead = closed_port(any);
+            let dead = common::refusing_port(any);
             let a = Socket::bind_udp(any).unwrap();
             a.connect(dead).unwrap();
             // A pending receive is completed by the ICMP error.

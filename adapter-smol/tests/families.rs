@@ -28,13 +28,6 @@ fn errno<T>(r: Result<T, Error>) -> Option<i32> {
     }
 }
 
-fn closed_port(any: SocketAddr) -> SocketAddr {
-    let u = std::net::UdpSocket::bind(any).unwrap();
-    let a = u.local_addr().unwrap();
-    drop(u);
-    a
-}
-
 /// `f`, or `None` after `limit`.
 async fn timeout<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
     let timer = async_io::Timer::after(limit);
@@ -66,7 +59,7 @@ fn connect_refused_and_bind_in_use_come_back_as_errors() {
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let dead = closed_port(any);
+            let dead = common::refusing_port(any);
             assert_eq!(
                 errno(within(TcpStream::connect(dead)).await),
                 Some(libc::ECONNREFUSED)
@@ -220,7 +213,7 @@ fn connected_udp_refusal_reaches_a_pending_receive_and_the_socket_stays_usable()
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let dead = closed_port(any);
+            let dead = common::refusing_port(any);
             let a = UdpSocket::bind(any).await.unwrap();
             within(a.connect(dead)).await.unwrap();
             let r = a.receive(Vec::with_capacity(8));

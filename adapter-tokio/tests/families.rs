@@ -27,14 +27,6 @@ fn errno<T>(r: Result<T, Error>) -> Option<i32> {
     }
 }
 
-/// A port on which nothing listens, on `any`'s loopback.
-fn closed_port(any: SocketAddr) -> SocketAddr {
-    let u = std::net::UdpSocket::bind(any).unwrap();
-    let a = u.local_addr().unwrap();
-    drop(u);
-    a
-}
-
 /// Every test body runs under a hard time limit.
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), f)
@@ -55,7 +47,7 @@ async fn connect_refused_and_bind_in_use_come_back_as_errors() {
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let dead = closed_port(any);
+            let dead = common::refusing_port(any);
             assert_eq!(
                 errno(within(TcpStream::connect(dead)).await),
                 Some(libc::ECONNREFUSED)
@@ -214,7 +206,7 @@ async fn connected_udp_refusal_reaches_a_pending_receive_and_the_socket_stays_us
             if common::no_ipv6_for(any) {
                 continue;
             }
-            let dead = closed_port(any);
+            let dead = common::refusing_port(any);
             let a = std::sync::Arc::new(UdpSocket::bind(any).await.unwrap());
             within(a.connect(dead)).await.unwrap();
             let r = {
@@ -333,7 +325,7 @@ async fn a_refused_connect_with_a_receive_waiting_on_the_core_socket() {
         // can: both report the refusal.
         let mut outcomes = std::collections::BTreeMap::new();
         for _ in 0..200 {
-            let dead = closed_port(v4());
+            let dead = common::refusing_port(v4());
             let s = asyncresult_tokio::Socket::new(
                 asyncresult_tokio::Domain::IPV4,
                 asyncresult_tokio::Type::STREAM,

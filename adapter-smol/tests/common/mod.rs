@@ -6,6 +6,10 @@
 mod ipv6;
 #[allow(unused_imports)] // Not every test file asks.
 pub use ipv6::{ipv6_loopback, no_ipv6_for};
+#[path = "../../../core/tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::refusing_port;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;

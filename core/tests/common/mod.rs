@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod ipv6;
+pub mod ports;
 pub mod trace;
 
 use std::io::Read;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use asyncresult_core::Socket;
 #[allow(unused_imports)] // Not every test file asks.
 pub use ipv6::{ipv6_loopback, no_ipv6_for};
+#[allow(unused_imports)]
+pub use ports::refusing_port;
 
 /// Runs `body` on its own thread and fails the test if it does not finish within
 /// `limit`: a hang fails instead of stalling the suite.
