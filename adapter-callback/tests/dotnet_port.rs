@@ -935,22 +935,10 @@ fn end_after_close_for_every_kind() {
 
 // ---- SocketException.ErrorCode ----------------------------------------------------------
 
-/// A TCP port that refuses connects: held, bound but not listening, for the life of
-/// the test process, so that no other socket takes it meanwhile (another test's
-/// listener, or a connect to it as its own port: a TCP self-connect).
+/// A TCP port that refuses connects (held, bound but not listening, for the life of
+/// the test process).
 fn closed_port() -> SocketAddr {
-    static REFUSING: std::sync::OnceLock<socket2::Socket> = std::sync::OnceLock::new();
-    REFUSING
-        .get_or_init(|| {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.bind(&localhost().into()).unwrap();
-            s
-        })
-        .local_addr()
-        .unwrap()
-        .as_socket()
-        .unwrap()
+    common::refusing_port(localhost())
 }
 
 /// The errno values a Linux .NET SocketException.ErrorCode carries, delivered through

@@ -902,9 +902,7 @@ fn adopted_socket_with_a_connect_in_progress() {
 
         // Refused: a port held, bound but not listening (so that no other socket, nor
         // this connect as its own port, can take it meanwhile).
-        let refusing = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        refusing.bind(&localhost().into()).unwrap();
-        let closed = refusing.local_addr().unwrap().as_socket().unwrap();
+        let closed = common::refusing_port(localhost());
         let raw = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         raw.set_nonblocking(true).unwrap();
         let _ = raw.connect(&closed.into());
