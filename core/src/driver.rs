@@ -27,6 +27,9 @@
 //! moved a ping-pong between workers about once every three round trips (p99 2.3× the
 //! p50). Under load the cap also leaves most events to the driver's batches, which is
 //! cheaper than many small inline drains that wake receivers before much has arrived.
+//! async-io needs it too, more loosely: an executor kept busy by inline drains never
+//! turns the reactor, so async-io's own thread takes it and is woken by every event
+//! (the smol adapter caps the threads that turn the reactor at eight).
 
 use std::cell::Cell;
 use std::io;
