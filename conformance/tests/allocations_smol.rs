@@ -8,16 +8,23 @@ use alloc_count::{echo, pair, ping, thread_allocations, LIMIT, ROUND_TRIPS, WARM
 use asyncresult_conformance::adapters::SmolFlavor;
 use asyncresult_conformance::bounded;
 
-/// On a local executor under `block_on`, so that every future runs on one thread
-/// and only that thread's allocations count. The slack, one per round trip, is
-/// async-io's: each reactor turn that wakes a task collects the wakers in a new list
-/// (66 allocations in all here when the machine is quiet, up to 426 beside two busy
-/// loops, when more waits go through the reactor).
+/// On a local executor under `futures::executor::block_on`, so that every future runs
+/// on one thread and only that thread's allocations count, and that thread never turns
+/// async-io's reactor: async-io's own thread does, and a turn that wakes a task collects
+/// the wakers in a new list. Under `smol::block_on` that thread's count is async-io's
+/// as much as the adapter's: 66 in a quiet run, about 865 once it turns the reactor
+/// every ninth hop (the smol driver's inline-drain cap). Under `smol::block_on` a run on
+/// a loaded machine also counted over 4,000, once in a stressed run of the whole suite
+/// and once in 6 runs of this test beside two busy loops (then in none of 20 more):
+/// about one per wait, as when a receive's wait cannot reuse its direction's readiness
+/// operation (the count with reuse turned off: 4,014). Here the count stayed at 66 or
+/// under beside two busy loops, over 48 windows of this ping-pong; one allocation per
+/// operation would add four per round trip (8,000).
 #[test]
 fn a_round_trip_allocates_nothing_in_steady_state() {
     let spent = bounded(LIMIT, "the smol ping-pong hung", || {
         let executor = async_executor::LocalExecutor::new();
-        smol::block_on(executor.run(async {
+        futures::executor::block_on(executor.run(async {
             let (client, server) = pair::<SmolFlavor>().await;
             let echoing = executor.spawn(async move {
                 echo(&server, WARM_UP + ROUND_TRIPS).await;
@@ -33,7 +40,7 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
     });
     eprintln!("{spent} allocations for {ROUND_TRIPS} round trips");
     assert!(
-        spent <= ROUND_TRIPS,
+        spent <= ROUND_TRIPS / 4,
         "{spent} allocations for {ROUND_TRIPS} round trips (4 operations each)"
     );
 }
