@@ -36,7 +36,7 @@ use asyncresult_core::driver::{self, Driver};
 /// reactor, before it drains through the reactor again (see the module docs). Measured
 /// on ping-pong (both ends on one executor thread): 8 and 16 both kept async-io's
 /// thread asleep. 8 is the safer, because that thread takes the reactor when it sees no
-/// turn for 50 µs (its first wait after a turn of its own), and 8 hops fit in that.
+/// turn for 50 µs (its first wait after a turn of its own), about what 8 hops take.
 const INLINE_HANDOFFS: u32 = 8;
 
 thread_local! {
