@@ -15,7 +15,8 @@ use asyncresult_conformance::bounded;
 /// as much as the adapter's: 66 in a quiet run, about 865 once it turns the reactor
 /// every ninth hop (the smol driver's inline-drain cap). Under `smol::block_on` a run on
 /// a loaded machine also counted over 4,000, once in a stressed run of the whole suite
-/// and once in 6 runs of this test beside two busy loops (then in none of 20 more):
+/// and once in 6 runs of this test beside two busy loops (then in none of 28 runs of an
+/// instrumented copy):
 /// about one per wait, as when a receive's wait cannot reuse its direction's readiness
 /// operation (the count with reuse turned off: 4,014). Here the count stayed at 66 or
 /// under beside two busy loops, over 48 windows of this ping-pong; one allocation per
