@@ -219,10 +219,12 @@ impl ReadWindow<'_> {
         wait_for_sends: impl FnOnce(),
     ) -> Result<(), Error> {
         let once = self.once;
-        if self.handshake.is_none() && once.connect.load(Ordering::Acquire) != NO_CONNECT {
-            drop(once.handshake.lock());
-        } else if self.handshake.is_none() && once.unreported.load(Ordering::Acquire) == 0 {
-            wait_for_sends();
+        if self.handshake.is_none() {
+            if once.connect.load(Ordering::Acquire) != NO_CONNECT {
+                drop(once.handshake.lock());
+            } else if once.unreported.load(Ordering::Acquire) == 0 {
+                wait_for_sends();
+            }
         }
         let kept = once.unreported.load(Ordering::Acquire);
         if kept == EOF_REPORTED {
