@@ -722,11 +722,7 @@ fn send_to_binds_implicitly() {
 #[test]
 fn connect_refused_and_twice() {
     bounded(secs(20), || {
-        // A port held, bound but not listening: refused, and no other socket (nor this
-        // connect, as its own port: a self-connect) can take it meanwhile.
-        let refusing = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        refusing.bind(localhost()).unwrap();
-        let closed = refusing.local_addr().unwrap();
+        let closed = common::refusing_port(localhost());
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         let t0 = Instant::now();
         let ar = s.begin_connect(closed, None, None).unwrap();

@@ -590,11 +590,7 @@ fn send_and_receive_progress_independently_on_one_socket() {
 #[test]
 fn connect_to_a_closed_port_is_refused_promptly() {
     bounded(secs(10), || {
-        // A port held, bound but not listening: no other socket (nor these connects,
-        // as their own port: a self-connect) can take it meanwhile.
-        let refusing = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        refusing.bind(localhost()).unwrap();
-        let port = refusing.local_addr().unwrap();
+        let port = common::refusing_port(localhost());
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         let t = Instant::now();
         let (tx, rx) = mpsc::channel();

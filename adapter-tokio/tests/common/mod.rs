@@ -5,7 +5,7 @@
 #[path = "../../../core/tests/common/ipv6.rs"]
 mod ipv6;
 #[allow(unused_imports)] // Not every test file asks.
-pub use ipv6::{ipv6_loopback, no_ipv6_for};
+pub use ipv6::{assert_v6_to_v4_send_failed, ipv6_loopback, no_ipv6, no_ipv6_for};
 #[path = "../../../core/tests/common/ports.rs"]
 mod ports;
 #[allow(unused_imports)]

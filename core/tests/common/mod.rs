@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use asyncresult_core::Socket;
 #[allow(unused_imports)] // Not every test file asks.
-pub use ipv6::{ipv6_loopback, no_ipv6_for};
+pub use ipv6::{assert_v6_to_v4_send_failed, ipv6_loopback, no_ipv6, no_ipv6_for};
 #[allow(unused_imports)]
 pub use ports::refusing_port;
 
