@@ -84,16 +84,40 @@
 //! plain `try_*` call's readiness gives its place up when it completes, since nothing
 //! obliges its caller to try again.
 //!
+//! # A parked half
+//!
+//! A stream half's read or write (`AsyncRead`/`AsyncWrite`) keeps no place in the
+//! queue, so it need not wait as an operation: a try of it that would block
+//! ([`try_or_park`](OpQueue::try_or_park)) *parks* its task's waker in the queue
+//! instead, which allocates nothing (an idle connection with a read pending costs its
+//! future and nothing else, as with tokio's and async-io's sockets). One waker is
+//! parked per direction; a second half, or a try behind an operation that is not a
+//! readiness one, waits with a readiness operation as above.
+//!
+//! A parked waker counts as a waiting operation for the hand-over above: a hold that
+//! ends with a half parked looks at `MISSED` as it would with operations queued, so an
+//! edge that comes while the half parks is not dropped. An edge that serves the queue
+//! takes the waker out and wakes it once no operation other than a readiness one is
+//! left waiting (what is left after those is the half's to try); so does a close.
+//! The half knows it was woken because its waker is no longer parked
+//! ([`is_parked`](OpQueue::is_parked), by `Waker::will_wake`), and only then tries
+//! again: a poll that finds it still parked makes no syscall. (A waker that does not
+//! recognize its own clones, which `will_wake` allows, makes the half try again and
+//! then wait with a readiness operation: slower, never lost.) A half that goes away
+//! takes its waker out ([`unpark`](OpQueue::unpark)).
+//!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Waker;
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
 use crate::context;
 use crate::error::Error;
 use crate::fifo::InlineFifo;
-use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, Work};
+use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, TaskSink, Work};
 use crate::ops::try_io::{ReadyWork, TryIo, Turn, TurnKind};
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
@@ -134,8 +158,62 @@ impl<C, W: Work<C>> Drop for AbandonOnUnwind<'_, C, W> {
     }
 }
 
-/// Operations completed under a lock, to be notified once it is released.
-pub(crate) type Completed<C> = Vec<Arc<dyn QueuedOp<C>>>;
+/// What serving a queue completed under its lock, to be notified once it is released:
+/// operations, and the wakers of parked stream halves (see "A parked half").
+pub(crate) struct Completed<C> {
+    ops: Vec<Arc<dyn QueuedOp<C>>>,
+    unparked: Vec<Waker>,
+}
+
+impl<C> Completed<C> {
+    /// Nothing yet (no allocation until something is added).
+    pub(crate) fn new() -> Self {
+        Completed {
+            ops: Vec::new(),
+            unparked: Vec::new(),
+        }
+    }
+
+    /// An operation completed.
+    pub(crate) fn push(&mut self, op: Arc<dyn QueuedOp<C>>) {
+        self.ops.push(op);
+    }
+
+    /// A parked half to wake.
+    fn unpark(&mut self, waker: Waker) {
+        self.unparked.push(waker);
+    }
+
+    /// Whether nothing was completed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.unparked.is_empty()
+    }
+
+    /// Notifies everything completed (through `sink`, for callbacks), leaving this empty
+    /// with its capacity; returns how many there were.
+    pub(crate) fn notify(&mut self, sink: &dyn TaskSink) -> usize {
+        let count = self.ops.len() + self.unparked.len();
+        for op in self.ops.drain(..) {
+            op.notify(sink);
+        }
+        for waker in self.unparked.drain(..) {
+            // A panicking waker must not take the notifying thread down (as
+            // `QueuedOp::notify` does for an operation's).
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+        }
+        count
+    }
+
+    /// Gives back what the buffers grew to beyond `kept` entries.
+    pub(crate) fn trim(&mut self, kept: usize) {
+        if self.ops.capacity() > kept {
+            self.ops.shrink_to(kept);
+        }
+        if self.unparked.capacity() > kept {
+            self.unparked.shrink_to(kept);
+        }
+    }
+}
 
 /// How [`OpQueue::start_inline`] went.
 #[derive(Debug)]
@@ -174,6 +252,18 @@ impl<T> TakeExtras<T> for NoExtras {
     }
 }
 
+/// How [`OpQueue::try_or_park`] went.
+#[derive(Debug)]
+pub(crate) enum Parking<T> {
+    /// The syscall ran and produced this.
+    Done(T),
+    /// It would block: the caller's waker is parked in the queue until the next edge.
+    Parked,
+    /// It would block, and the queue could not park the caller (operations wait ahead
+    /// of it, or another half is parked): wait for this readiness operation instead.
+    Queued(AsyncResult<()>),
+}
+
 /// How [`OpQueue::begin`] went.
 enum Begun<W: Produces> {
     Inline(Result<W::Output, Error>),
@@ -190,11 +280,12 @@ pub(crate) struct Stopped {
 struct Inner<C> {
     /// Pending operations, oldest first (the first one inline: no allocation).
     ops: InlineFifo<Arc<dyn QueuedOp<C>>>,
-    stopped: bool,
     /// The last readiness operation, kept to be re-armed by the next `try_now` that
     /// has to wait once nothing else holds it (a wait per would-block, without an
     /// allocation per wait).
     spare_ready: Option<Arc<Op<ReadyWork>>>,
+    /// The waker of the stream half parked here, if any (see "A parked half").
+    parked: Option<Waker>,
 }
 
 /// The FIFO of one direction of one socket (of context `C`).
@@ -210,8 +301,8 @@ impl<C> Default for OpQueue<C> {
         OpQueue {
             inner: Mutex::new(Inner {
                 ops: InlineFifo::default(),
-                stopped: false,
                 spare_ready: None,
+                parked: None,
             }),
             state: AtomicU8::new(0),
         }
@@ -225,7 +316,7 @@ impl<C> std::fmt::Debug for OpQueue<C> {
         };
         f.debug_struct("OpQueue")
             .field("pending", &inner.ops.len())
-            .field("stopped", &inner.stopped)
+            .field("parked", &inner.parked.is_some())
             .finish()
     }
 }
@@ -282,7 +373,7 @@ impl<C: OpContext> OpQueue<C> {
             return Err(e);
         }
         let mut inner = self.inner.lock();
-        if inner.stopped || socket.is_closed() {
+        if socket.is_closed() {
             return Err(Error::Disposed);
         }
         let drained = self.announce() && !work.tries_when_drained();
@@ -323,7 +414,7 @@ impl<C: OpContext> OpQueue<C> {
             return Err(e);
         }
         let inner = self.inner.lock();
-        if inner.stopped || socket.is_closed() {
+        if socket.is_closed() {
             return Err(Error::Disposed);
         }
         Ok(!inner.ops.is_empty())
@@ -350,7 +441,7 @@ impl<C: OpContext> OpQueue<C> {
             return Err(e);
         }
         let mut inner = self.inner.lock();
-        if inner.stopped || socket.is_closed() {
+        if socket.is_closed() {
             return Err(Error::Disposed);
         }
         let drained = self.announce() && !tries_when_drained;
@@ -370,8 +461,94 @@ impl<C: OpContext> OpQueue<C> {
         if completed.is_empty() {
             return;
         }
-        for op in completed {
-            op.notify(socket.sink());
+        completed.notify(socket.sink());
+    }
+
+    /// A stream half's try (`AsyncRead`/`AsyncWrite`): [`try_now`](OpQueue::try_now)
+    /// with a plain call's turn, except that a try that would block *parks* `waker`
+    /// here instead of queueing a readiness operation, so a waiting half costs no
+    /// allocation (see "A parked half"). It parks only if no operation other than a
+    /// readiness one is queued and no other half is parked; otherwise it waits with a
+    /// readiness operation, as `try_now` does.
+    pub(crate) fn try_or_park<T>(
+        &self,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        tries_when_drained: bool,
+        waker: &Waker,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        if let Some(e) = socket.unusable_here() {
+            return Err(e);
+        }
+        let mut inner = self.inner.lock();
+        if socket.is_closed() {
+            return Err(Error::Disposed);
+        }
+        let drained = self.announce() && !tries_when_drained;
+        let unwinding = EndHoldOnUnwind(&self.state);
+        let outcome = self.park_held(&mut inner, socket, ready_kind, drained, waker, now);
+        std::mem::forget(unwinding);
+        self.let_go(inner, socket);
+        outcome
+    }
+
+    /// [`try_or_park`](OpQueue::try_or_park)'s work, with the lock held and announced.
+    fn park_held<T>(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        drained: bool,
+        waker: &Waker,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        if inner.ops.iter().all(|op| op.is_readiness()) {
+            if !drained {
+                if let Some(value) = now(socket)? {
+                    return Ok(Parking::Done(value));
+                }
+            }
+            match &inner.parked {
+                None => {
+                    inner.parked = Some(waker.clone());
+                    return Ok(Parking::Parked);
+                }
+                Some(parked) if parked.will_wake(waker) => return Ok(Parking::Parked),
+                // Another half's (or another task's): this one waits with an operation.
+                Some(_) => {}
+            }
+        }
+        let op = self.ready_op(inner, socket, ready_kind, false);
+        inner.ops.push_back(op.clone());
+        Ok(Parking::Queued(AsyncResult::from_op(op)))
+    }
+
+    /// Whether `waker` is still parked here (no edge has come for it since it parked).
+    /// Not where no operation can run (the half then tries, and finds out why).
+    pub(crate) fn is_parked(&self, socket: &C, waker: &Waker) -> bool {
+        if socket.unusable_here().is_some() {
+            return false;
+        }
+        self.inner
+            .lock()
+            .parked
+            .as_ref()
+            .is_some_and(|parked| parked.will_wake(waker))
+    }
+
+    /// Takes `waker` out if it is still parked here (its half is going away).
+    pub(crate) fn unpark(&self, socket: &C, waker: &Waker) {
+        if socket.unusable_here().is_some() {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if inner
+            .parked
+            .as_ref()
+            .is_some_and(|parked| parked.will_wake(waker))
+        {
+            inner.parked = None;
         }
     }
 
@@ -551,7 +728,7 @@ impl<C: OpContext> OpQueue<C> {
     /// meanwhile and operations wait, serves the queue again.
     fn end_hold(&self, inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
         loop {
-            if inner.ops.is_empty() {
+            if inner.ops.is_empty() && inner.parked.is_none() {
                 // Nothing waits for an edge: the next operation tries its syscall
                 // before it waits, unless this hold proved the kernel's queue empty.
                 self.end_hold_empty();
@@ -587,12 +764,15 @@ impl<C: OpContext> OpQueue<C> {
         drop(self.inner.lock());
     }
 
-    /// Stops the queue for good: later starts fail with `Disposed`, and every pending
-    /// operation completes with `Disposed` (moved to `completed` for notification).
+    /// Stops the queue for good, once its socket is closed (later starts see that and
+    /// fail with `Disposed`): every pending operation completes with `Disposed` (moved
+    /// to `completed` for notification), and a parked half is woken to find it.
     pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {
         let mut inner = self.inner.lock();
-        inner.stopped = true;
         inner.spare_ready = None;
+        if let Some(parked) = inner.parked.take() {
+            completed.unpark(parked);
+        }
         let mut stopped = Stopped::default();
         for op in inner.ops.drain() {
             if op.fail(Error::Disposed) {
@@ -659,6 +839,9 @@ impl<C: OpContext> OpQueue<C> {
 /// is notified but not removed, and the first operation that is not a readiness one
 /// waits until no such place is ahead of it (see "A future's turn").
 ///
+/// Then a parked half is woken, unless an operation that is not a readiness one still
+/// waits (see "A parked half").
+///
 /// Once a close has begun ([`OpContext::stops_serving`]) nothing more runs: what is
 /// still queued was pending at the close, and completes with `Disposed` when the queue
 /// is stopped. (A close called from a buffer dropped here, under this lock, stops the
@@ -695,6 +878,14 @@ fn serve<C: OpContext>(inner: &mut Inner<C>, socket: &C, completed: &mut Complet
         }
         if let Some(op) = inner.ops.pop_front() {
             completed.push(op);
+        }
+    }
+    // A parked half tries again unless an operation that waits for the data or room
+    // is still ahead of it (that operation is served at the next edge, and the half
+    // with it).
+    if inner.parked.is_some() && inner.ops.iter().all(|op| op.is_readiness()) {
+        if let Some(parked) = inner.parked.take() {
+            completed.unpark(parked);
         }
     }
 }

@@ -252,9 +252,7 @@ impl SocketCore {
         let cancelled = queue.cancel(self, addr, &mut completed, || {
             let _ = self.fd.shutdown(how);
         });
-        for op in completed {
-            op.notify(&*self.engine);
-        }
+        completed.notify(&*self.engine);
         cancelled
     }
 
@@ -319,9 +317,7 @@ impl SocketCore {
                 let _ = self.fd.shutdown(Shutdown::Both);
             }
         }
-        for op in completed {
-            op.notify(&*self.engine);
-        }
+        completed.notify(&*self.engine);
     }
 }
 

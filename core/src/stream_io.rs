@@ -5,12 +5,15 @@
 //! (`try_read`/`try_send`): no copy, no owned buffer, and nothing is accepted that is
 //! not in the kernel when `poll_write` says so, so `poll_flush` only has to wait for
 //! operations queued through other paths (for example a dropped `send` future, whose
-//! bytes go out first). When the kernel would block, the half keeps one readiness wait
-//! and reuses it across polls, so a read future dropped by `select!` or a timeout
-//! leaves nothing behind and loses no byte: **cancel safe**. That wait keeps no place
-//! in the socket's order once it completes (a half cannot tell whether the future that
-//! polled it is still there): a `begin_*` of the same direction begun while a read or
-//! write waits may go first.
+//! bytes go out first). When the kernel would block, the half parks its task's waker in
+//! the socket's queue until the next edge (the queue's "A parked half": no allocation,
+//! so an idle connection with a read pending costs only the read's future), or, when it
+//! cannot park (another half or task is parked there, or an operation of the same
+//! direction waits), keeps one readiness wait and reuses it across polls. Either way a
+//! read future dropped by `select!` or a timeout leaves nothing behind and loses no
+//! byte: **cancel safe**. The wait keeps no place in the socket's order (a half cannot
+//! tell whether the future that polled it is still there): a `begin_*` of the same
+//! direction begun while a read or write waits may go first.
 //!
 //! The halves hold their wait behind a mutex so that both `&mut self` (tokio) and
 //! `&self` (futures-io's `impl AsyncRead for &TcpStream`) shapes can use them (the
@@ -30,11 +33,14 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::Mutex;
 
 use crate::async_result::AsyncCallback;
+use crate::buf::uninit_view;
+use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::future::{poll_try, ReadyWait, Runtime};
 use crate::op::OpKind;
 use crate::ops::try_io::TryIo;
+use crate::queue::Parking;
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -61,22 +67,21 @@ pub struct WriteHalf<R> {
 /// A half's one readiness wait, behind the lock that its pollers take.
 type Wait = Mutex<HalfWait>;
 
-/// A half's one readiness wait, reused across polls (cancelled when the half goes), and
-/// the task that polled it last (see the module docs).
+/// A half's wait: parked in the socket's queue (no allocation), or, when it could not
+/// park, one readiness operation reused across polls (cancelled when the half goes);
+/// and the task that polled it last (see the module docs).
 #[derive(Debug, Default)]
 struct HalfWait {
     ready: ReadyWait,
+    /// The last poll parked its waker in the queue (`OpQueue::try_or_park`).
+    parked: bool,
     last_poller: Option<Waker>,
 }
 
 impl HalfWait {
-    /// [`poll_try`] on the half's wait, for `cx`'s task. If another task polled last,
-    /// this poll takes the wait's waker over, so that task is woken to poll again.
-    fn poll<R: Runtime, T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        attempt: impl FnMut() -> Result<TryIo<T>, Error>,
-    ) -> Poll<Result<T, Error>> {
+    /// Takes the wait over for `cx`'s task: if another task polled last, that task is
+    /// woken to poll again.
+    fn note_poller(&mut self, cx: &Context<'_>) {
         match &self.last_poller {
             Some(last) if last.will_wake(cx.waker()) => {}
             _ => {
@@ -85,7 +90,98 @@ impl HalfWait {
                 }
             }
         }
+    }
+
+    /// [`poll_try`] on the half's wait, for `cx`'s task, with no parking (a flush).
+    fn poll<R: Runtime, T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        attempt: impl FnMut() -> Result<TryIo<T>, Error>,
+    ) -> Poll<Result<T, Error>> {
+        self.note_poller(cx);
         poll_try::<R, _>(&mut self.ready.0, cx, attempt)
+    }
+
+    /// A read or write of the half (the direction of readiness kind `ready_kind`):
+    /// `park` tries and parks the waker it is given when it would block; should it
+    /// fall back to a readiness operation, the wait goes on as [`poll`](Self::poll)'s,
+    /// with `attempt`.
+    fn poll_parking<R: Runtime, T>(
+        &mut self,
+        socket: &Socket,
+        ready_kind: OpKind,
+        cx: &mut Context<'_>,
+        park: impl FnMut(&Waker) -> Result<Parking<T>, Error>,
+        attempt: impl FnMut() -> Result<TryIo<T>, Error>,
+    ) -> Poll<Result<T, Error>> {
+        self.note_poller(cx);
+        if self.ready.0.is_none() {
+            if let Some(polled) = self.try_parked::<R, T>(socket, ready_kind, cx, park) {
+                return polled;
+            }
+        }
+        poll_try::<R, _>(&mut self.ready.0, cx, attempt)
+    }
+
+    /// The parked part of [`poll_parking`](Self::poll_parking): `None` once the wait
+    /// has fallen back to a readiness operation (in `self.ready`).
+    fn try_parked<R: Runtime, T>(
+        &mut self,
+        socket: &Socket,
+        ready_kind: OpKind,
+        cx: &mut Context<'_>,
+        mut park: impl FnMut(&Waker) -> Result<Parking<T>, Error>,
+    ) -> Option<Poll<Result<T, Error>>> {
+        let Poll::Ready(budget) = R::poll_budget(cx) else {
+            return Some(Poll::Pending);
+        };
+        if self.parked {
+            if socket.is_parked(ready_kind, cx.waker()) {
+                // No edge since it parked: nothing to try yet.
+                return Some(Poll::Pending);
+            }
+            self.parked = false;
+        }
+        let mut drained = false;
+        let polled = loop {
+            match park(cx.waker()) {
+                Err(e) => break Poll::Ready(Err(e)),
+                Ok(Parking::Done(value)) => break Poll::Ready(Ok(value)),
+                Ok(Parking::Queued(ready)) => {
+                    self.ready.0 = Some(ready);
+                    return None;
+                }
+                Ok(Parking::Parked) => {
+                    if !drained {
+                        // As a waiting future does: the peer's edge may be there for
+                        // this thread to drain; if the drain unparked this half, it
+                        // tries again at once.
+                        drained = true;
+                        driver::drain_if_driven();
+                        if !socket.is_parked(ready_kind, cx.waker()) {
+                            continue;
+                        }
+                    }
+                    self.parked = true;
+                    R::will_wait();
+                    break Poll::Pending;
+                }
+            }
+        };
+        if polled.is_ready() {
+            R::made_progress(budget);
+        }
+        Some(polled)
+    }
+
+    /// Takes this half's waker out of the queue if it is still parked there (the half
+    /// is going away).
+    fn leave(&mut self, socket: &Socket, ready_kind: OpKind) {
+        if self.parked {
+            if let Some(waker) = &self.last_poller {
+                socket.unpark(ready_kind, waker);
+            }
+        }
     }
 }
 
@@ -113,11 +209,9 @@ impl<R: Runtime> ReadHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        ready(
-            self.waiting
-                .lock()
-                .poll::<R, _>(cx, || self.socket.try_read(buf)),
-        )
+        // SAFETY: a read writes only initialized bytes.
+        let area = unsafe { uninit_view(buf) };
+        self.poll_read_area(cx, area)
     }
 
     /// `AsyncRead::poll_read` into memory that may be uninitialized; only initialized
@@ -130,11 +224,24 @@ impl<R: Runtime> ReadHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        ready(
-            self.waiting
-                .lock()
-                .poll::<R, _>(cx, || self.socket.try_read_uninit(buf)),
-        )
+        self.poll_read_area(cx, buf)
+    }
+
+    /// A read into `buf` (not empty), parking the waker when it would block.
+    fn poll_read_area(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let socket = &self.socket;
+        let buf = std::cell::RefCell::new(buf);
+        ready(self.waiting.lock().poll_parking::<R, _>(
+            socket,
+            OpKind::ReceiveReady,
+            cx,
+            |waker| socket.park_read_uninit(&mut buf.borrow_mut()[..], waker),
+            || socket.try_read_uninit(&mut buf.borrow_mut()[..]),
+        ))
     }
 
     /// Gives the socket back, cancelling the pending readiness wait (which holds no
@@ -174,11 +281,14 @@ impl<R: Runtime> WriteHalf<R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        ready(
-            self.waiting
-                .lock()
-                .poll::<R, _>(cx, || self.socket.try_send(buf, SocketFlags::NONE)),
-        )
+        let socket = &self.socket;
+        ready(self.waiting.lock().poll_parking::<R, _>(
+            socket,
+            OpKind::SendReady,
+            cx,
+            |waker| socket.park_send(buf, waker),
+            || socket.try_send(buf, SocketFlags::NONE),
+        ))
     }
 
     /// `AsyncWrite::poll_write_vectored`, one `sendmsg`.
@@ -190,9 +300,14 @@ impl<R: Runtime> WriteHalf<R> {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        ready(self.waiting.lock().poll::<R, _>(cx, || {
-            self.socket.try_send_vectored(bufs, SocketFlags::NONE)
-        }))
+        let socket = &self.socket;
+        ready(self.waiting.lock().poll_parking::<R, _>(
+            socket,
+            OpKind::SendReady,
+            cx,
+            |waker| socket.park_send_vectored(bufs, waker),
+            || socket.try_send_vectored(bufs, SocketFlags::NONE),
+        ))
     }
 
     /// `AsyncWrite::poll_flush`: ready once no send of this socket is queued. A write
@@ -261,6 +376,16 @@ impl<R: Runtime> WriteHalf<R> {
     }
 }
 
+/// A read half parked in the socket's queue takes its waker out as it goes (no stale
+/// waker is left to hold the task).
+impl<R> Drop for ReadHalf<R> {
+    fn drop(&mut self) {
+        self.waiting
+            .get_mut()
+            .leave(&self.socket, OpKind::ReceiveReady);
+    }
+}
+
 /// Dropping the write half keeps the socket open behind the sends still queued (a
 /// dropped `send` future's): their bytes go out whole, and only then does the half's
 /// handle go, so a stream dropped right after a send is closed gracefully, the peer
@@ -270,6 +395,9 @@ impl<R: Runtime> WriteHalf<R> {
 /// write side down. [`close`](Socket::close) still aborts them.
 impl<R> Drop for WriteHalf<R> {
     fn drop(&mut self) {
+        self.waiting
+            .get_mut()
+            .leave(&self.socket, OpKind::SendReady);
         let shut_down = self.shut_down_on_drop;
         behind_sends(&self.socket, move |socket| {
             if shut_down {

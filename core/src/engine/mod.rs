@@ -383,18 +383,13 @@ impl EngineShared {
                 continue;
             };
             socket.on_ready(ready, completed);
-            notified += completed.len();
-            for op in completed.drain(..) {
-                op.notify(self);
-            }
+            notified += completed.notify(self);
             on_each();
         }
         // One edge can complete a whole burst (a peer that starts reading after
         // 100,000 sends were queued); the buffer is this thread's for good, so what it
         // grew to beyond the callback queues' share is given back, as they do.
-        if completed.capacity() > crate::context::KEPT_TASK_CAPACITY {
-            completed.shrink_to(crate::context::KEPT_TASK_CAPACITY);
-        }
+        completed.trim(crate::context::KEPT_TASK_CAPACITY);
         notified
     }
 }

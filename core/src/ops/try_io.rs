@@ -24,6 +24,7 @@
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::task::Waker;
 
 use super::accept::{accept_one, check_listener};
 use super::receive::{receive_from_into, receive_into, tries_when_drained};
@@ -34,6 +35,7 @@ use crate::buf::{uninit_view, IoBufMut};
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
+use crate::queue::Parking;
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -89,6 +91,25 @@ impl<C> Work<C> for ReadyWork {
     }
 }
 
+/// One `sendmsg` of `bufs` (see [`Socket::try_send_vectored`]); `None` if it would
+/// block.
+fn send_vectored_now(
+    core: &SocketCore,
+    bufs: &[IoSlice<'_>],
+    flags: libc::c_int,
+) -> Result<Option<usize>, Error> {
+    if !core.is_stream() {
+        return send_datagram(core.fd(), bufs.iter().map(|b| &b[..]), flags);
+    }
+    let first = bufs
+        .iter()
+        .position(|b| !b.is_empty())
+        .unwrap_or(bufs.len());
+    let bufs = &bufs[first..];
+    let bufs = &bufs[..bufs.len().min(MAX_IOV)];
+    nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags))
+}
+
 impl Socket {
     /// Runs `now` on the direction of readiness kind `ready_kind` (`SendReady` or
     /// `ReceiveReady`), or queues a readiness operation of that kind.
@@ -102,6 +123,69 @@ impl Socket {
         let core = self.core();
         core.queue(ready_kind)
             .try_now(core, ready_kind, turn, tries_when_drained, now)
+    }
+
+    /// [`try_side`](Self::try_side) for a stream half, which parks `waker` when it
+    /// can instead of queueing a readiness operation (see `OpQueue::try_or_park`).
+    fn park_side<T>(
+        &self,
+        ready_kind: OpKind,
+        tries_when_drained: bool,
+        waker: &Waker,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        let core = self.core();
+        core.queue(ready_kind)
+            .try_or_park(core, ready_kind, tries_when_drained, waker, now)
+    }
+
+    /// Whether `waker` is still parked on the direction of readiness kind `ready_kind`
+    /// (see [`park_side`](Self::park_side)).
+    pub(crate) fn is_parked(&self, ready_kind: OpKind, waker: &Waker) -> bool {
+        let core = self.core();
+        core.queue(ready_kind).is_parked(core, waker)
+    }
+
+    /// Takes `waker` out of the direction of readiness kind `ready_kind` if it is still
+    /// parked there (its half is going away).
+    pub(crate) fn unpark(&self, ready_kind: OpKind, waker: &Waker) {
+        let core = self.core();
+        core.queue(ready_kind).unpark(core, waker);
+    }
+
+    /// [`try_send`](Socket::try_send) with no flags, for a stream half that parks
+    /// `waker` when it would block (see [`park_side`](Self::park_side)).
+    pub(crate) fn park_send(&self, buf: &[u8], waker: &Waker) -> Result<Parking<usize>, Error> {
+        let flags = send_flags(SocketFlags::NONE);
+        self.park_side(OpKind::SendReady, false, waker, |core| {
+            sys::send(core.fd(), buf, flags).map_err(|e| core.failures().keep_connection_failure(e))
+        })
+    }
+
+    /// [`try_send_vectored`](Socket::try_send_vectored) with no flags, for a stream half
+    /// that parks `waker` when it would block.
+    pub(crate) fn park_send_vectored(
+        &self,
+        bufs: &[IoSlice<'_>],
+        waker: &Waker,
+    ) -> Result<Parking<usize>, Error> {
+        let flags = send_flags(SocketFlags::NONE);
+        self.park_side(OpKind::SendReady, false, waker, |core| {
+            send_vectored_now(core, bufs, flags)
+                .map_err(|e| core.failures().keep_connection_failure(e))
+        })
+    }
+
+    /// [`try_read_uninit`](Socket::try_read_uninit), for a stream half that parks
+    /// `waker` when it would block.
+    pub(crate) fn park_read_uninit(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        waker: &Waker,
+    ) -> Result<Parking<usize>, Error> {
+        self.park_side(OpKind::ReceiveReady, tries_when_drained(0), waker, |core| {
+            core.read_stream(buf, 0)
+        })
     }
 
     /// [`try_side`](Self::try_side) for sends: a send's error goes through
@@ -153,18 +237,7 @@ impl Socket {
         flags: SocketFlags,
     ) -> Result<TryIo<usize>, Error> {
         let flags = send_flags(flags);
-        self.try_send_side(|core| {
-            if !core.is_stream() {
-                return send_datagram(core.fd(), bufs.iter().map(|b| &b[..]), flags);
-            }
-            let first = bufs
-                .iter()
-                .position(|b| !b.is_empty())
-                .unwrap_or(bufs.len());
-            let bufs = &bufs[first..];
-            let bufs = &bufs[..bufs.len().min(MAX_IOV)];
-            nonblocking(|| core.fd().send_vectored_with_flags(bufs, flags))
-        })
+        self.try_send_side(|core| send_vectored_now(core, bufs, flags))
     }
 
     /// Sends `buf` as one datagram to `to` now, if no send is queued.

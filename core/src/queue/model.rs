@@ -45,6 +45,8 @@ struct Model {
     /// The kernel's receive queue: under a lock, as in the kernel, so a syscall
     /// never reads a stale count.
     data: loom::sync::Mutex<usize>,
+    /// Closed: set before the queue is stopped, as `SocketCore` does.
+    closed: loom::sync::atomic::AtomicBool,
     sink: Sink,
 }
 
@@ -66,15 +68,13 @@ impl OpContext for Model {
     fn is_closed(&self) -> bool {
         // A point where another thread may run while this one holds the queue.
         loom::thread::yield_now();
-        false
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
     fn cancel(&self, _kind: OpKind, addr: *const ()) -> bool {
         let mut completed = Completed::new();
         // As `SocketCore::cancel_op` does (the queue serves itself after a cancel).
         let cancelled = self.queue.cancel(self, addr, &mut completed, || {});
-        for op in completed {
-            op.notify(&self.sink);
-        }
+        completed.notify(&self.sink);
         cancelled
     }
 }
@@ -84,6 +84,7 @@ impl Model {
         Arc::new(Model {
             queue: OpQueue::default(),
             data: loom::sync::Mutex::new(0),
+            closed: loom::sync::atomic::AtomicBool::new(false),
             sink: Sink,
         })
     }
@@ -105,19 +106,17 @@ impl Model {
     fn edge(self: &Arc<Self>) {
         let mut completed = Completed::new();
         self.queue.edge(self, &mut completed);
-        for op in completed {
-            op.notify(&self.sink);
-        }
+        completed.notify(&self.sink);
     }
 
     /// Close: the queue stops and its operations complete with `Disposed`; returns
     /// how many it aborted.
     fn close(self: &Arc<Self>) -> usize {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut completed = Completed::new();
         let stopped = self.queue.stop(&mut completed);
-        for op in completed {
-            op.notify(&self.sink);
-        }
+        completed.notify(&self.sink);
         stopped.aborted
     }
 
@@ -880,5 +879,144 @@ fn a_held_place_behind_a_receive_waits_its_turn() {
         );
         assert!(first.finish().is_ok());
         assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A waker that counts its wakes (a parked half's, in these models).
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A parked half's waker, and whether it has been woken.
+fn half_waker() -> (Arc<CountingWaker>, Waker) {
+    let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&counter));
+    (counter, waker)
+}
+
+impl CountingWaker {
+    fn woken(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+}
+
+impl Model {
+    /// A stream half's try to take one unit (`try_or_park`), parking `waker` if it
+    /// would block; its error handed back.
+    fn try_or_park(self: &Arc<Self>, waker: &Waker) -> Result<Parking<()>, Error> {
+        self.queue
+            .try_or_park(self, OpKind::ReceiveReady, false, waker, |m| {
+                Ok(m.take().then_some(()))
+            })
+    }
+}
+
+/// A stream half's try races a delivery and its edge: either the try takes the unit,
+/// or the half is parked and the edge wakes it (never parked and forgotten).
+#[test]
+fn a_parked_half_is_woken_by_an_edge_that_races_its_park() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        let tried = racing_a_delivery(&m, |m| m.try_or_park(&waker));
+        match tried {
+            Ok(Parking::Done(())) => {}
+            Ok(Parking::Parked) => {
+                assert!(counter.woken(), "the unit arrived but the half sleeps");
+                assert!(!m.queue.is_parked(&m, &waker), "woken, yet still parked");
+            }
+            other => panic!("a lone half could not park: {other:?}"),
+        }
+    });
+}
+
+/// A parked half and a future's readiness wait: one edge wakes both (tries race), and
+/// neither wake takes the unit.
+#[test]
+fn an_edge_wakes_a_parked_half_beside_a_futures_wait() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        assert!(matches!(m.try_or_park(&waker), Ok(Parking::Parked)));
+        let ready = waiting(m.try_receive(), "nothing has arrived yet");
+        let kernel = spawn_on(&m, Model::deliver);
+        join(kernel);
+        assert!(counter.woken(), "the unit arrived but the half sleeps");
+        assert!(ready.is_completed(), "the unit arrived but the wait waits");
+        assert_eq!(m.unread(), 1, "a wake took the unit");
+    });
+}
+
+/// A half parked behind nothing, then a receive begun (it keeps no place, so the
+/// receive may go first): the edge serves the receive, then wakes the half to find
+/// what is left.
+#[test]
+fn a_receive_begun_while_a_half_is_parked_goes_first() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        assert!(matches!(m.try_or_park(&waker), Ok(Parking::Parked)));
+        let receive = m.receive();
+        let kernel = spawn_on(&m, Model::deliver);
+        join(kernel);
+        assert!(
+            receive.is_completed(),
+            "the unit arrived but the receive waits"
+        );
+        assert!(counter.woken(), "the queue emptied but the half sleeps");
+        assert!(
+            matches!(m.try_or_park(&waker), Ok(Parking::Parked)),
+            "the receive's unit was taken twice"
+        );
+    });
+}
+
+/// A second half (another task's waker) finds the first parked: it waits with a
+/// readiness operation instead, and one edge wakes both.
+#[test]
+fn a_second_half_waits_with_an_operation() {
+    loom::model(|| {
+        let m = Model::new();
+        let (first, first_waker) = half_waker();
+        let (_, second_waker) = half_waker();
+        assert!(matches!(m.try_or_park(&first_waker), Ok(Parking::Parked)));
+        let Ok(Parking::Queued(ready)) = m.try_or_park(&second_waker) else {
+            panic!("the second half did not fall back to an operation");
+        };
+        let kernel = spawn_on(&m, Model::deliver);
+        join(kernel);
+        assert!(first.woken(), "the unit arrived but the parked half sleeps");
+        assert!(
+            ready.is_completed(),
+            "the unit arrived but the second half waits"
+        );
+    });
+}
+
+/// A close races a half's try: either the try sees the closed socket, or the half is
+/// parked and the close wakes it (to find the socket closed at its next try).
+#[test]
+fn a_close_wakes_a_parked_half() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        let closing = spawn_on(&m, Model::close);
+        let tried = m.try_or_park(&waker);
+        join(closing);
+        match tried {
+            Err(Error::Disposed) => {}
+            Ok(Parking::Parked) => {
+                assert!(counter.woken(), "closed, but the parked half sleeps");
+                assert!(matches!(m.try_or_park(&waker), Err(Error::Disposed)));
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
     });
 }
