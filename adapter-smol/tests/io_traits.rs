@@ -369,6 +369,66 @@ fn dropped_reads_and_writes_lose_and_double_nothing() {
     });
 }
 
+/// Readers sharing one socket's receive side: one task on a stream of its own and two
+/// on a second stream over the same socket (`&TcpStream`), on two executor threads.
+/// One waiting read parks its waker in the socket's queue, the others wait with
+/// readiness operations; whichever way each waits, the data is shared out whole (no
+/// byte lost or read twice) and the peer's close ends every reader, none left waiting.
+#[test]
+fn readers_sharing_a_socket_all_see_the_data_and_the_end() {
+    const TOTAL: usize = 4 << 20;
+    on_executor(2, 60, || async {
+        let (ours, mut theirs) = pair_with_std().await;
+        let second = Arc::new(TcpStream::from(ours.socket().clone()));
+        let mut readers = Vec::new();
+        let mut own = ours;
+        readers.push(smol::spawn(async move {
+            let mut buf = vec![0u8; 3_000];
+            let (mut count, mut sum) = (0usize, 0u64);
+            loop {
+                let n = own.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return (count, sum);
+                }
+                count += n;
+                sum += buf[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
+            }
+        }));
+        for _ in 0..2 {
+            let shared = Arc::clone(&second);
+            readers.push(smol::spawn(async move {
+                let mut buf = vec![0u8; 1_500];
+                let (mut count, mut sum) = (0usize, 0u64);
+                loop {
+                    let n = (&*shared).read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return (count, sum);
+                    }
+                    count += n;
+                    sum += buf[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
+                }
+            }));
+        }
+        let data = pattern(TOTAL, 5);
+        let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            for chunk in data.chunks(10_000) {
+                theirs.write_all(chunk).unwrap();
+            }
+            drop(theirs);
+        });
+        let (mut count, mut sum) = (0, 0);
+        for reader in readers {
+            let (c, s) = reader.await;
+            count += c;
+            sum += s;
+        }
+        writer.join().unwrap();
+        assert_eq!((count, sum), (TOTAL, expected));
+    });
+}
+
 // ---- mixing with send / receive / begin_* -------------------------------------------
 
 /// `write_all`, `send`, a dropped `send`, `write` and `send` again on one stream: the

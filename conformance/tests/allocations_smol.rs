@@ -4,7 +4,10 @@
 
 mod alloc_count;
 
-use alloc_count::{echo, pair, ping, thread_allocations, LIMIT, ROUND_TRIPS, WARM_UP};
+use alloc_count::{
+    echo, idle_read_allocations, pair, ping, thread_allocations, IDLE_READS, LIMIT, ROUND_TRIPS,
+    WARM_UP,
+};
 use asyncresult_conformance::adapters::SmolFlavor;
 use asyncresult_conformance::bounded;
 
@@ -43,5 +46,20 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
     assert!(
         spent <= ROUND_TRIPS / 4,
         "{spent} allocations for {ROUND_TRIPS} round trips (4 operations each)"
+    );
+}
+
+/// A read waiting through `AsyncRead` on an idle socket allocates nothing (its waker is
+/// parked in the socket's queue): 0 here, where a readiness operation per waiting read
+/// counted one each.
+#[test]
+fn a_waiting_read_allocates_nothing() {
+    let spent = bounded(LIMIT, "the idle smol reads hung", || {
+        futures::executor::block_on(idle_read_allocations::<SmolFlavor>())
+    });
+    eprintln!("{spent} allocations for {IDLE_READS} waiting reads");
+    assert!(
+        spent < IDLE_READS / 10,
+        "{spent} allocations for {IDLE_READS} waiting reads"
     );
 }

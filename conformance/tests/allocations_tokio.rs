@@ -5,7 +5,9 @@
 
 mod alloc_count;
 
-use alloc_count::{allocations, echo, pair, ping, LIMIT, ROUND_TRIPS, WARM_UP};
+use alloc_count::{
+    allocations, echo, idle_read_allocations, pair, ping, IDLE_READS, LIMIT, ROUND_TRIPS, WARM_UP,
+};
 use asyncresult_conformance::adapters::TokioFlavor;
 use asyncresult_conformance::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,4 +87,23 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
             );
         }
     });
+}
+
+/// A read waiting through `AsyncRead` on an idle socket allocates nothing (its waker is
+/// parked in the socket's queue), on a current-thread runtime, whose one thread is the
+/// one counted.
+#[test]
+fn a_waiting_read_allocates_nothing() {
+    let spent = bounded(LIMIT, "the idle tokio reads hung", || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(idle_read_allocations::<TokioFlavor>())
+    });
+    eprintln!("{spent} allocations for {IDLE_READS} waiting reads");
+    assert!(
+        spent < IDLE_READS / 10,
+        "{spent} allocations for {IDLE_READS} waiting reads"
+    );
 }

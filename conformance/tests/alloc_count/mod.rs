@@ -2,7 +2,7 @@
 //! allocator (each test binary installs it, so that each counts in a process of its
 //! own: the smol adapter's driver stays registered with async-io's reactor for the
 //! rest of a process, and async-io's thread allocates per reactor turn) and the
-//! ping-pong they measure.
+//! ping-pong they measure, and the idle reads.
 //!
 //! A round trip is two sends that finish at once and two receives that wait and are
 //! woken, between two tasks. A fast-path send is no operation at all, and a receive's
@@ -15,6 +15,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use asyncresult_conformance::adapters::Flavor;
@@ -117,4 +118,46 @@ pub async fn ping<R: Runtime>(client: &net::TcpStream<R>, rounds: usize) {
         assert_eq!(client.send(msg).await.unwrap(), 64);
         receive_message(client, &mut buf).await;
     }
+}
+
+/// Idle streams whose `AsyncRead` reads wait in [`idle_read_allocations`].
+pub const IDLE_READS: usize = 200;
+
+/// Polls one read (`poll_read`, what both adapters' `AsyncRead` impls call) on each of
+/// [`IDLE_READS`] idle streams, with no data coming, after one such read to warm up;
+/// returns this thread's allocations meanwhile. A waiting read parks its task's waker
+/// in its socket's queue, so it should allocate nothing (a readiness operation per
+/// waiting read would be one allocation each).
+pub async fn idle_read_allocations<F: Flavor>() -> usize {
+    let mut streams = Vec::with_capacity(IDLE_READS + 2);
+    for _ in 0..=IDLE_READS / 2 {
+        let (client, server) = pair::<F>().await;
+        streams.push(client);
+        streams.push(server);
+    }
+    let mut buf = [0u8; 64];
+    // A waker of a task of its own (a clone is a reference count, and it recognizes its
+    // clones, as executors' wakers do; `Waker::noop`'s clones need not).
+    let waker = Waker::from(Arc::new(Unwoken));
+    let mut cx = Context::from_waker(&waker);
+    let (warm, idle) = streams.split_first().unwrap();
+    assert!(
+        warm.poll_read(&mut cx, &mut buf).is_pending(),
+        "no data was sent"
+    );
+    let before = thread_allocations();
+    for stream in idle {
+        assert!(
+            stream.poll_read(&mut cx, &mut buf).is_pending(),
+            "no data was sent"
+        );
+    }
+    thread_allocations() - before
+}
+
+/// The waker of a task that no test expects to be woken.
+struct Unwoken;
+
+impl Wake for Unwoken {
+    fn wake(self: Arc<Self>) {}
 }
