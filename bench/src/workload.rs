@@ -72,8 +72,10 @@ impl Workload {
                 scale.overhead_sends
             ),
             Workload::Memory => format!(
-                "{} idle sockets, one pending 64 B receive each (buffer not counted; \
-                 for async stacks B/op includes the boxed future, whose size is B/future)",
+                "{} idle sockets: on half of them one pending 64 B receive each (buffer \
+                 not counted; for async stacks B/op includes the boxed future, whose size \
+                 is B/future), on the other half one pending `AsyncRead` read into a 64 B \
+                 slice each (B/read, boxed future included)",
                 scale.memory_pairs * 2
             ),
         }
@@ -88,6 +90,7 @@ impl Workload {
             Workload::Overhead => &[Metric::SendsPerSec],
             Workload::Memory => &[
                 Metric::BytesPerOp,
+                Metric::BytesPerRead,
                 Metric::BytesPerSocket,
                 Metric::FutureBytes,
             ],
@@ -114,8 +117,12 @@ pub enum Metric {
     MsgsPerSec,
     /// Sends per second.
     SendsPerSec,
-    /// Heap bytes per pending operation, beside its buffer.
+    /// Heap bytes per pending operation, beside its buffer (the contender's own
+    /// receive: an adapter's takes an owned buffer).
     BytesPerOp,
+    /// Heap bytes per pending `AsyncRead` read into a borrowed slice, beside the slice
+    /// (async contenders: the same call on every stack).
+    BytesPerRead,
     /// Heap bytes per registered socket.
     BytesPerSocket,
     /// Size of one pending receive's future (async contenders; part of bytes/op).
@@ -124,13 +131,14 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in table order.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::GibPerSec,
         Metric::P50Micros,
         Metric::P99Micros,
         Metric::MsgsPerSec,
         Metric::SendsPerSec,
         Metric::BytesPerOp,
+        Metric::BytesPerRead,
         Metric::BytesPerSocket,
         Metric::FutureBytes,
     ];
@@ -144,6 +152,7 @@ impl Metric {
             Metric::MsgsPerSec => "msgs_per_s",
             Metric::SendsPerSec => "sends_per_s",
             Metric::BytesPerOp => "bytes_per_op",
+            Metric::BytesPerRead => "bytes_per_read",
             Metric::BytesPerSocket => "bytes_per_socket",
             Metric::FutureBytes => "future_bytes",
         }
@@ -171,6 +180,7 @@ impl Metric {
             Metric::MsgsPerSec => "M msg/s",
             Metric::SendsPerSec => "M sends/s",
             Metric::BytesPerOp => "B/op",
+            Metric::BytesPerRead => "B/read",
             Metric::BytesPerSocket => "B/socket",
             Metric::FutureBytes => "B/future",
         }
@@ -182,7 +192,10 @@ impl Metric {
             Metric::GibPerSec => format!("{value:.2}"),
             Metric::P50Micros | Metric::P99Micros => format!("{value:.1}"),
             Metric::MsgsPerSec | Metric::SendsPerSec => format!("{:.3}", value / 1e6),
-            Metric::BytesPerOp | Metric::BytesPerSocket | Metric::FutureBytes => {
+            Metric::BytesPerOp
+            | Metric::BytesPerRead
+            | Metric::BytesPerSocket
+            | Metric::FutureBytes => {
                 format!("{value:.0}")
             }
         }

@@ -216,23 +216,31 @@ fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> Poll<F::Outpu
 
 /// Memory: heap bytes to register an idle socket, and to hold one pending receive
 /// on it (a boxed future, polled once; its 64-byte buffer is allocated beforehand and
-/// not counted).
+/// not counted) on half of the sockets, and one pending `AsyncRead` read into a
+/// borrowed 64-byte slice (the same call on every stack) on the other half. The halves
+/// are apart so that neither wait finds what the other left (a socket's spare
+/// readiness operation, say).
 pub fn memory<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, String> {
     let mut streams = loopback::sockets(scale.memory_pairs).map_err(failed("pairs"))?;
-    let (warm_client, _warm_server) = loopback::pair().map_err(failed("pair"))?;
+    let (warm_client, warm_server) = loopback::pair().map_err(failed("pair"))?;
     let count = streams.len();
     exec.block_on(async move {
-        // One pending receive before measuring: starts drivers and lazy statics.
+        // One pending receive and one pending read before measuring: start drivers and
+        // lazy statics.
         let mut warm = S::adopt(warm_client).map_err(failed("adopt"))?;
         let mut warm_buf = vec![0u8; Scale::MEMORY_READ];
-        let mut warm_read = pin!(warm.read(&mut warm_buf));
-        if poll_once(warm_read.as_mut()).is_ready() {
+        let mut warm_receive = pin!(warm.read(&mut warm_buf));
+        let mut warm_other = S::adopt(warm_server).map_err(failed("adopt"))?;
+        let mut warm_slice = vec![0u8; Scale::MEMORY_READ];
+        let mut warm_read = pin!(warm_other.read_slice(&mut warm_slice));
+        if poll_once(warm_receive.as_mut()).is_ready() || poll_once(warm_read.as_mut()).is_ready() {
             return Err("a receive on an idle socket completed".to_string());
         }
 
         let mut bufs: Vec<Vec<u8>> = (0..count).map(|_| vec![0u8; Scale::MEMORY_READ]).collect();
         let mut conns = Vec::with_capacity(count);
-        let mut reads = Vec::with_capacity(count);
+        let mut receives = Vec::with_capacity(count / 2);
+        let mut reads = Vec::with_capacity(count - count / 2);
         let mut future_bytes = 0;
 
         let before = alloc::live();
@@ -241,20 +249,37 @@ pub fn memory<S: Stack, E: Exec>(exec: &E, scale: &Scale) -> Result<Values, Stri
             conns.push(S::adopt(stream).map_err(failed("adopt"))?);
         }
         let registered = alloc::live();
-        for (conn, buf) in conns.iter_mut().zip(bufs.iter_mut()) {
-            let mut read = Box::pin(conn.read(buf));
-            future_bytes = std::mem::size_of_val(&*read);
-            if poll_once(read.as_mut()).is_ready() {
+        let (receiving, reading) = conns.split_at_mut(count / 2);
+        let (receive_bufs, slices) = bufs.split_at_mut(count / 2);
+        for (conn, buf) in receiving.iter_mut().zip(receive_bufs.iter_mut()) {
+            let mut receive = Box::pin(conn.read(buf));
+            future_bytes = std::mem::size_of_val(&*receive);
+            if poll_once(receive.as_mut()).is_ready() {
                 return Err("a receive on an idle socket completed".to_string());
+            }
+            receives.push(receive);
+        }
+        let receiving_live = alloc::live();
+        for (conn, slice) in reading.iter_mut().zip(slices.iter_mut()) {
+            let mut read = Box::pin(conn.read_slice(&mut slice[..]));
+            if poll_once(read.as_mut()).is_ready() {
+                return Err("a read on an idle socket completed".to_string());
             }
             reads.push(read);
         }
-        let pending = alloc::live();
+        let reading_live = alloc::live();
 
-        let per = |bytes: isize| bytes as f64 / count as f64;
+        let per = |bytes: isize, count: usize| bytes as f64 / count as f64;
         Ok(Values::default()
-            .with(Metric::BytesPerOp, per(pending - registered))
-            .with(Metric::BytesPerSocket, per(registered - before))
+            .with(
+                Metric::BytesPerOp,
+                per(receiving_live - registered, receives.len()),
+            )
+            .with(
+                Metric::BytesPerRead,
+                per(reading_live - receiving_live, reads.len()),
+            )
+            .with(Metric::BytesPerSocket, per(registered - before, count))
             .with(Metric::FutureBytes, future_bytes as f64))
     })
 }

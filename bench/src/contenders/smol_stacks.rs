@@ -37,7 +37,8 @@ impl Exec for SmolExec {
 adapter_stack!(
     /// asyncresult-smol: `asyncresult_smol::{TcpListener, TcpStream}`.
     SmolAdapter,
-    asyncresult_smol
+    asyncresult_smol,
+    futures_lite::AsyncReadExt
 );
 
 /// async-io's `Async<std::net::TcpStream>`.
@@ -82,5 +83,9 @@ impl Conn for Async<TcpStream> {
 
     async fn read<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> io::Result<usize> {
         AsyncReadExt::read(self, &mut buf[..]).await
+    }
+
+    async fn read_slice<'a>(&'a mut self, buf: &'a mut [u8]) -> io::Result<usize> {
+        AsyncReadExt::read(self, buf).await
     }
 }

@@ -66,6 +66,13 @@ pub trait Conn: Send + 'static {
         &'a mut self,
         buf: &'a mut Vec<u8>,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// Reads at least one byte into `buf` through the stack's `AsyncRead`
+    /// (`read(&mut [u8])`, the same call on every stack); 0 at end of stream.
+    fn read_slice<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 }
 
 /// Checks that a whole-buffer send reported the whole buffer.
@@ -82,9 +89,10 @@ pub fn whole(sent: usize, len: usize) -> io::Result<()> {
 /// Declares `$name`, the [`Stack`] of the asyncresult adapter crate `$adapter`, and
 /// implements [`Conn`] for its `TcpStream`. The tokio and smol adapters' types are
 /// newtypes over `asyncresult_core::net`'s, whose methods they share through
-/// `Deref`, so the two differ only in these names.
+/// `Deref`, so the two differ only in these names and in their runtime's `AsyncRead`
+/// extension trait (`$read_ext`).
 macro_rules! adapter_stack {
-    ($(#[$doc:meta])* $name:ident, $adapter:ident) => {
+    ($(#[$doc:meta])* $name:ident, $adapter:ident, $read_ext:path) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name;
@@ -130,6 +138,10 @@ macro_rules! adapter_stack {
                 let (n, back) = self.receive(std::mem::take(buf)).await?;
                 *buf = back;
                 Ok(n)
+            }
+
+            async fn read_slice<'a>(&'a mut self, buf: &'a mut [u8]) -> std::io::Result<usize> {
+                <Self as $read_ext>::read(self, buf).await
             }
         }
     };

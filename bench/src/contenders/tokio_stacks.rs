@@ -64,7 +64,8 @@ impl Exec for TokioExec {
 adapter_stack!(
     /// asyncresult-tokio: `asyncresult_tokio::{TcpListener, TcpStream}`.
     TokioAdapter,
-    asyncresult_tokio
+    asyncresult_tokio,
+    tokio::io::AsyncReadExt
 );
 
 /// tokio's own `tokio::net::{TcpListener, TcpStream}`.
@@ -110,5 +111,9 @@ impl Conn for tokio::net::TcpStream {
 
     async fn read<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> io::Result<usize> {
         AsyncReadExt::read(self, &mut buf[..]).await
+    }
+
+    async fn read_slice<'a>(&'a mut self, buf: &'a mut [u8]) -> io::Result<usize> {
+        AsyncReadExt::read(self, buf).await
     }
 }

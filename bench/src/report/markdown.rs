@@ -11,7 +11,7 @@ use crate::workload::{Metric, Workload};
 const BUSY_WARNING: f64 = 0.2;
 
 /// The columns of the results table.
-const COLUMNS: [(Workload, Metric); 9] = [
+const COLUMNS: [(Workload, Metric); 10] = [
     (Workload::Bulk64K, Metric::GibPerSec),
     (Workload::Bulk1K, Metric::GibPerSec),
     (Workload::PingPong, Metric::P50Micros),
@@ -19,6 +19,7 @@ const COLUMNS: [(Workload, Metric); 9] = [
     (Workload::FanIn, Metric::MsgsPerSec),
     (Workload::Overhead, Metric::SendsPerSec),
     (Workload::Memory, Metric::BytesPerOp),
+    (Workload::Memory, Metric::BytesPerRead),
     (Workload::Memory, Metric::BytesPerSocket),
     (Workload::Memory, Metric::FutureBytes),
 ];
@@ -166,7 +167,10 @@ fn ratio_table(out: &mut String, report: &Report) {
         "\n## Adapters ÷ native peers\n\n\
          ratio = adapter ÷ peer. **Throughput (↑): a ratio > 1 is better** (the adapter \
          is faster). **Latency and memory (↓): a ratio < 1 is better.** Memory bytes/op \
-         has an absolute target (and, for smol, a ratio target too: two rows). A verdict \
+         and bytes/read have an absolute target (and, for smol, a ratio target too: two \
+         rows each). B/op compares the adapter's receive, which takes an owned buffer, \
+         with the native stack's read into a borrowed slice; B/read compares the same \
+         `AsyncRead` read on both. A verdict \
          marked *(runs overlap)* compares medians of runs whose ranges overlap: that \
          difference is within this machine's noise, and another run may turn it (see \
          Noisy cells).\n"

@@ -70,7 +70,7 @@ impl Target {
             Target::Absolute(b) => (
                 b,
                 b.limit(),
-                if metric == Metric::BytesPerOp {
+                if matches!(metric, Metric::BytesPerOp | Metric::BytesPerRead) {
                     " B"
                 } else {
                     ""
@@ -98,7 +98,7 @@ pub fn targets(
     metric: Metric,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
-    if metric == Metric::BytesPerOp && adapter.is_asyncresult() {
+    if matches!(metric, Metric::BytesPerOp | Metric::BytesPerRead) && adapter.is_asyncresult() {
         targets.push(Target::Absolute(Bound::AtMost(256.0)));
     }
     if let Some(bound) = ratio_bound(adapter, peer, workload, metric) {
@@ -128,7 +128,9 @@ fn ratio_bound(
         },
         // "≥ 1.0× on every workload": at least as fast, at most as slow or as big.
         (C::SmolAdapter, _) => match metric {
-            M::P50Micros | M::P99Micros | M::BytesPerOp | M::BytesPerSocket => Bound::AtMost(1.0),
+            M::P50Micros | M::P99Micros | M::BytesPerOp | M::BytesPerRead | M::BytesPerSocket => {
+                Bound::AtMost(1.0)
+            }
             M::GibPerSec | M::MsgsPerSec | M::SendsPerSec => Bound::AtLeast(1.0),
             // A part of bytes per operation, shown for detail.
             M::FutureBytes => return None,
@@ -156,6 +158,13 @@ mod tests {
         // smol: "≥ 1.0× on every workload", memory included, beside the 256 B bound.
         assert_eq!(
             targets(C::SmolAdapter, C::AsyncIo, W::Memory, M::BytesPerOp),
+            vec![
+                Target::Absolute(Bound::AtMost(256.0)),
+                Target::Ratio(Bound::AtMost(1.0))
+            ]
+        );
+        assert_eq!(
+            targets(C::SmolAdapter, C::AsyncIo, W::Memory, M::BytesPerRead),
             vec![
                 Target::Absolute(Bound::AtMost(256.0)),
                 Target::Ratio(Bound::AtMost(1.0))
