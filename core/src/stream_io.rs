@@ -79,16 +79,12 @@ struct HalfWait {
 }
 
 impl HalfWait {
-    /// Takes the wait over for `cx`'s task: if another task polled last, that task is
-    /// woken to poll again.
-    fn note_poller(&mut self, cx: &Context<'_>) {
+    /// Takes the wait over for `cx`'s task; returns the task that polled last, if
+    /// another, to be woken to poll again.
+    fn note_poller(&mut self, cx: &Context<'_>) -> Option<Waker> {
         match &self.last_poller {
-            Some(last) if last.will_wake(cx.waker()) => {}
-            _ => {
-                if let Some(displaced) = self.last_poller.replace(cx.waker().clone()) {
-                    displaced.wake();
-                }
-            }
+            Some(last) if last.will_wake(cx.waker()) => None,
+            _ => self.last_poller.replace(cx.waker().clone()),
         }
     }
 
@@ -98,7 +94,9 @@ impl HalfWait {
         cx: &mut Context<'_>,
         attempt: impl FnMut() -> Result<TryIo<T>, Error>,
     ) -> Poll<Result<T, Error>> {
-        self.note_poller(cx);
+        if let Some(displaced) = self.note_poller(cx) {
+            displaced.wake();
+        }
         poll_try::<R, _>(&mut self.ready.0, cx, attempt)
     }
 
@@ -114,7 +112,15 @@ impl HalfWait {
         park: impl FnMut(&Waker) -> Result<Parking<T>, Error>,
         attempt: impl FnMut() -> Result<TryIo<T>, Error>,
     ) -> Poll<Result<T, Error>> {
-        self.note_poller(cx);
+        if let Some(displaced) = self.note_poller(cx) {
+            if self.parked {
+                // Its waker is parked for this half: out with it, so that this task
+                // may park in its place.
+                socket.unpark(ready_kind, &displaced);
+                self.parked = false;
+            }
+            displaced.wake();
+        }
         if self.ready.0.is_none() {
             if let Some(polled) = self.try_parked::<R, T>(socket, ready_kind, cx, park) {
                 return polled;
