@@ -437,6 +437,21 @@ impl<C: OpContext> OpQueue<C> {
         tries_when_drained: bool,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<TryIo<T>, Error> {
+        self.hold_for_try(socket, tries_when_drained, |queue, inner, drained| {
+            queue.try_held(inner, socket, ready_kind, turn, drained, now)
+        })
+    }
+
+    /// Runs `attempt` with the lock held and announced, as a try: `Disposed` if the
+    /// socket is closed; `attempt` is told whether the try is to be skipped because a
+    /// read proved the kernel's queue empty (see [`DRAINED`]; never if
+    /// `tries_when_drained`). The hold ends as for any thread that is not a poller.
+    fn hold_for_try<T>(
+        &self,
+        socket: &Arc<C>,
+        tries_when_drained: bool,
+        attempt: impl FnOnce(&Self, &mut Inner<C>, bool) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         if let Some(e) = socket.unusable_here() {
             return Err(e);
         }
@@ -446,7 +461,7 @@ impl<C: OpContext> OpQueue<C> {
         }
         let drained = self.announce() && !tries_when_drained;
         let unwinding = EndHoldOnUnwind(&self.state);
-        let outcome = self.try_held(&mut inner, socket, ready_kind, turn, drained, now);
+        let outcome = attempt(self, &mut inner, drained);
         std::mem::forget(unwinding);
         self.let_go(inner, socket);
         outcome
@@ -478,19 +493,9 @@ impl<C: OpContext> OpQueue<C> {
         waker: &Waker,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
-        if let Some(e) = socket.unusable_here() {
-            return Err(e);
-        }
-        let mut inner = self.inner.lock();
-        if socket.is_closed() {
-            return Err(Error::Disposed);
-        }
-        let drained = self.announce() && !tries_when_drained;
-        let unwinding = EndHoldOnUnwind(&self.state);
-        let outcome = self.park_held(&mut inner, socket, ready_kind, drained, waker, now);
-        std::mem::forget(unwinding);
-        self.let_go(inner, socket);
-        outcome
+        self.hold_for_try(socket, tries_when_drained, |queue, inner, drained| {
+            queue.park_held(inner, socket, ready_kind, drained, waker, now)
+        })
     }
 
     /// [`try_or_park`](OpQueue::try_or_park)'s work, with the lock held and announced.
