@@ -162,15 +162,20 @@ impl<C, W: Work<C>> Drop for AbandonOnUnwind<'_, C, W> {
 /// operations, and the wakers of parked stream halves (see "A parked half").
 pub(crate) struct Completed<C> {
     ops: Vec<Arc<dyn QueuedOp<C>>>,
-    unparked: Vec<Waker>,
+    /// The first parked half to wake, inline: a queue has one, so a thread that ends
+    /// its hold on one queue (`let_go`) wakes it without an allocation.
+    unparked: Option<Waker>,
+    /// The others (a poller serving both directions, or several sockets).
+    more_unparked: Vec<Waker>,
 }
 
 impl<C> Completed<C> {
-    /// Nothing yet (no allocation until something is added).
+    /// Nothing yet (no allocation until an operation, or a second waker, is added).
     pub(crate) fn new() -> Self {
         Completed {
             ops: Vec::new(),
-            unparked: Vec::new(),
+            unparked: None,
+            more_unparked: Vec::new(),
         }
     }
 
@@ -181,22 +186,31 @@ impl<C> Completed<C> {
 
     /// A parked half to wake.
     fn unpark(&mut self, waker: Waker) {
-        self.unparked.push(waker);
+        match self.unparked {
+            None => self.unparked = Some(waker),
+            Some(_) => self.more_unparked.push(waker),
+        }
     }
 
     /// Whether nothing was completed.
     pub(crate) fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.unparked.is_empty()
+        self.ops.is_empty() && self.unparked.is_none()
     }
 
     /// Notifies everything completed (through `sink`, for callbacks), leaving this empty
     /// with its capacity; returns how many there were.
     pub(crate) fn notify(&mut self, sink: &dyn TaskSink) -> usize {
-        let count = self.ops.len() + self.unparked.len();
+        let count =
+            self.ops.len() + usize::from(self.unparked.is_some()) + self.more_unparked.len();
         for op in self.ops.drain(..) {
             op.notify(sink);
         }
-        for waker in self.unparked.drain(..) {
+        for waker in self
+            .unparked
+            .take()
+            .into_iter()
+            .chain(self.more_unparked.drain(..))
+        {
             // A panicking waker must not take the notifying thread down (as
             // `QueuedOp::notify` does for an operation's).
             let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
@@ -209,8 +223,8 @@ impl<C> Completed<C> {
         if self.ops.capacity() > kept {
             self.ops.shrink_to(kept);
         }
-        if self.unparked.capacity() > kept {
-            self.unparked.shrink_to(kept);
+        if self.more_unparked.capacity() > kept {
+            self.more_unparked.shrink_to(kept);
         }
     }
 }
