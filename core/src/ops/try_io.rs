@@ -157,9 +157,7 @@ impl Socket {
     /// `waker` when it would block (see [`park_side`](Self::park_side)).
     pub(crate) fn park_send(&self, buf: &[u8], waker: &Waker) -> Result<Parking<usize>, Error> {
         let flags = send_flags(SocketFlags::NONE);
-        self.park_side(OpKind::SendReady, false, waker, |core| {
-            sys::send(core.fd(), buf, flags).map_err(|e| core.failures().keep_connection_failure(e))
-        })
+        self.park_send_side(waker, |core| sys::send(core.fd(), buf, flags))
     }
 
     /// [`try_send_vectored`](Socket::try_send_vectored) with no flags, for a stream half
@@ -170,10 +168,7 @@ impl Socket {
         waker: &Waker,
     ) -> Result<Parking<usize>, Error> {
         let flags = send_flags(SocketFlags::NONE);
-        self.park_side(OpKind::SendReady, false, waker, |core| {
-            send_vectored_now(core, bufs, flags)
-                .map_err(|e| core.failures().keep_connection_failure(e))
-        })
+        self.park_send_side(waker, |core| send_vectored_now(core, bufs, flags))
     }
 
     /// [`try_read_uninit`](Socket::try_read_uninit), for a stream half that parks
@@ -185,6 +180,18 @@ impl Socket {
     ) -> Result<Parking<usize>, Error> {
         self.park_side(OpKind::ReceiveReady, tries_when_drained(0), waker, |core| {
             core.read_stream(buf, 0)
+        })
+    }
+
+    /// [`park_side`](Self::park_side) for sends, whose errors go through
+    /// `keep_connection_failure` as [`try_send_side`](Self::try_send_side)'s do.
+    fn park_send_side<T>(
+        &self,
+        waker: &Waker,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        self.park_side(OpKind::SendReady, false, waker, |core| {
+            now(core).map_err(|e| core.failures().keep_connection_failure(e))
         })
     }
 
