@@ -99,9 +99,11 @@
 //! edge that comes while the half parks is not dropped. An edge that serves the queue
 //! takes the waker out and wakes it once no operation other than a readiness one is
 //! left waiting (what is left after those is the half's to try); so does a close.
-//! The half knows it was woken because its waker is no longer parked
-//! ([`is_parked`](OpQueue::is_parked), by `Waker::will_wake`), and only then tries
-//! again: a poll that finds it still parked makes no syscall. (A waker that does not
+//! The half knows it was woken because its waker is no longer parked (by
+//! `Waker::will_wake`), and only then tries again: a try of a half whose waker is
+//! still parked ([`Parking::StillParked`]) makes no syscall, and a half that has just
+//! parked looks once more after draining the engine inline
+//! ([`is_parked`](OpQueue::is_parked)). (A waker that does not
 //! recognize its own clones, which `will_wake` allows, makes the half try again and
 //! then wait with a readiness operation: slower, never lost.) A half that goes away
 //! takes its waker out ([`unpark`](OpQueue::unpark)).
@@ -273,9 +275,21 @@ pub(crate) enum Parking<T> {
     Done(T),
     /// It would block: the caller's waker is parked in the queue until the next edge.
     Parked,
+    /// The caller's waker was parked already (it said so) and no edge has come since:
+    /// nothing was tried (it could only have found nothing).
+    StillParked,
     /// It would block, and the queue could not park the caller (operations wait ahead
     /// of it, or another half is parked): wait for this readiness operation instead.
     Queued(AsyncResult<()>),
+}
+
+/// Who parks, for a stream half's try ([`OpQueue::try_or_park`]): its task's waker,
+/// and whether this half parked it last time (so that a waker found still parked is
+/// known to be its own, not another half's polled by the same task).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Park<'a> {
+    pub(crate) waker: &'a Waker,
+    pub(crate) parked: bool,
 }
 
 /// How [`OpQueue::begin`] went.
@@ -494,21 +508,22 @@ impl<C: OpContext> OpQueue<C> {
     }
 
     /// A stream half's try (`AsyncRead`/`AsyncWrite`): [`try_now`](OpQueue::try_now)
-    /// with a plain call's turn, except that a try that would block *parks* `waker`
-    /// here instead of queueing a readiness operation, so a waiting half costs no
+    /// with a plain call's turn, except that a try that would block *parks* the half's
+    /// waker here instead of queueing a readiness operation, so a waiting half costs no
     /// allocation (see "A parked half"). It parks only if no operation other than a
     /// readiness one is queued and no other half is parked; otherwise it waits with a
-    /// readiness operation, as `try_now` does.
+    /// readiness operation, as `try_now` does. A waker the half parked last time and
+    /// still parked here means that no edge has come: nothing is tried.
     pub(crate) fn try_or_park<T>(
         &self,
         socket: &Arc<C>,
         ready_kind: OpKind,
         tries_when_drained: bool,
-        waker: &Waker,
+        park: Park<'_>,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
         self.hold_for_try(socket, tries_when_drained, |queue, inner, drained| {
-            queue.park_held(inner, socket, ready_kind, drained, waker, now)
+            queue.park_held(inner, socket, ready_kind, drained, park, now)
         })
     }
 
@@ -519,24 +534,26 @@ impl<C: OpContext> OpQueue<C> {
         socket: &Arc<C>,
         ready_kind: OpKind,
         drained: bool,
-        waker: &Waker,
+        park: Park<'_>,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
+        let waker = park.waker;
         if inner.ops.iter().all(|op| op.is_readiness()) {
+            // Only the caller's own: another half polled by the same task has a waker
+            // that looks the same, and must not take this one's wait for its own.
+            if park.parked && Self::is_parked_held(inner, waker) {
+                return Ok(Parking::StillParked);
+            }
             if !drained {
                 if let Some(value) = now(socket)? {
                     return Ok(Parking::Done(value));
                 }
             }
-            match &inner.parked {
-                None => {
-                    inner.parked = Some(waker.clone());
-                    return Ok(Parking::Parked);
-                }
-                Some(parked) if parked.will_wake(waker) => return Ok(Parking::Parked),
-                // Another half's (or another task's): this one waits with an operation.
-                Some(_) => {}
+            if inner.parked.is_none() {
+                inner.parked = Some(waker.clone());
+                return Ok(Parking::Parked);
             }
+            // Another half's (or another task's): this one waits with an operation.
         }
         let op = self.ready_op(inner, socket, ready_kind, false);
         inner.ops.push_back(op.clone());
@@ -549,8 +566,12 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return false;
         }
-        self.inner
-            .lock()
+        Self::is_parked_held(&self.inner.lock(), waker)
+    }
+
+    /// [`is_parked`](OpQueue::is_parked), with the lock held.
+    fn is_parked_held(inner: &Inner<C>, waker: &Waker) -> bool {
+        inner
             .parked
             .as_ref()
             .is_some_and(|parked| parked.will_wake(waker))
@@ -562,11 +583,7 @@ impl<C: OpContext> OpQueue<C> {
             return;
         }
         let mut inner = self.inner.lock();
-        if inner
-            .parked
-            .as_ref()
-            .is_some_and(|parked| parked.will_wake(waker))
-        {
+        if Self::is_parked_held(&inner, waker) {
             inner.parked = None;
         }
     }

@@ -40,7 +40,7 @@ use crate::flags::SocketFlags;
 use crate::future::{poll_try, ReadyWait, Runtime};
 use crate::op::OpKind;
 use crate::ops::try_io::TryIo;
-use crate::queue::Parking;
+use crate::queue::{Park, Parking};
 use crate::socket::Socket;
 
 /// The read half's state.
@@ -100,17 +100,18 @@ impl HalfWait {
         poll_try::<R, _>(&mut self.ready.0, cx, attempt)
     }
 
-    /// A read or write of the half (the direction of readiness kind `ready_kind`):
-    /// `park` tries and parks the waker it is given when it would block; should it
-    /// fall back to a readiness operation, the wait goes on as [`poll`](Self::poll)'s,
-    /// with `attempt`.
-    fn poll_parking<R: Runtime, T>(
+    /// A read or write of the half (the direction of readiness kind `ready_kind`) on
+    /// `io` (its buffer): `park` tries and parks the waker it is given when it would
+    /// block; should it fall back to a readiness operation, the wait goes on as
+    /// [`poll`](Self::poll)'s, with `attempt`.
+    fn poll_parking<R: Runtime, T, B>(
         &mut self,
         socket: &Socket,
         ready_kind: OpKind,
         cx: &mut Context<'_>,
-        park: impl FnMut(&Waker) -> Result<Parking<T>, Error>,
-        attempt: impl FnMut() -> Result<TryIo<T>, Error>,
+        mut io: B,
+        park: impl FnMut(&mut B, Park<'_>) -> Result<Parking<T>, Error>,
+        mut attempt: impl FnMut(&mut B) -> Result<TryIo<T>, Error>,
     ) -> Poll<Result<T, Error>> {
         if let Some(displaced) = self.note_poller(cx) {
             if self.parked {
@@ -122,40 +123,42 @@ impl HalfWait {
             displaced.wake();
         }
         if self.ready.0.is_none() {
-            if let Some(polled) = self.try_parked::<R, T>(socket, ready_kind, cx, park) {
+            if let Some(polled) = self.try_parked::<R, T, B>(socket, ready_kind, cx, &mut io, park)
+            {
                 return polled;
             }
         }
-        poll_try::<R, _>(&mut self.ready.0, cx, attempt)
+        poll_try::<R, _>(&mut self.ready.0, cx, || attempt(&mut io))
     }
 
     /// The parked part of [`poll_parking`](Self::poll_parking): `None` once the wait
     /// has fallen back to a readiness operation (in `self.ready`).
-    fn try_parked<R: Runtime, T>(
+    fn try_parked<R: Runtime, T, B>(
         &mut self,
         socket: &Socket,
         ready_kind: OpKind,
         cx: &mut Context<'_>,
-        mut park: impl FnMut(&Waker) -> Result<Parking<T>, Error>,
+        io: &mut B,
+        mut park: impl FnMut(&mut B, Park<'_>) -> Result<Parking<T>, Error>,
     ) -> Option<Poll<Result<T, Error>>> {
         let Poll::Ready(budget) = R::poll_budget(cx) else {
             return Some(Poll::Pending);
         };
-        if self.parked {
-            if socket.is_parked(ready_kind, cx.waker()) {
-                // No edge since it parked: nothing to try yet.
-                return Some(Poll::Pending);
-            }
-            self.parked = false;
-        }
         let mut drained = false;
         let polled = loop {
-            match park(cx.waker()) {
+            let parked = std::mem::take(&mut self.parked);
+            let waker = cx.waker();
+            match park(io, Park { waker, parked }) {
                 Err(e) => break Poll::Ready(Err(e)),
                 Ok(Parking::Done(value)) => break Poll::Ready(Ok(value)),
                 Ok(Parking::Queued(ready)) => {
                     self.ready.0 = Some(ready);
                     return None;
+                }
+                // No edge since it parked (the runtime told already): nothing to try.
+                Ok(Parking::StillParked) => {
+                    self.parked = true;
+                    break Poll::Pending;
                 }
                 Ok(Parking::Parked) => {
                     if !drained {
@@ -240,13 +243,13 @@ impl<R: Runtime> ReadHalf<R> {
         buf: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
-        let buf = std::cell::RefCell::new(buf);
-        ready(self.waiting.lock().poll_parking::<R, _>(
+        ready(self.waiting.lock().poll_parking::<R, _, _>(
             socket,
             OpKind::ReceiveReady,
             cx,
-            |waker| socket.park_read_uninit(&mut buf.borrow_mut()[..], waker),
-            || socket.try_read_uninit(&mut buf.borrow_mut()[..]),
+            buf,
+            |buf, park| socket.park_read_uninit(buf, park),
+            |buf| socket.try_read_uninit(buf),
         ))
     }
 
@@ -288,12 +291,13 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let socket = &self.socket;
-        ready(self.waiting.lock().poll_parking::<R, _>(
+        ready(self.waiting.lock().poll_parking::<R, _, _>(
             socket,
             OpKind::SendReady,
             cx,
-            |waker| socket.park_send(buf, waker),
-            || socket.try_send(buf, SocketFlags::NONE),
+            buf,
+            |buf, park| socket.park_send(buf, park),
+            |buf| socket.try_send(buf, SocketFlags::NONE),
         ))
     }
 
@@ -307,12 +311,13 @@ impl<R: Runtime> WriteHalf<R> {
             return Poll::Ready(Ok(0));
         }
         let socket = &self.socket;
-        ready(self.waiting.lock().poll_parking::<R, _>(
+        ready(self.waiting.lock().poll_parking::<R, _, _>(
             socket,
             OpKind::SendReady,
             cx,
-            |waker| socket.park_send_vectored(bufs, waker),
-            || socket.try_send_vectored(bufs, SocketFlags::NONE),
+            bufs,
+            |bufs, park| socket.park_send_vectored(bufs, park),
+            |bufs| socket.try_send_vectored(bufs, SocketFlags::NONE),
         ))
     }
 

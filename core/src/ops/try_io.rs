@@ -35,7 +35,7 @@ use crate::buf::{uninit_view, IoBufMut};
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
-use crate::queue::Parking;
+use crate::queue::{Park, Parking};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -125,18 +125,18 @@ impl Socket {
             .try_now(core, ready_kind, turn, tries_when_drained, now)
     }
 
-    /// [`try_side`](Self::try_side) for a stream half, which parks `waker` when it
-    /// can instead of queueing a readiness operation (see `OpQueue::try_or_park`).
+    /// [`try_side`](Self::try_side) for a stream half, which parks its task's waker when
+    /// it can instead of queueing a readiness operation (see `OpQueue::try_or_park`).
     fn park_side<T>(
         &self,
         ready_kind: OpKind,
         tries_when_drained: bool,
-        waker: &Waker,
+        park: Park<'_>,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
         let core = self.core();
         core.queue(ready_kind)
-            .try_or_park(core, ready_kind, tries_when_drained, waker, now)
+            .try_or_park(core, ready_kind, tries_when_drained, park, now)
     }
 
     /// Whether `waker` is still parked on the direction of readiness kind `ready_kind`
@@ -154,31 +154,31 @@ impl Socket {
     }
 
     /// [`try_send`](Socket::try_send) with no flags, for a stream half that parks
-    /// `waker` when it would block (see [`park_side`](Self::park_side)).
-    pub(crate) fn park_send(&self, buf: &[u8], waker: &Waker) -> Result<Parking<usize>, Error> {
+    /// its task's waker when it would block (see [`park_side`](Self::park_side)).
+    pub(crate) fn park_send(&self, buf: &[u8], park: Park<'_>) -> Result<Parking<usize>, Error> {
         let flags = send_flags(SocketFlags::NONE);
-        self.park_send_side(waker, |core| sys::send(core.fd(), buf, flags))
+        self.park_send_side(park, |core| sys::send(core.fd(), buf, flags))
     }
 
     /// [`try_send_vectored`](Socket::try_send_vectored) with no flags, for a stream half
-    /// that parks `waker` when it would block.
+    /// that parks its task's waker when it would block.
     pub(crate) fn park_send_vectored(
         &self,
         bufs: &[IoSlice<'_>],
-        waker: &Waker,
+        park: Park<'_>,
     ) -> Result<Parking<usize>, Error> {
         let flags = send_flags(SocketFlags::NONE);
-        self.park_send_side(waker, |core| send_vectored_now(core, bufs, flags))
+        self.park_send_side(park, |core| send_vectored_now(core, bufs, flags))
     }
 
-    /// [`try_read_uninit`](Socket::try_read_uninit), for a stream half that parks
-    /// `waker` when it would block.
+    /// [`try_read_uninit`](Socket::try_read_uninit), for a stream half that parks its
+    /// task's waker when it would block.
     pub(crate) fn park_read_uninit(
         &self,
         buf: &mut [MaybeUninit<u8>],
-        waker: &Waker,
+        park: Park<'_>,
     ) -> Result<Parking<usize>, Error> {
-        self.park_side(OpKind::ReceiveReady, tries_when_drained(0), waker, |core| {
+        self.park_side(OpKind::ReceiveReady, tries_when_drained(0), park, |core| {
             core.read_stream(buf, 0)
         })
     }
@@ -187,10 +187,10 @@ impl Socket {
     /// `keep_connection_failure` as [`try_send_side`](Self::try_send_side)'s do.
     fn park_send_side<T>(
         &self,
-        waker: &Waker,
+        park: Park<'_>,
         now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
-        self.park_side(OpKind::SendReady, false, waker, |core| {
+        self.park_side(OpKind::SendReady, false, park, |core| {
             now(core).map_err(|e| core.failures().keep_connection_failure(e))
         })
     }

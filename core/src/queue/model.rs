@@ -911,10 +911,16 @@ impl Model {
     /// A stream half's try to take one unit (`try_or_park`), parking `waker` if it
     /// would block; its error handed back.
     fn try_or_park(self: &Arc<Self>, waker: &Waker) -> Result<Parking<()>, Error> {
-        self.queue
-            .try_or_park(self, OpKind::ReceiveReady, false, waker, |m| {
-                Ok(m.take().then_some(()))
-            })
+        self.queue.try_or_park(
+            self,
+            OpKind::ReceiveReady,
+            false,
+            Park {
+                waker,
+                parked: false,
+            },
+            |m| Ok(m.take().then_some(())),
+        )
     }
 }
 
