@@ -369,6 +369,26 @@ fn dropped_reads_and_writes_lose_and_double_nothing() {
     });
 }
 
+/// Sum of `bytes`, a checksum that does not depend on how reads split them.
+fn byte_sum(bytes: &[u8]) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+/// Reads `reader` to its end in reads of up to `chunk` bytes; the bytes read and their
+/// [`byte_sum`].
+async fn count_to_end(mut reader: impl AsyncRead + Unpin, chunk: usize) -> (usize, u64) {
+    let mut buf = vec![0u8; chunk];
+    let (mut count, mut sum) = (0, 0);
+    loop {
+        let n = reader.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return (count, sum);
+        }
+        count += n;
+        sum += byte_sum(&buf[..n]);
+    }
+}
+
 /// Readers sharing one socket's receive side: one task on a stream of its own and two
 /// on a second stream over the same socket (`&TcpStream`), on two executor threads.
 /// One waiting read parks its waker in the socket's queue, the others wait with
@@ -380,37 +400,15 @@ fn readers_sharing_a_socket_all_see_the_data_and_the_end() {
     on_executor(2, 60, || async {
         let (ours, mut theirs) = pair_with_std().await;
         let second = Arc::new(TcpStream::from(ours.socket().clone()));
-        let mut readers = Vec::new();
-        let mut own = ours;
-        readers.push(smol::spawn(async move {
-            let mut buf = vec![0u8; 3_000];
-            let (mut count, mut sum) = (0usize, 0u64);
-            loop {
-                let n = own.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return (count, sum);
-                }
-                count += n;
-                sum += buf[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
-            }
-        }));
+        let mut readers = vec![smol::spawn(count_to_end(ours, 3_000))];
         for _ in 0..2 {
             let shared = Arc::clone(&second);
-            readers.push(smol::spawn(async move {
-                let mut buf = vec![0u8; 1_500];
-                let (mut count, mut sum) = (0usize, 0u64);
-                loop {
-                    let n = (&*shared).read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        return (count, sum);
-                    }
-                    count += n;
-                    sum += buf[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
-                }
-            }));
+            readers.push(smol::spawn(
+                async move { count_to_end(&*shared, 1_500).await },
+            ));
         }
         let data = pattern(TOTAL, 5);
-        let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
+        let expected = byte_sum(&data);
         let writer = std::thread::spawn(move || {
             use std::io::Write;
             for chunk in data.chunks(10_000) {
