@@ -5,8 +5,8 @@
 mod alloc_count;
 
 use alloc_count::{
-    echo, idle_read_allocations, pair, ping, thread_allocations, IDLE_READS, LIMIT, ROUND_TRIPS,
-    WARM_UP,
+    echo, idle_read_allocations, pair, ping, serial, thread_allocations, IDLE_READS, LIMIT,
+    ROUND_TRIPS, WARM_UP,
 };
 use asyncresult_conformance::adapters::SmolFlavor;
 use asyncresult_conformance::bounded;
@@ -26,6 +26,7 @@ use asyncresult_conformance::bounded;
 /// operation would add four per round trip (8,000).
 #[test]
 fn a_round_trip_allocates_nothing_in_steady_state() {
+    let _serial = serial();
     let spent = bounded(LIMIT, "the smol ping-pong hung", || {
         let executor = async_executor::LocalExecutor::new();
         futures::executor::block_on(executor.run(async {
@@ -54,6 +55,7 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
 /// counted one each.
 #[test]
 fn a_waiting_read_allocates_nothing() {
+    let _serial = serial();
     let spent = bounded(LIMIT, "the idle smol reads hung", || {
         futures::executor::block_on(idle_read_allocations::<SmolFlavor>())
     });

@@ -6,7 +6,8 @@
 mod alloc_count;
 
 use alloc_count::{
-    allocations, echo, idle_read_allocations, pair, ping, IDLE_READS, LIMIT, ROUND_TRIPS, WARM_UP,
+    allocations, echo, idle_read_allocations, pair, ping, serial, IDLE_READS, LIMIT, ROUND_TRIPS,
+    WARM_UP,
 };
 use asyncresult_conformance::adapters::TokioFlavor;
 use asyncresult_conformance::bounded;
@@ -60,6 +61,7 @@ fn tokio_round_trips(rt: &tokio::runtime::Runtime) -> usize {
 /// bookkeeping, for both ping-pongs together.
 #[test]
 fn a_round_trip_allocates_nothing_in_steady_state() {
+    let _serial = serial();
     bounded(LIMIT, "the tokio ping-pongs hung", || {
         let runtimes = [
             (
@@ -94,6 +96,7 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
 /// one counted.
 #[test]
 fn a_waiting_read_allocates_nothing() {
+    let _serial = serial();
     let spent = bounded(LIMIT, "the idle tokio reads hung", || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
