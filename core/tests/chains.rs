@@ -112,6 +112,30 @@ fn check_report(what: &str, report: &ChainReport, took: Duration) {
     );
 }
 
+/// Waits up to `limit` for `done`; on a timeout, fails with how far `chain` got and
+/// whether it still moves (one more second), and what every thread of the process
+/// is doing: a stall and a slow machine read differently.
+fn await_chain<T>(done: &mpsc::Receiver<T>, chain: &Chain, limit: Duration) -> T {
+    match done.recv_timeout(limit) {
+        Ok(out) => out,
+        Err(e) => {
+            let at = chain.steps.load(Ordering::SeqCst);
+            let moved = match done.recv_timeout(Duration::from_secs(1)) {
+                Ok(_) => "it finished a second later".to_string(),
+                Err(_) => format!(
+                    "a second later {} steps",
+                    chain.steps.load(Ordering::SeqCst)
+                ),
+            };
+            panic!(
+                "the chain did not finish within {limit:?} ({e:?}): {at} of {STEPS} steps, \
+                 {moved}; threads:{}",
+                thread_report()
+            )
+        }
+    }
+}
+
 /// Peak resident memory of this process, in KiB.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -162,7 +186,7 @@ fn child_million_send_chain() {
         let (done_tx, done) = mpsc::channel();
         let started = Instant::now();
         send_step(ours.clone(), chain.clone(), done_tx);
-        done.recv_timeout(secs(220)).expect("the chain finished");
+        await_chain(&done, &chain, secs(220));
         let took = started.elapsed();
         ours.close();
         assert_eq!(reader.join().unwrap().len(), STEPS);
@@ -220,9 +244,7 @@ fn child_million_receive_chain() {
         let (done_tx, done) = mpsc::channel();
         let started = Instant::now();
         receive_step(ours.clone(), chain.clone(), done_tx);
-        done.recv_timeout(secs(220))
-            .expect("the chain finished")
-            .unwrap();
+        await_chain(&done, &chain, secs(220)).unwrap();
         let took = started.elapsed();
         drop(writer.join().unwrap());
         let report = chain.report();
@@ -278,7 +300,7 @@ fn child_million_hop_chain() {
         let (done_tx, done) = mpsc::channel();
         let started = Instant::now();
         hop_step(sockets.clone(), 0, chain.clone(), done_tx);
-        done.recv_timeout(secs(220)).expect("the chain finished");
+        await_chain(&done, &chain, secs(220));
         let took = started.elapsed();
         for s in sockets.iter() {
             s.close();

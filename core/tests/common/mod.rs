@@ -141,6 +141,42 @@ pub fn raise_fd_limit(want: u64) -> u64 {
     lim.rlim_cur
 }
 
+/// What each thread of this process is doing, one line each: its name, its scheduler
+/// state (`R` running, `S` sleeping...), the kernel function it waits in (`wchan`) and
+/// the system call it is in (its number, from `/proc/.../syscall`, or `running`). For
+/// the message of a test that timed out: it tells a stall (every thread asleep) from a
+/// process that was merely slow or spinning.
+pub fn thread_report() -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return "(no /proc/self/task)".into();
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |file: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        };
+        // The state is the field after the parenthesised name.
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        let syscall = read("syscall");
+        let syscall = syscall.split_whitespace().next().unwrap_or("?");
+        out.push_str(&format!(
+            "\n  {:>7} {:<28} {state} wchan={:<24} syscall={syscall}",
+            task.file_name().to_string_lossy(),
+            read("comm"),
+            read("wchan"),
+        ));
+    }
+    out
+}
+
 /// Whether this process runs as a child scenario (see [`run_child`]).
 pub fn is_child() -> bool {
     std::env::var_os("ASYNCRESULT_CHILD").is_some()
