@@ -114,7 +114,8 @@ fn check_report(what: &str, report: &ChainReport, took: Duration) {
 
 /// Waits up to `limit` for `done`; on a timeout, fails with how far `chain` got and
 /// whether it still moves (one more second), and what every thread of the process
-/// is doing: a stall and a slow machine read differently.
+/// is doing, and the kernel's view of its sockets: a stall of the engine, a stall of
+/// TCP and a slow machine read differently.
 fn await_chain<T>(done: &mpsc::Receiver<T>, chain: &Chain, limit: Duration) -> T {
     match done.recv_timeout(limit) {
         Ok(out) => out,
@@ -129,8 +130,9 @@ fn await_chain<T>(done: &mpsc::Receiver<T>, chain: &Chain, limit: Duration) -> T
             };
             panic!(
                 "the chain did not finish within {limit:?} ({e:?}): {at} of {STEPS} steps, \
-                 {moved}; threads:{}",
-                thread_report()
+                 {moved}; threads:{}\nsockets:{}",
+                thread_report(),
+                socket_report()
             )
         }
     }

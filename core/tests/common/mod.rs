@@ -177,6 +177,43 @@ pub fn thread_report() -> String {
     out
 }
 
+/// The kernel's view of this process's TCP sockets, one line each, from
+/// `/proc/net/tcp{,6}`: addresses, state, send and receive queues (bytes, hex), the
+/// timer running (`1` retransmit, `2` keep-alive, `4` zero-window probe) with its
+/// expiry, and retransmissions. For the message of a test that timed out: data queued
+/// in the kernel behind a probe timer is a TCP stall; an empty send queue with an
+/// operation still waiting is the engine's.
+pub fn socket_report() -> String {
+    let ours: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+                    Some(inode.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && ours.contains(f[9]) {
+                out.push_str(&format!(
+                    "\n  {} -> {} st={} tx:rx={} timer={} retr={}",
+                    f[1], f[2], f[3], f[4], f[5], f[6]
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Whether this process runs as a child scenario (see [`run_child`]).
 pub fn is_child() -> bool {
     std::env::var_os("ASYNCRESULT_CHILD").is_some()
