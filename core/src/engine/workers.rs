@@ -96,8 +96,13 @@ pub(crate) struct Workers {
     for_leader: AtomicUsize,
     /// The id of the leader, 0 if none.
     leader: AtomicU64,
-    /// Set while the leader is (about to be) blocked in `epoll_wait`.
-    leader_waiting: AtomicBool,
+    /// How many workers are (about to be) blocked in `epoll_wait`: the leader, and
+    /// for a moment perhaps a leader the monitor replaced while it went back to wait
+    /// (it read the leader busy, and took polling away once it had finished its round).
+    /// A count, not a flag: with a flag, the replaced leader woken from its wait cleared
+    /// it while the new leader still slept in its own, and what was then given to the
+    /// new leader woke nobody (a chain of callbacks stalled until an unrelated event).
+    waiting_pollers: AtomicUsize,
     /// Every running worker's slot, by id, for the monitor.
     slots: Mutex<Vec<(u64, Arc<WorkerSlot>)>>,
     /// The monitor thread and whether it sleeps without a timeout.
@@ -134,7 +139,7 @@ impl Workers {
             taken: AtomicU64::new(0),
             for_leader: AtomicUsize::new(0),
             leader: AtomicU64::new(0),
-            leader_waiting: AtomicBool::new(false),
+            waiting_pollers: AtomicUsize::new(0),
             slots: Mutex::new(Vec::new()),
             monitor: Mutex::new(None),
             monitor_parked: AtomicBool::new(false),
@@ -189,7 +194,7 @@ impl Workers {
             return;
         }
         drop(state);
-        if self.leader_waiting.load(Ordering::SeqCst) {
+        if self.leader_waits() {
             wake.notify();
         }
         self.wake_monitor();
@@ -211,9 +216,25 @@ impl Workers {
         self.for_leader
             .store(state.for_leader.len(), Ordering::SeqCst);
         drop(state);
-        if self.leader_waiting.load(Ordering::SeqCst) {
+        if self.leader_waits() {
             wake.notify();
         }
+    }
+
+    /// A leader is about to block in `epoll_wait` (then it looks for work once more).
+    fn enter_wait(&self) {
+        self.waiting_pollers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A leader is back from `epoll_wait`.
+    fn leave_wait(&self) {
+        self.waiting_pollers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether a leader is (about to be) blocked in `epoll_wait`, so that work for it
+    /// needs a wake through the eventfd.
+    fn leader_waits(&self) -> bool {
+        self.waiting_pollers.load(Ordering::SeqCst) > 0
     }
 
     /// Whether callbacks wait for the leader: posted to the pool (it takes one per
@@ -552,11 +573,11 @@ impl Worker {
             // What the spin found (events, or a posted callback to run) is this
             // round's; otherwise block.
             let result = spun.unwrap_or_else(|| {
-                workers.leader_waiting.store(true, Ordering::SeqCst);
+                workers.enter_wait();
                 let timeout = if workers.work_for_leader() { 0 } else { -1 };
                 let blocked = Instant::now();
                 let result = events.wait(engine.epoll_fd(), timeout);
-                workers.leader_waiting.store(false, Ordering::SeqCst);
+                workers.leave_wait();
                 if matches!(result, Ok(n) if n > 0) && blocked.elapsed() < SPIN {
                     // Spinning would have caught this one: spin after the next round.
                     spin = true;
@@ -594,6 +615,51 @@ mod tests {
 
     impl Task for Nothing {
         fn run(self: Arc<Self>) {}
+    }
+
+    /// Whether `wake` was notified since it was last read (and reads it).
+    fn notified(wake: &EventFd) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+        let n = unsafe {
+            libc::read(
+                wake.as_raw_fd(),
+                std::ptr::addr_of_mut!(count).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        n == 8 && count > 0
+    }
+
+    /// The monitor may replace a leader that it read busy after that leader went back
+    /// to `epoll_wait`: then two workers wait there, the old leader and the new one. The
+    /// old one woken (an event) must not hide that the new one still waits: what is
+    /// given or posted to the leader then wakes it. (With one shared flag it did not,
+    /// and a million-step chain of callbacks stalled until an unrelated event came.)
+    #[test]
+    fn a_replaced_leader_back_from_its_wait_does_not_hide_the_new_leaders_wait(
+    ) -> std::io::Result<()> {
+        let workers = Workers::new();
+        let wake = EventFd::new()?;
+        workers.enter_wait(); // the old leader, 1, blocks again...
+        workers.leader.store(2, Ordering::SeqCst); // ...the monitor replaces it by 2...
+        workers.enter_wait(); // ...which blocks too;
+        workers.leave_wait(); // an event wakes 1, which finds it no longer leads.
+        workers.give_to_leader(vec![Arc::new(Nothing)], &wake);
+        assert!(
+            notified(&wake),
+            "what was given to the waiting leader woke nobody"
+        );
+        workers.post(Arc::new(Nothing), &wake);
+        assert!(
+            notified(&wake),
+            "what was posted (no follower idle) woke nobody"
+        );
+        workers.leave_wait();
+        workers.give_to_leader(vec![Arc::new(Nothing)], &wake);
+        assert!(!notified(&wake), "no leader waits: nothing to wake");
+        Ok(())
     }
 
     #[test]
