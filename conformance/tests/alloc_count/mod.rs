@@ -64,7 +64,7 @@ static GLOBAL: Counting = Counting;
 
 /// The tests of a binary one at a time. The count of [`allocations`] is process-wide, so
 /// a test counting it must not run beside another that allocates: a round trip counted
-/// beside the idle reads' set-up of 202 streams once counted 580 allocations (in CI; 7
+/// beside the idle reads' set-up of 202 streams once counted 580 allocations (in CI; 6
 /// of 20 runs beside two busy loops, and none of 20 run one at a time).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
