@@ -207,18 +207,20 @@ impl EventFd {
         };
     }
 
-    /// Resets the counter so the next `notify` is a fresh edge.
-    pub(crate) fn drain(&self) {
+    /// Resets the counter so the next `notify` is a fresh edge; whether it had been
+    /// notified since the last drain (EAGAIN: it had not).
+    pub(crate) fn drain(&self) -> bool {
         let mut value: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our own non-blocking descriptor;
         // EAGAIN (already drained) is fine.
-        let _ = unsafe {
+        let read = unsafe {
             libc::read(
                 self.fd.as_raw_fd(),
                 (&mut value as *mut u64).cast(),
                 std::mem::size_of::<u64>(),
             )
         };
+        read == 8 && value > 0
     }
 }
 
