@@ -79,3 +79,14 @@ pub fn bounded<T: Send + 'static>(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
     }
 }
+
+/// The tests of one test binary, one at a time, while the guard lives. For tests that
+/// measure something process-wide (a counting global allocator, the live heap, open
+/// descriptors): another test of the same binary running beside them would be counted
+/// too. A test that failed poisons the lock; the others still run.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -5,11 +5,11 @@
 mod alloc_count;
 
 use alloc_count::{
-    echo, idle_read_allocations, pair, ping, serial, thread_allocations, IDLE_READS, LIMIT,
-    ROUND_TRIPS, WARM_UP,
+    echo, idle_read_allocations, pair, ping, thread_allocations, IDLE_READS, LIMIT, ROUND_TRIPS,
+    WARM_UP,
 };
 use asyncresult_conformance::adapters::SmolFlavor;
-use asyncresult_conformance::bounded;
+use asyncresult_conformance::{bounded, serial};
 
 /// On a local executor under `futures::executor::block_on`, so that every future runs
 /// on one thread and only that thread's allocations count, and that thread never turns

@@ -6,11 +6,10 @@
 mod alloc_count;
 
 use alloc_count::{
-    allocations, echo, idle_read_allocations, pair, ping, serial, IDLE_READS, LIMIT, ROUND_TRIPS,
-    WARM_UP,
+    allocations, echo, idle_read_allocations, pair, ping, IDLE_READS, LIMIT, ROUND_TRIPS, WARM_UP,
 };
 use asyncresult_conformance::adapters::TokioFlavor;
-use asyncresult_conformance::bounded;
+use asyncresult_conformance::{bounded, serial};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The echo end through tokio's `AsyncRead`/`AsyncWrite`.

@@ -12,13 +12,13 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncresult_callback::prelude::*;
-use asyncresult_conformance::{bounded, loopback};
+use asyncresult_conformance::{bounded, loopback, serial};
 
 // ---------------------------------------------------------------------------------
 // The counting allocator.
@@ -121,12 +121,6 @@ fn settle_stable() -> isize {
         last = now;
     }
     last
-}
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn fd_count() -> usize {

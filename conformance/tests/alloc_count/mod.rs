@@ -2,7 +2,11 @@
 //! allocator (each test binary installs it, so that each counts in a process of its
 //! own: the smol adapter's driver stays registered with async-io's reactor for the
 //! rest of a process, and async-io's thread allocates per reactor turn) and the
-//! ping-pong they measure, and the idle reads.
+//! ping-pong they measure, and the idle reads. Each test takes
+//! `asyncresult_conformance::serial()`: a count taken beside another test of the same
+//! binary counts that test too (the tokio round trip, which counts every thread,
+//! counted 580 allocations in CI beside the idle reads' set-up of 202 streams; 6 of 20
+//! loaded runs failed that way, none run one at a time).
 //!
 //! A round trip is two sends that finish at once and two receives that wait and are
 //! woken, between two tasks. A fast-path send is no operation at all, and a receive's
@@ -61,20 +65,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The tests of a binary one at a time. The count of [`allocations`] is process-wide, so
-/// a test counting it must not run beside another that allocates: a round trip counted
-/// beside the idle reads' set-up of 202 streams once counted 580 allocations (in CI; 6
-/// of 20 runs beside two busy loops, and none of 20 run one at a time).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds the other tests of this binary off until dropped.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    // A test that failed poisons the lock; the others still run.
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Allocations by every thread so far.
 pub fn allocations() -> usize {
