@@ -612,6 +612,43 @@ async fn a_woken_receive_dropped_before_its_try_gives_its_place_up() {
     .await;
 }
 
+/// A waiting receive future polled again by another task (another waker) before any
+/// data came: the data wakes the task that polled it last, and the future, polled by
+/// it, returns the bytes (the waker it parked as its place was swapped, not lost).
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_receive_polled_by_another_task_wakes_that_task() {
+    /// A waker that tells the test it was woken.
+    struct Woken(tokio::sync::Notify);
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.notify_one();
+        }
+    }
+    bounded(async {
+        let (client, mut server) = pair().await;
+        let mut receive = Box::pin(client.receive(Vec::with_capacity(64)));
+        let first = std::sync::Arc::new(Woken(tokio::sync::Notify::new()));
+        let second = std::sync::Arc::new(Woken(tokio::sync::Notify::new()));
+        let first_waker = std::task::Waker::from(std::sync::Arc::clone(&first));
+        let second_waker = std::task::Waker::from(std::sync::Arc::clone(&second));
+        for waker in [&first_waker, &second_waker] {
+            let mut cx = std::task::Context::from_waker(waker);
+            assert!(
+                std::future::Future::poll(receive.as_mut(), &mut cx).is_pending(),
+                "nothing sent yet"
+            );
+        }
+        server.write_all(b"B").await.unwrap();
+        second.0.notified().await;
+        let mut cx = std::task::Context::from_waker(&second_waker);
+        match std::future::Future::poll(receive.as_mut(), &mut cx) {
+            std::task::Poll::Ready(Ok((n, buf))) => assert_eq!(&buf[..n], b"B"),
+            other => panic!("woken, but the receive gave {other:?}"),
+        }
+    })
+    .await;
+}
+
 /// An accept future, once polled, keeps its place too: the first connection is its,
 /// the next one the `begin_accept`'s begun after it.
 #[tokio::test(flavor = "current_thread")]

@@ -9,7 +9,9 @@
 //! - [`ReadinessFuture`] loops over a `try_*` attempt ([`TryAttempt`]) and waits on
 //!   readiness between tries. It takes data only when it returns it, so dropping it
 //!   loses nothing: **cancel safe**. It keeps its place in the socket's order from its
-//!   first poll. Used for receives and accepts.
+//!   first poll; while it waits, that place is its task's waker parked in the socket's
+//!   queue (no allocation), or a readiness operation where the queue cannot park it.
+//!   Used for receives and accepts.
 //!
 //! Both implement [`Cancel`], which [`Timeout`] uses to bound them with any runtime's
 //! timer: at expiry the pending core operation is cancelled (as
@@ -36,7 +38,7 @@ use crate::error::Error;
 use crate::flags::SocketFlags;
 pub use crate::ops::try_io::Turn;
 use crate::ops::try_io::{TryIo, TurnKind};
-use crate::queue::Started;
+use crate::queue::{InPlace, Parking, Started};
 use crate::socket::Socket;
 
 /// What a runtime adapter plugs into these futures.
@@ -246,6 +248,46 @@ pub trait TryAttempt {
     ///
     /// Whatever the underlying `try_*` reports; the future resolves to it.
     fn try_once(&mut self, turn: Turn<'_>) -> Result<TryIo<Self::Output>, Error>;
+
+    /// The same try for a future that keeps its place in the socket's queue by parking
+    /// its task's waker there, when it would block, instead of a readiness operation
+    /// (no allocation while it waits). `None`, the default: this attempt does not park,
+    /// and the future waits with readiness operations ([`try_once`](Self::try_once)).
+    /// Only the core's own attempts park (a [`Placed`] is not made elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_once`](Self::try_once).
+    fn try_in_place(&mut self, place: Place<'_>) -> Option<Result<Placed<Self::Output>, Error>> {
+        let _ = place;
+        None
+    }
+
+    /// Whether the place that [`try_in_place`](Self::try_in_place) parked still waits
+    /// for an edge (`false` by default).
+    fn place_waits(&self) -> bool {
+        false
+    }
+
+    /// Gives up the place that [`try_in_place`](Self::try_in_place) parked: the future
+    /// is going away, or was cancelled. Nothing by default.
+    fn leave_place(&mut self) {}
+}
+
+/// Where a future's try that may park stands (see [`TryAttempt::try_in_place`]): its
+/// task's waker, and whether it holds the place it parked last time. Made by
+/// [`ReadinessFuture`].
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a>(InPlace<'a>);
+
+/// How a [`TryAttempt::try_in_place`] went; read by [`ReadinessFuture`].
+#[derive(Debug)]
+pub struct Placed<T>(Parking<T>);
+
+impl<T> Placed<T> {
+    fn new(parking: Result<Parking<T>, Error>) -> Option<Result<Self, Error>> {
+        Some(parking.map(Placed))
+    }
 }
 
 /// Drives `attempt` with readiness waits in between, holding the wait in `waiting`
@@ -368,6 +410,11 @@ impl Drop for ReadyWait {
 /// operations up. Other futures' tries are not held up: tries race, as with tokio's
 /// and async-io's sockets.
 ///
+/// A wait costs no allocation when the future's place can be its task's waker, parked
+/// in the socket's queue ([`TryAttempt::try_in_place`]: the core's receives and
+/// accepts, when no other wait is parked on that direction and no `begin_*` is queued
+/// ahead); otherwise it is a readiness operation, reused across waits.
+///
 /// # Cancel safety
 ///
 /// Cancel safe: data is taken only in the poll that returns it, so dropping the
@@ -375,11 +422,14 @@ impl Drop for ReadyWait {
 /// and its place given up, so what was begun behind it goes on.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
-pub struct ReadinessFuture<A, R> {
+pub struct ReadinessFuture<A: TryAttempt, R> {
     attempt: A,
     waiting: ReadyWait,
     /// Its wait is a place taken without a try (see `poll_tries`).
     untried: bool,
+    /// Its place is its waker, parked in the socket's queue (see
+    /// [`TryAttempt::try_in_place`]).
+    parked: bool,
     cancelled: bool,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -391,9 +441,65 @@ impl<A: TryAttempt, R: Runtime> ReadinessFuture<A, R> {
             attempt,
             waiting: ReadyWait::default(),
             untried: false,
+            parked: false,
             cancelled: false,
             _runtime: PhantomData,
         }
+    }
+
+    /// A poll that waits, if it must, by parking the task's waker as the future's place
+    /// (as a stream half parks, see `stream_io`); `None` if the attempt does not park or
+    /// the queue could not take the place (the wait is then a readiness operation, in
+    /// `waiting`, for [`poll_tries`]), or if the runtime's budget put a first poll off
+    /// (`poll_tries` then takes a place without a try).
+    fn poll_in_place(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<A::Output, Error>>> {
+        let Poll::Ready(budget) = R::poll_budget(cx) else {
+            // A parked place is kept meanwhile: the next poll tries in it.
+            return self.parked.then_some(Poll::Pending);
+        };
+        let mut drained = false;
+        let polled = loop {
+            let place = Place(InPlace {
+                waker: cx.waker(),
+                holds: self.parked,
+            });
+            let tried = self.attempt.try_in_place(place)?;
+            self.parked = false;
+            match tried.map(|placed| placed.0) {
+                Err(e) => break Poll::Ready(Err(e)),
+                Ok(Parking::Done(value)) => break Poll::Ready(Ok(value)),
+                Ok(Parking::Queued(ready)) => {
+                    // A wait that began: `poll_tries` waits on it (and tells nobody).
+                    self.waiting.0 = Some(ready);
+                    R::will_wait();
+                    return None;
+                }
+                // No edge since it parked (the runtime told already): nothing to try.
+                Ok(Parking::StillParked) => {
+                    self.parked = true;
+                    break Poll::Pending;
+                }
+                Ok(Parking::Parked) => {
+                    self.parked = true;
+                    if !drained {
+                        // As a waiting future does: the peer's edge may be there for
+                        // this thread to drain; if the drain reached the place, try in
+                        // it at once.
+                        drained = true;
+                        driver::drain_if_driven();
+                        if !self.attempt.place_waits() {
+                            continue;
+                        }
+                    }
+                    R::will_wait();
+                    break Poll::Pending;
+                }
+            }
+        };
+        if polled.is_ready() {
+            R::made_progress(budget);
+        }
+        Some(polled)
     }
 }
 
@@ -405,6 +511,11 @@ impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
         if this.cancelled {
             return Poll::Ready(Err(Error::Aborted));
         }
+        if this.waiting.0.is_none() {
+            if let Some(polled) = this.poll_in_place(cx) {
+                return polled;
+            }
+        }
         let attempt = &mut this.attempt;
         poll_tries::<R, _>(&mut this.waiting.0, cx, Some(&mut this.untried), |turn| {
             attempt.try_once(turn)
@@ -412,10 +523,27 @@ impl<A: TryAttempt + Unpin, R: Runtime> Future for ReadinessFuture<A, R> {
     }
 }
 
-impl<A, R> Cancel for ReadinessFuture<A, R> {
+impl<A: TryAttempt, R> ReadinessFuture<A, R> {
+    /// Gives up the place parked in the socket's queue, if any.
+    fn leave_place(&mut self) {
+        if std::mem::take(&mut self.parked) {
+            self.attempt.leave_place();
+        }
+    }
+}
+
+impl<A: TryAttempt, R> Cancel for ReadinessFuture<A, R> {
     fn cancel(&mut self) {
         self.cancelled = true;
         self.waiting.cancel();
+        self.leave_place();
+    }
+}
+
+impl<A: TryAttempt, R> Drop for ReadinessFuture<A, R> {
+    /// Gives the future's place up: what was begun behind it goes on.
+    fn drop(&mut self) {
+        self.leave_place();
     }
 }
 
@@ -514,6 +642,25 @@ impl<B: IoBufMut> TryAttempt for ReceiveAttempt<B> {
             },
         )
     }
+
+    fn try_in_place(&mut self, place: Place<'_>) -> Option<Result<Placed<(usize, B)>, Error>> {
+        let buf = match self.buf.as_mut().ok_or(Error::AlreadyEnded) {
+            Ok(buf) => buf,
+            Err(e) => return Some(Err(e)),
+        };
+        let parking = self
+            .socket
+            .receive_in_place(buf, SocketFlags::NONE, place.0);
+        Placed::new(parking.and_then(|p| p.and_then(|n| Ok((n, take_filled(&mut self.buf)?)))))
+    }
+
+    fn place_waits(&self) -> bool {
+        self.socket.receive_place_waits()
+    }
+
+    fn leave_place(&mut self) {
+        self.socket.leave_receive_place();
+    }
 }
 
 /// A receive into `buf` (conventions of `begin_receive`), as a cancel-safe future.
@@ -552,6 +699,31 @@ impl<B: IoBufMut> TryAttempt for ReceiveFromAttempt<B> {
             },
         )
     }
+
+    fn try_in_place(
+        &mut self,
+        place: Place<'_>,
+    ) -> Option<Result<Placed<(usize, B, SocketAddr)>, Error>> {
+        let buf = match self.buf.as_mut().ok_or(Error::AlreadyEnded) {
+            Ok(buf) => buf,
+            Err(e) => return Some(Err(e)),
+        };
+        let parking = self
+            .socket
+            .receive_from_in_place(buf, SocketFlags::NONE, place.0);
+        Placed::new(
+            parking
+                .and_then(|p| p.and_then(|(n, from)| Ok((n, take_filled(&mut self.buf)?, from)))),
+        )
+    }
+
+    fn place_waits(&self) -> bool {
+        self.socket.receive_place_waits()
+    }
+
+    fn leave_place(&mut self) {
+        self.socket.leave_receive_place();
+    }
 }
 
 /// A receive of one datagram and its sender (conventions of `begin_receive_from`), as
@@ -583,6 +755,27 @@ impl TryAttempt for AcceptAttempt {
             self.checked = true;
         }
         self.socket.try_accept_in_turn(turn)
+    }
+
+    fn try_in_place(
+        &mut self,
+        place: Place<'_>,
+    ) -> Option<Result<Placed<(Socket, SocketAddr)>, Error>> {
+        if !self.checked {
+            if let Err(e) = self.socket.check_can_accept() {
+                return Some(Err(e));
+            }
+            self.checked = true;
+        }
+        Placed::new(self.socket.accept_in_place(place.0))
+    }
+
+    fn place_waits(&self) -> bool {
+        self.socket.receive_place_waits()
+    }
+
+    fn leave_place(&mut self) {
+        self.socket.leave_receive_place();
     }
 }
 

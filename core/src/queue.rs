@@ -108,6 +108,28 @@
 //! then wait with a readiness operation: slower, never lost.) A half that goes away
 //! takes its waker out ([`unpark`](OpQueue::unpark)).
 //!
+//! # A parked future
+//!
+//! A receive future keeps a place in the queue, yet it need not allocate a readiness
+//! operation for it either: its try that would block
+//! ([`try_in_place`](OpQueue::try_in_place)) parks its task's waker as a *place* in the
+//! same slot, when no operation other than a readiness one is queued and nothing else is
+//! parked. A place stands ahead of every operation queued after it, as a reached
+//! readiness operation does: a `begin_*` finds it and queues behind it instead of taking
+//! the fast path, and serving the queue stops at the first such operation while the
+//! place is there. An edge that serves the queue takes the waker out and wakes it, but
+//! leaves the place (*reached*), so the operations behind it still wait for the
+//! future's try. That try runs in the place: if it takes something (or fails), the place
+//! goes and an operation it leaves at the head is served before the lock goes, as for a
+//! missed edge; if it finds nothing, the waker is parked in the same place again. A
+//! future that goes away gives its place up ([`leave_place`](OpQueue::leave_place)),
+//! which serves what waited behind it. There is one place per direction, so a future
+//! knows the place is its own by its own note that it parked: unlike a half, a future
+//! polled again with another waker, before any edge, just swaps the waker. Tries race
+//! as before: another future's try or a half's runs beside a place (a future's falls
+//! back to a readiness operation behind it), and a close wakes the future to find the
+//! socket closed.
+//!
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
@@ -122,7 +144,8 @@ use crate::fifo::InlineFifo;
 use crate::op::{Attempt, Op, OpContext, OpKind, Produces, QueuedOp, TaskSink, Work};
 use crate::ops::try_io::{ReadyWork, TryIo, Turn, TurnKind};
 use crate::sync::{AtomicU8, Mutex, MutexGuard};
-use std::sync::atomic::Ordering;
+// Not loom's: `place` is touched only under the lock, which orders it.
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// [`OpQueue::state`]: a thread holds the lock to attempt operations and will look at
 /// [`MISSED`] before it lets go.
@@ -283,6 +306,21 @@ pub(crate) enum Parking<T> {
     Queued(AsyncResult<()>),
 }
 
+impl<T> Parking<T> {
+    /// The same outcome with a value made from what was produced.
+    pub(crate) fn and_then<U>(
+        self,
+        f: impl FnOnce(T) -> Result<U, Error>,
+    ) -> Result<Parking<U>, Error> {
+        Ok(match self {
+            Parking::Done(value) => Parking::Done(f(value)?),
+            Parking::Parked => Parking::Parked,
+            Parking::StillParked => Parking::StillParked,
+            Parking::Queued(ready) => Parking::Queued(ready),
+        })
+    }
+}
+
 /// Who parks, for a stream half's try ([`OpQueue::try_or_park`]): its task's waker,
 /// and whether this half parked it last time (so that a waker found still parked is
 /// known to be its own, not another half's polled by the same task).
@@ -312,8 +350,18 @@ struct Inner<C> {
     /// has to wait once nothing else holds it (a wait per would-block, without an
     /// allocation per wait).
     spare_ready: Option<Arc<Op<ReadyWork>>>,
-    /// The waker of the stream half parked here, if any (see "A parked half").
+    /// The waker parked here, if any: a stream half's, or a future's as its place
+    /// until an edge reaches it ([`OpQueue::place`] says which; see "A parked half",
+    /// "A parked future").
     parked: Option<Waker>,
+}
+
+/// Who tries in place, for a future's try ([`OpQueue::try_in_place`]): its task's
+/// waker, and whether the future holds the queue's place (it parked there last time).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InPlace<'a> {
+    pub(crate) waker: &'a Waker,
+    pub(crate) holds: bool,
 }
 
 /// The FIFO of one direction of one socket (of context `C`).
@@ -322,6 +370,11 @@ pub(crate) struct OpQueue<C> {
     /// [`HELD`] and [`MISSED`]: how an edge and the lock's holder hand over; and
     /// [`DRAINED`] (see the module docs).
     state: AtomicU8,
+    /// A future's place is parked here (see "A parked future"): its waker in
+    /// `Inner::parked` until an edge reaches it, none after. Read and written only with
+    /// the lock held; an atomic beside `state` only to sit in the padding there rather
+    /// than grow each of a socket's two queues by 8 bytes.
+    place: AtomicBool,
 }
 
 impl<C> Default for OpQueue<C> {
@@ -333,6 +386,7 @@ impl<C> Default for OpQueue<C> {
                 parked: None,
             }),
             state: AtomicU8::new(0),
+            place: AtomicBool::new(false),
         }
     }
 }
@@ -345,6 +399,7 @@ impl<C> std::fmt::Debug for OpQueue<C> {
         f.debug_struct("OpQueue")
             .field("pending", &inner.ops.len())
             .field("parked", &inner.parked.is_some())
+            .field("place", &self.place.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -405,7 +460,8 @@ impl<C: OpContext> OpQueue<C> {
             return Err(Error::Disposed);
         }
         let drained = self.announce() && !work.tries_when_drained();
-        if inner.ops.is_empty() && !drained {
+        // A future's parked place is ahead of this operation (see "A parked future").
+        if inner.ops.is_empty() && !self.has_place() && !drained {
             // The buffer is user code: should it panic, the panic is the caller's, and
             // the queue is left as if the hold had ended.
             let unwinding = EndHoldOnUnwind(&self.state);
@@ -541,7 +597,7 @@ impl<C: OpContext> OpQueue<C> {
         if inner.ops.iter().all(|op| op.is_readiness()) {
             // Only the caller's own: another half polled by the same task has a waker
             // that looks the same, and must not take this one's wait for its own.
-            if park.parked && Self::is_parked_held(inner, waker) {
+            if park.parked && self.is_parked_held(inner, waker) {
                 return Ok(Parking::StillParked);
             }
             if !drained {
@@ -549,11 +605,12 @@ impl<C: OpContext> OpQueue<C> {
                     return Ok(Parking::Done(value));
                 }
             }
-            if inner.parked.is_none() {
+            if inner.parked.is_none() && !self.has_place() {
                 inner.parked = Some(waker.clone());
                 return Ok(Parking::Parked);
             }
-            // Another half's (or another task's): this one waits with an operation.
+            // Another half's (or another task's, or a future's place): this one waits
+            // with an operation.
         }
         let op = self.ready_op(inner, socket, ready_kind, false);
         inner.ops.push_back(op.clone());
@@ -566,15 +623,21 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return false;
         }
-        Self::is_parked_held(&self.inner.lock(), waker)
+        self.is_parked_held(&self.inner.lock(), waker)
     }
 
     /// [`is_parked`](OpQueue::is_parked), with the lock held.
-    fn is_parked_held(inner: &Inner<C>, waker: &Waker) -> bool {
-        inner
-            .parked
-            .as_ref()
-            .is_some_and(|parked| parked.will_wake(waker))
+    fn is_parked_held(&self, inner: &Inner<C>, waker: &Waker) -> bool {
+        !self.has_place()
+            && inner
+                .parked
+                .as_ref()
+                .is_some_and(|parked| parked.will_wake(waker))
+    }
+
+    /// Whether a future's place is parked here (the lock held).
+    fn has_place(&self) -> bool {
+        self.place.load(Ordering::Relaxed)
     }
 
     /// Takes `waker` out if it is still parked here (its half is going away).
@@ -583,8 +646,133 @@ impl<C: OpContext> OpQueue<C> {
             return;
         }
         let mut inner = self.inner.lock();
-        if Self::is_parked_held(&inner, waker) {
+        if self.is_parked_held(&inner, waker) {
             inner.parked = None;
+        }
+    }
+
+    /// A future's try that keeps its place without an operation when it would block
+    /// (see "A parked future"): with `place.holds`, the future parked here last time and
+    /// the place is its own: still waiting for an edge, nothing is tried
+    /// ([`Parking::StillParked`], the waker swapped if the task's changed); reached, the
+    /// try runs in the place, which it keeps (parked again) if it finds nothing.
+    /// Otherwise a first try, as [`try_now`](OpQueue::try_now)'s with a future's turn,
+    /// except that it parks instead of queueing a readiness operation when it can (no
+    /// operation other than a readiness one queued, nothing parked).
+    pub(crate) fn try_in_place<T>(
+        &self,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        tries_when_drained: bool,
+        place: InPlace<'_>,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        self.hold_for_try(socket, tries_when_drained, |queue, inner, drained| {
+            queue.in_place_held(inner, socket, ready_kind, drained, place, now)
+        })
+    }
+
+    /// [`try_in_place`](OpQueue::try_in_place)'s work, with the lock held and
+    /// announced.
+    fn in_place_held<T>(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        drained: bool,
+        place: InPlace<'_>,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        let waker = place.waker;
+        // Only a close takes a place away, and the socket is closed then: this try is
+        // not reached. Without its place, a try is a first one.
+        if place.holds && self.has_place() {
+            match &mut inner.parked {
+                Some(parked) => {
+                    // No edge since it parked: nothing to try.
+                    if !parked.will_wake(waker) {
+                        *parked = waker.clone();
+                    }
+                    return Ok(Parking::StillParked);
+                }
+                None => {
+                    // Reached: the try runs in the place.
+                    let taken = if drained { Ok(None) } else { now(socket) };
+                    return match taken {
+                        Ok(None) => {
+                            // Nothing there after all: the same place, for the next edge.
+                            inner.parked = Some(waker.clone());
+                            Ok(Parking::Parked)
+                        }
+                        Ok(Some(value)) => {
+                            self.give_place_up(inner);
+                            Ok(Parking::Done(value))
+                        }
+                        Err(e) => {
+                            self.give_place_up(inner);
+                            Err(e)
+                        }
+                    };
+                }
+            }
+        }
+        if inner.ops.iter().all(|op| op.is_readiness()) {
+            if !drained {
+                if let Some(value) = now(socket)? {
+                    return Ok(Parking::Done(value));
+                }
+            }
+            if inner.parked.is_none() && !self.has_place() {
+                inner.parked = Some(waker.clone());
+                self.place.store(true, Ordering::Relaxed);
+                return Ok(Parking::Parked);
+            }
+        }
+        // Behind an operation, or beside what is parked: a readiness operation that
+        // keeps its place.
+        let op = self.ready_op(inner, socket, ready_kind, true);
+        inner.ops.push_back(op.clone());
+        Ok(Parking::Queued(AsyncResult::from_op(op)))
+    }
+
+    /// Removes a future's place (the lock held and announced); an operation it held up
+    /// at the head is served before the lock goes, as for a missed edge.
+    fn give_place_up(&self, inner: &mut Inner<C>) {
+        self.place.store(false, Ordering::Relaxed);
+        if inner.ops.front().is_some_and(|op| !op.is_readiness()) {
+            self.state.fetch_or(MISSED, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a future's place here still waits for an edge (its waker parked).
+    pub(crate) fn place_waits(&self, socket: &C) -> bool {
+        if socket.unusable_here().is_some() {
+            return false;
+        }
+        let inner = self.inner.lock();
+        self.has_place() && inner.parked.is_some()
+    }
+
+    /// Gives up the place of a future that parked here and is going away (dropped,
+    /// cancelled): the operations it held up are served now.
+    pub(crate) fn leave_place(&self, socket: &C) {
+        if socket.unusable_here().is_some() {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if !self.has_place() {
+            return;
+        }
+        self.place.store(false, Ordering::Relaxed);
+        inner.parked = None;
+        if inner.ops.is_empty() {
+            return;
+        }
+        let mut completed = Completed::new();
+        self.serve_held(&mut inner, socket, &mut completed);
+        drop(inner);
+        if !completed.is_empty() {
+            completed.notify(socket.sink());
         }
     }
 
@@ -719,7 +907,7 @@ impl<C: OpContext> OpQueue<C> {
     /// Serves the queue (whose lock the caller holds) as an announced holder.
     fn serve_held(&self, inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
         self.announce();
-        serve(inner, socket, completed);
+        serve(inner, socket, completed, self.has_place());
         self.end_hold(inner, socket, completed);
     }
 
@@ -764,7 +952,7 @@ impl<C: OpContext> OpQueue<C> {
     /// meanwhile and operations wait, serves the queue again.
     fn end_hold(&self, inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
         loop {
-            if inner.ops.is_empty() && inner.parked.is_none() {
+            if inner.ops.is_empty() && inner.parked.is_none() && !self.has_place() {
                 // Nothing waits for an edge: the next operation tries its syscall
                 // before it waits, unless this hold proved the kernel's queue empty.
                 self.end_hold_empty();
@@ -788,7 +976,7 @@ impl<C: OpContext> OpQueue<C> {
             // that came since, and with it what the edge saw), and serve for those
             // edges.
             self.state.swap(HELD, Ordering::Acquire);
-            serve(inner, socket, completed);
+            serve(inner, socket, completed, self.has_place());
         }
     }
 
@@ -806,6 +994,7 @@ impl<C: OpContext> OpQueue<C> {
     pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {
         let mut inner = self.inner.lock();
         inner.spare_ready = None;
+        self.place.store(false, Ordering::Relaxed);
         if let Some(parked) = inner.parked.take() {
             completed.unpark(parked);
         }
@@ -875,6 +1064,8 @@ impl<C: OpContext> OpQueue<C> {
 /// is notified but not removed, and the first operation that is not a readiness one
 /// waits until no such place is ahead of it (see "A future's turn").
 ///
+/// A future's parked place is reached first (its waker woken, the place kept): while it
+/// is there, no operation that is not a readiness one runs (see "A parked future").
 /// Then a parked half is woken, unless an operation that is not a readiness one still
 /// waits (see "A parked half").
 ///
@@ -882,7 +1073,17 @@ impl<C: OpContext> OpQueue<C> {
 /// still queued was pending at the close, and completes with `Disposed` when the queue
 /// is stopped. (A close called from a buffer dropped here, under this lock, stops the
 /// queue a moment later, from a worker.)
-fn serve<C: OpContext>(inner: &mut Inner<C>, socket: &C, completed: &mut Completed<C>) {
+fn serve<C: OpContext>(
+    inner: &mut Inner<C>,
+    socket: &C,
+    completed: &mut Completed<C>,
+    place: bool,
+) {
+    if place {
+        if let Some(parked) = inner.parked.take() {
+            completed.unpark(parked);
+        }
+    }
     let mut at = 0;
     while let Some(op) = inner.ops.get(at) {
         if socket.stops_serving() {
@@ -905,7 +1106,7 @@ fn serve<C: OpContext>(inner: &mut Inner<C>, socket: &C, completed: &mut Complet
             }
             continue;
         }
-        if at > 0 {
+        if at > 0 || place {
             // Futures' places ahead of it: their turns come first.
             break;
         }
@@ -919,7 +1120,7 @@ fn serve<C: OpContext>(inner: &mut Inner<C>, socket: &C, completed: &mut Complet
     // A parked half tries again unless an operation that waits for the data or room
     // is still ahead of it (that operation is served at the next edge, and the half
     // with it).
-    if inner.parked.is_some() && inner.ops.iter().all(|op| op.is_readiness()) {
+    if !place && inner.parked.is_some() && inner.ops.iter().all(|op| op.is_readiness()) {
         if let Some(parked) = inner.parked.take() {
             completed.unpark(parked);
         }

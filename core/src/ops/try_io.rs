@@ -35,7 +35,7 @@ use crate::buf::{uninit_view, IoBufMut};
 use crate::error::Error;
 use crate::flags::SocketFlags;
 use crate::op::{Attempt, OpKind, Produces, Work};
-use crate::queue::{Park, Parking};
+use crate::queue::{InPlace, Park, Parking};
 use crate::socket::{Socket, SocketCore};
 use crate::sys;
 
@@ -151,6 +151,71 @@ impl Socket {
     pub(crate) fn unpark(&self, ready_kind: OpKind, waker: &Waker) {
         let core = self.core();
         core.queue(ready_kind).unpark(core, waker);
+    }
+
+    /// [`try_side`](Self::try_side) for a receive future, which parks its task's waker
+    /// as its place in the queue when it can, instead of queueing a readiness operation
+    /// (see `OpQueue::try_in_place`).
+    fn receive_side_in_place<T>(
+        &self,
+        flags: libc::c_int,
+        place: InPlace<'_>,
+        now: impl FnOnce(&SocketCore) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        let core = self.core();
+        core.queue(OpKind::ReceiveReady).try_in_place(
+            core,
+            OpKind::ReceiveReady,
+            tries_when_drained(flags),
+            place,
+            now,
+        )
+    }
+
+    /// [`try_receive`](Socket::try_receive), for a future that keeps its place in the
+    /// queue by parking its waker there (see
+    /// [`receive_side_in_place`](Self::receive_side_in_place)).
+    pub(crate) fn receive_in_place<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+        place: InPlace<'_>,
+    ) -> Result<Parking<usize>, Error> {
+        let flags = flags.to_msg_flags();
+        self.receive_side_in_place(flags, place, |core| receive_into(core, buf, flags))
+    }
+
+    /// [`try_receive_from`](Socket::try_receive_from), for a future that keeps its
+    /// place in the queue by parking its waker there.
+    pub(crate) fn receive_from_in_place<B: IoBufMut>(
+        &self,
+        buf: &mut B,
+        flags: SocketFlags,
+        place: InPlace<'_>,
+    ) -> Result<Parking<(usize, SocketAddr)>, Error> {
+        let flags = flags.to_msg_flags();
+        self.receive_side_in_place(flags, place, |core| receive_from_into(core, buf, flags))
+    }
+
+    /// [`try_accept_in_turn`](Self::try_accept_in_turn), for a future that keeps its
+    /// place in the queue by parking its waker there.
+    pub(crate) fn accept_in_place(
+        &self,
+        place: InPlace<'_>,
+    ) -> Result<Parking<(Socket, SocketAddr)>, Error> {
+        self.receive_side_in_place(0, place, accept_one)
+    }
+
+    /// Whether a receive future's place parked on this socket still waits for an edge.
+    pub(crate) fn receive_place_waits(&self) -> bool {
+        let core = self.core();
+        core.queue(OpKind::ReceiveReady).place_waits(core)
+    }
+
+    /// Gives up the place a receive future parked on this socket (it is going away).
+    pub(crate) fn leave_receive_place(&self) {
+        let core = self.core();
+        core.queue(OpKind::ReceiveReady).leave_place(core);
     }
 
     /// [`try_send`](Socket::try_send) with no flags, for a stream half that parks

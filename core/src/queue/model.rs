@@ -1026,3 +1026,124 @@ fn a_close_wakes_a_parked_half() {
         }
     });
 }
+
+impl Model {
+    /// A receive future's try to take one unit in place (`try_in_place`), parking
+    /// `waker` as its place if it would block; `holds`: it parked there last time.
+    fn try_in_place(self: &Arc<Self>, waker: &Waker, holds: bool) -> Result<Parking<()>, Error> {
+        self.queue.try_in_place(
+            self,
+            OpKind::ReceiveReady,
+            false,
+            InPlace { waker, holds },
+            |m| Ok(m.take().then_some(())),
+        )
+    }
+}
+
+/// A future's try in place races a delivery and its edge: either the try takes the
+/// unit, or the future parks its place and the edge wakes it, and its next try (in
+/// the place it holds) takes the unit.
+#[test]
+fn a_parked_place_is_reached_by_an_edge_that_races_its_park() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        let tried = racing_a_delivery(&m, |m| m.try_in_place(&waker, false));
+        match tried {
+            Ok(Parking::Done(())) => {}
+            Ok(Parking::Parked) => {
+                assert!(counter.woken(), "the unit arrived but the future sleeps");
+                assert!(!m.queue.place_waits(&m), "woken, yet its place still waits");
+                assert!(
+                    matches!(m.try_in_place(&waker, true), Ok(Parking::Done(()))),
+                    "the try in the reached place did not take the unit"
+                );
+            }
+            other => panic!("a lone future could not park: {other:?}"),
+        }
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A receive begun while a future's place is parked queues behind the place: the edge
+/// wakes the future, which takes the unit in its place, as the kernel delivers
+/// another one for the receive (racing that try).
+#[test]
+fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        assert!(matches!(m.try_in_place(&waker, false), Ok(Parking::Parked)));
+        let receive = m.receive();
+        m.deliver();
+        assert!(counter.woken(), "the unit arrived but the future sleeps");
+        assert!(
+            !receive.is_completed(),
+            "the receive begun later went first"
+        );
+        let kernel = spawn_on(&m, Model::deliver);
+        let tried = m.try_in_place(&waker, true);
+        join(kernel);
+        assert!(
+            matches!(tried, Ok(Parking::Done(()))),
+            "the future lost its unit: {tried:?}"
+        );
+        assert!(
+            receive.is_completed(),
+            "the place went and a unit arrived, but the receive waits"
+        );
+        assert!(receive.finish().is_ok());
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A future woken in its place goes away before its try, racing the next delivery:
+/// giving the place up lets the receive behind it take the unit that woke the future,
+/// and nothing is held up or lost.
+#[test]
+fn a_place_given_up_before_its_try_lets_the_receive_behind_it_go() {
+    loom::model(|| {
+        let m = Model::new();
+        let (_, waker) = half_waker();
+        assert!(matches!(m.try_in_place(&waker, false), Ok(Parking::Parked)));
+        let first = m.receive();
+        let second = m.receive();
+        m.deliver();
+        assert!(!first.is_completed(), "the receive went ahead of the place");
+        let kernel = spawn_on(&m, Model::deliver);
+        m.queue.leave_place(&m);
+        join(kernel);
+        assert!(
+            first.is_completed(),
+            "the place went, but the receive waits"
+        );
+        assert!(
+            second.is_completed(),
+            "two units, but the second receive waits"
+        );
+        assert!(first.finish().is_ok() && second.finish().is_ok());
+        assert_eq!(m.unread(), 0);
+    });
+}
+
+/// A close races a future's try in place: either the try sees the closed socket, or
+/// the place is parked and the close wakes it (to find the socket closed).
+#[test]
+fn a_close_wakes_a_parked_place() {
+    loom::model(|| {
+        let m = Model::new();
+        let (counter, waker) = half_waker();
+        let closing = spawn_on(&m, Model::close);
+        let tried = m.try_in_place(&waker, false);
+        join(closing);
+        match tried {
+            Err(Error::Disposed) => {}
+            Ok(Parking::Parked) => {
+                assert!(counter.woken(), "closed, but the parked future sleeps");
+                assert!(matches!(m.try_in_place(&waker, true), Err(Error::Disposed)));
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+    });
+}
