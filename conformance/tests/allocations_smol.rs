@@ -5,8 +5,8 @@
 mod alloc_count;
 
 use alloc_count::{
-    echo, idle_read_allocations, pair, ping, thread_allocations, IDLE_READS, LIMIT, ROUND_TRIPS,
-    WARM_UP,
+    echo, idle_read_allocations, idle_receive_allocations, pair, ping, thread_allocations,
+    IDLE_READS, LIMIT, ROUND_TRIPS, WARM_UP,
 };
 use asyncresult_conformance::adapters::SmolFlavor;
 use asyncresult_conformance::{bounded, serial};
@@ -63,5 +63,21 @@ fn a_waiting_read_allocates_nothing() {
     assert!(
         spent < IDLE_READS / 10,
         "{spent} allocations for {IDLE_READS} waiting reads"
+    );
+}
+
+/// A `receive` future waiting on an idle socket allocates nothing (its waker is parked
+/// in the socket's queue as its place): 0 here, where a readiness operation per waiting
+/// receive counted one each.
+#[test]
+fn a_waiting_receive_allocates_nothing() {
+    let _serial = serial();
+    let spent = bounded(LIMIT, "the idle smol receives hung", || {
+        futures::executor::block_on(idle_receive_allocations::<SmolFlavor>())
+    });
+    eprintln!("{spent} allocations for {IDLE_READS} waiting receives");
+    assert!(
+        spent < IDLE_READS / 10,
+        "{spent} allocations for {IDLE_READS} waiting receives"
     );
 }

@@ -6,7 +6,8 @@
 mod alloc_count;
 
 use alloc_count::{
-    allocations, echo, idle_read_allocations, pair, ping, IDLE_READS, LIMIT, ROUND_TRIPS, WARM_UP,
+    allocations, echo, idle_read_allocations, idle_receive_allocations, pair, ping, IDLE_READS,
+    LIMIT, ROUND_TRIPS, WARM_UP,
 };
 use asyncresult_conformance::adapters::TokioFlavor;
 use asyncresult_conformance::{bounded, serial};
@@ -107,5 +108,26 @@ fn a_waiting_read_allocates_nothing() {
     assert!(
         spent < IDLE_READS / 10,
         "{spent} allocations for {IDLE_READS} waiting reads"
+    );
+}
+
+/// A `receive` future waiting on an idle socket allocates nothing (its waker is parked
+/// in the socket's queue as its place), on a current-thread runtime, whose one thread is
+/// the one counted: 0 here, where a readiness operation per waiting receive counted one
+/// each.
+#[test]
+fn a_waiting_receive_allocates_nothing() {
+    let _serial = serial();
+    let spent = bounded(LIMIT, "the idle tokio receives hung", || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(idle_receive_allocations::<TokioFlavor>())
+    });
+    eprintln!("{spent} allocations for {IDLE_READS} waiting receives");
+    assert!(
+        spent < IDLE_READS / 10,
+        "{spent} allocations for {IDLE_READS} waiting receives"
     );
 }

@@ -17,6 +17,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
@@ -157,6 +159,42 @@ pub async fn idle_read_allocations<F: Flavor>() -> usize {
         );
     }
     thread_allocations() - before
+}
+
+/// Polls one `receive` future (into an owned buffer, allocated beforehand) on each of
+/// [`IDLE_READS`] idle streams, with no data coming, after one such receive to warm up;
+/// returns this thread's allocations meanwhile. A waiting receive keeps its place in
+/// its socket's order by parking its task's waker there, so it should allocate nothing
+/// (a readiness operation per waiting receive would be one allocation each). The
+/// futures are dropped after counting, which gives their places up.
+pub async fn idle_receive_allocations<F: Flavor>() -> usize {
+    let mut streams = Vec::with_capacity(IDLE_READS + 2);
+    for _ in 0..=IDLE_READS / 2 {
+        let (client, server) = pair::<F>().await;
+        streams.push(client);
+        streams.push(server);
+    }
+    let waker = Waker::from(Arc::new(Unwoken));
+    let mut cx = Context::from_waker(&waker);
+    let mut futures: Vec<_> = streams
+        .iter()
+        .map(|stream| stream.receive(Vec::with_capacity(64)))
+        .collect();
+    let (warm, idle) = futures.split_first_mut().unwrap();
+    assert!(
+        Pin::new(warm).poll(&mut cx).is_pending(),
+        "no data was sent"
+    );
+    let before = thread_allocations();
+    for future in idle {
+        assert!(
+            Pin::new(future).poll(&mut cx).is_pending(),
+            "no data was sent"
+        );
+    }
+    let spent = thread_allocations() - before;
+    drop(futures);
+    spent
 }
 
 /// The waker of a task that no test expects to be woken.
