@@ -575,17 +575,19 @@ fn the_contracts_methods_are_the_types_own() {
     }
 }
 
+/// A waker that tells the test it was woken.
+struct Woken(tokio::sync::Notify);
+
+impl std::task::Wake for Woken {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
 /// A receive future dropped after it was woken, before it tried again: its place goes,
 /// and the receive queued behind it gets the bytes (nothing is held up or lost).
 #[tokio::test(flavor = "current_thread")]
 async fn a_woken_receive_dropped_before_its_try_gives_its_place_up() {
-    /// A waker that tells the test it was woken.
-    struct Woken(tokio::sync::Notify);
-    impl std::task::Wake for Woken {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.notify_one();
-        }
-    }
     bounded(async {
         let (client, mut server) = pair().await;
         let socket = client.socket().clone();
@@ -617,13 +619,6 @@ async fn a_woken_receive_dropped_before_its_try_gives_its_place_up() {
 /// it, returns the bytes (the waker it parked as its place was swapped, not lost).
 #[tokio::test(flavor = "current_thread")]
 async fn a_waiting_receive_polled_by_another_task_wakes_that_task() {
-    /// A waker that tells the test it was woken.
-    struct Woken(tokio::sync::Notify);
-    impl std::task::Wake for Woken {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.notify_one();
-        }
-    }
     bounded(async {
         let (client, mut server) = pair().await;
         let mut receive = Box::pin(client.receive(Vec::with_capacity(64)));

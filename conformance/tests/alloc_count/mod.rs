@@ -129,18 +129,24 @@ pub async fn ping<R: Runtime>(client: &net::TcpStream<R>, rounds: usize) {
 /// Idle streams whose `AsyncRead` reads wait in [`idle_read_allocations`].
 pub const IDLE_READS: usize = 200;
 
-/// Polls one read (`poll_read`, what both adapters' `AsyncRead` impls call) on each of
-/// [`IDLE_READS`] idle streams, with no data coming, after one such read to warm up;
-/// returns this thread's allocations meanwhile. A waiting read parks its task's waker
-/// in its socket's queue, so it should allocate nothing (a readiness operation per
-/// waiting read would be one allocation each).
-pub async fn idle_read_allocations<F: Flavor>() -> usize {
+/// [`IDLE_READS`] idle streams and one more to warm up (both ends of each pair).
+async fn idle_streams<F: Flavor>() -> Vec<F::Stream> {
     let mut streams = Vec::with_capacity(IDLE_READS + 2);
     for _ in 0..=IDLE_READS / 2 {
         let (client, server) = pair::<F>().await;
         streams.push(client);
         streams.push(server);
     }
+    streams
+}
+
+/// Polls one read (`poll_read`, what both adapters' `AsyncRead` impls call) on each of
+/// [`IDLE_READS`] idle streams, with no data coming, after one such read to warm up;
+/// returns this thread's allocations meanwhile. A waiting read parks its task's waker
+/// in its socket's queue, so it should allocate nothing (a readiness operation per
+/// waiting read would be one allocation each).
+pub async fn idle_read_allocations<F: Flavor>() -> usize {
+    let streams = idle_streams::<F>().await;
     let mut buf = [0u8; 64];
     // A waker of a task of its own (a clone is a reference count, and it recognizes its
     // clones, as executors' wakers do; `Waker::noop`'s clones need not).
@@ -168,12 +174,7 @@ pub async fn idle_read_allocations<F: Flavor>() -> usize {
 /// (a readiness operation per waiting receive would be one allocation each). The
 /// futures are dropped after counting, which gives their places up.
 pub async fn idle_receive_allocations<F: Flavor>() -> usize {
-    let mut streams = Vec::with_capacity(IDLE_READS + 2);
-    for _ in 0..=IDLE_READS / 2 {
-        let (client, server) = pair::<F>().await;
-        streams.push(client);
-        streams.push(server);
-    }
+    let streams = idle_streams::<F>().await;
     let waker = Waker::from(Arc::new(Unwoken));
     let mut cx = Context::from_waker(&waker);
     let mut futures: Vec<_> = streams
