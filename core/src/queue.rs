@@ -356,6 +356,14 @@ struct Inner<C> {
     parked: Option<Waker>,
 }
 
+/// Who parks, in [`OpQueue::try_then_park_held`]: a stream half (no place), or a
+/// future (its waker as its place).
+#[derive(Clone, Copy)]
+enum Parker<'a> {
+    Half(&'a Waker),
+    Place(&'a Waker),
+}
+
 /// Who tries in place, for a future's try ([`OpQueue::try_in_place`]): its task's
 /// waker, and whether the future holds the queue's place (it parked there last time).
 #[derive(Clone, Copy, Debug)]
@@ -593,13 +601,37 @@ impl<C: OpContext> OpQueue<C> {
         park: Park<'_>,
         now: impl FnOnce(&C) -> Result<Option<T>, Error>,
     ) -> Result<Parking<T>, Error> {
-        let waker = park.waker;
+        // Only the caller's own: another half polled by the same task has a waker
+        // that looks the same, and must not take this one's wait for its own.
+        if park.parked
+            && self.is_parked_held(inner, park.waker)
+            && inner.ops.iter().all(|op| op.is_readiness())
+        {
+            return Ok(Parking::StillParked);
+        }
+        let half = Parker::Half(park.waker);
+        self.try_then_park_held(inner, socket, ready_kind, drained, half, now)
+    }
+
+    /// A half's try, or a future's first one, with the lock held and announced: runs
+    /// `now` if only readiness operations are queued (unless `drained`); if that would
+    /// block, parks the waker of `who` when nothing is parked here (a future's as its
+    /// place), or else queues a readiness operation (that keeps its place, for a
+    /// future).
+    fn try_then_park_held<T>(
+        &self,
+        inner: &mut Inner<C>,
+        socket: &Arc<C>,
+        ready_kind: OpKind,
+        drained: bool,
+        who: Parker<'_>,
+        now: impl FnOnce(&C) -> Result<Option<T>, Error>,
+    ) -> Result<Parking<T>, Error> {
+        let (waker, as_place) = match who {
+            Parker::Half(waker) => (waker, false),
+            Parker::Place(waker) => (waker, true),
+        };
         if inner.ops.iter().all(|op| op.is_readiness()) {
-            // Only the caller's own: another half polled by the same task has a waker
-            // that looks the same, and must not take this one's wait for its own.
-            if park.parked && self.is_parked_held(inner, waker) {
-                return Ok(Parking::StillParked);
-            }
             if !drained {
                 if let Some(value) = now(socket)? {
                     return Ok(Parking::Done(value));
@@ -607,12 +639,13 @@ impl<C: OpContext> OpQueue<C> {
             }
             if inner.parked.is_none() && !self.has_place() {
                 inner.parked = Some(waker.clone());
+                self.place.store(as_place, Ordering::Relaxed);
                 return Ok(Parking::Parked);
             }
             // Another half's (or another task's, or a future's place): this one waits
             // with an operation.
         }
-        let op = self.ready_op(inner, socket, ready_kind, false);
+        let op = self.ready_op(inner, socket, ready_kind, as_place);
         inner.ops.push_back(op.clone());
         Ok(Parking::Queued(AsyncResult::from_op(op)))
     }
@@ -716,23 +749,8 @@ impl<C: OpContext> OpQueue<C> {
                 }
             }
         }
-        if inner.ops.iter().all(|op| op.is_readiness()) {
-            if !drained {
-                if let Some(value) = now(socket)? {
-                    return Ok(Parking::Done(value));
-                }
-            }
-            if inner.parked.is_none() && !self.has_place() {
-                inner.parked = Some(waker.clone());
-                self.place.store(true, Ordering::Relaxed);
-                return Ok(Parking::Parked);
-            }
-        }
-        // Behind an operation, or beside what is parked: a readiness operation that
-        // keeps its place.
-        let op = self.ready_op(inner, socket, ready_kind, true);
-        inner.ops.push_back(op.clone());
-        Ok(Parking::Queued(AsyncResult::from_op(op)))
+        let place = Parker::Place(waker);
+        self.try_then_park_held(inner, socket, ready_kind, drained, place, now)
     }
 
     /// Removes a future's place (the lock held and announced); an operation it held up
@@ -754,7 +772,8 @@ impl<C: OpContext> OpQueue<C> {
     }
 
     /// Gives up the place of a future that parked here and is going away (dropped,
-    /// cancelled): the operations it held up are served now.
+    /// cancelled): an operation it held up at the head is served now (readiness
+    /// operations were never held up by it).
     pub(crate) fn leave_place(&self, socket: &C) {
         if socket.unusable_here().is_some() {
             return;
@@ -763,17 +782,16 @@ impl<C: OpContext> OpQueue<C> {
         if !self.has_place() {
             return;
         }
-        self.place.store(false, Ordering::Relaxed);
         inner.parked = None;
         if inner.ops.is_empty() {
+            self.place.store(false, Ordering::Relaxed);
             return;
         }
-        let mut completed = Completed::new();
-        self.serve_held(&mut inner, socket, &mut completed);
-        drop(inner);
-        if !completed.is_empty() {
-            completed.notify(socket.sink());
-        }
+        // As a try that ends its turn: announced, so that an edge that comes meanwhile
+        // is left to this hold, which serves for it before it lets go.
+        self.announce();
+        self.give_place_up(&mut inner);
+        self.let_go(inner, socket);
     }
 
     /// [`try_now`](OpQueue::try_now)'s work, with the lock held and announced
