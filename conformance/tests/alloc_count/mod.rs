@@ -129,6 +129,17 @@ pub async fn ping<R: Runtime>(client: &net::TcpStream<R>, rounds: usize) {
 /// Idle streams whose `AsyncRead` reads wait in [`idle_read_allocations`].
 pub const IDLE_READS: usize = 200;
 
+/// Checks that [`IDLE_READS`] waits (`what`: "reads", "receives") allocated next to
+/// nothing: `spent` under one per ten waits, where a readiness operation per wait
+/// would be one each.
+pub fn check_idle_waits(spent: usize, what: &str) {
+    eprintln!("{spent} allocations for {IDLE_READS} waiting {what}");
+    assert!(
+        spent < IDLE_READS / 10,
+        "{spent} allocations for {IDLE_READS} waiting {what}"
+    );
+}
+
 /// [`IDLE_READS`] idle streams and one more to warm up (both ends of each pair).
 async fn idle_streams<F: Flavor>() -> Vec<F::Stream> {
     let mut streams = Vec::with_capacity(IDLE_READS + 2);
