@@ -1054,9 +1054,11 @@ fn a_send_queued_behind_a_buffer_that_closes_its_socket() {
     child_ok("child_send_behind_a_closing_buffer");
 }
 
-/// A send queued behind the frame that closes its socket when dropped: it was pending
-/// when `close()` was called (from the frame's Drop), so it completes with `Disposed`
-/// (semantics §7) rather than go out after the close.
+/// A send queued behind the frame that closes its socket when dropped: it is still
+/// pending when `close()` is called (from the frame's Drop), so it completes with
+/// `Disposed` (semantics §7) rather than go out after the close. The peer stops reading
+/// once it has the filler and the frame, so the tail (larger than the kernel's buffers)
+/// cannot finish before the frame is dropped.
 #[test]
 #[ignore = "run in a child process by a_send_queued_behind_a_buffer_that_closes_its_socket"]
 fn child_send_behind_a_closing_buffer() {
@@ -1077,22 +1079,30 @@ fn child_send_behind_a_closing_buffer() {
             .begin_send(frame, SocketFlags::NONE, None, None)
             .unwrap();
         let tail = ours
-            .begin_send(vec![2u8; 100], SocketFlags::NONE, None, None)
+            .begin_send(vec![2u8; 32 << 20], SocketFlags::NONE, None, None)
             .unwrap();
+        let (go_on, resume) = mpsc::channel::<()>();
         let reader = thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = theirs.read_to_end(&mut all);
-            all
+            let mut head = vec![0u8; (4 << 20) + 100];
+            theirs.read_exact(&mut head).unwrap();
+            // Nothing more is read until the frame has gone: the tail stalls.
+            let _ = resume.recv();
+            let mut rest = Vec::new();
+            let _ = theirs.read_to_end(&mut rest);
+            (head, rest.len())
         });
         frame_dropped.recv_timeout(secs(10)).expect("frame dropped");
+        go_on.send(()).unwrap();
         assert!(tail.wait_timeout(secs(10)));
         assert_eq!(ours.end_send(&framed).unwrap(), 100);
         let tail_result = ours.end_send(&tail);
-        let all = reader.join().unwrap();
+        let (head, rest) = reader.join().unwrap();
+        assert!(head[..4 << 20].iter().all(|&b| b == 0) && head[4 << 20..].iter().all(|&b| b == 1));
         assert!(
             matches!(tail_result, Err(Error::Disposed)),
-            "a send pending at close went out after it: {tail_result:?}, peer read {} bytes",
-            all.len()
+            "a send pending at close went out after it: {tail_result:?}, peer read {rest} \
+             bytes after the frame"
         );
+        assert!(rest < 32 << 20, "the whole tail went out after the close");
     });
 }

@@ -14,16 +14,14 @@ use crate::error::Error;
 /// `&'static str`, `String`, `Arc<[u8]>` and, with the `bytes` feature,
 /// `bytes::Bytes`. Implement it for your own type by returning the bytes to send.
 ///
-/// The operation drops its buffer where it ends: on the thread that completes it
-/// (possibly an engine thread), maybe while the engine holds the lock of that socket's
-/// queue of the same direction. A buffer's `Drop` may drop or close sockets, its own
-/// included (a frame that hangs up when it goes: the close is immediate, and what it
-/// completes is finished on an engine worker a moment later); a panic in it is
-/// contained. It must not begin or cancel operations on the socket it was sent or
-/// received on, which would wait for that lock on the thread that holds it; nor on
-/// another socket whose buffers' `Drop` begin operations back on this one (the two
-/// would wait for each other's locks). Beginning operations from a `Drop` is best left
-/// to a callback or a task it wakes.
+/// The operation drops its buffer once it has ended, holding no lock of the engine: on
+/// the thread that completes it (possibly an engine thread) before the completion is
+/// delivered, or on the thread whose `end_*` takes the result, if that comes first. A
+/// buffer's `Drop` may begin or cancel operations, and drop or close sockets, on any
+/// socket, its own included (a frame that sends a trailer when it goes, or hangs up:
+/// the close is immediate, and what it completes is finished on an engine worker a
+/// moment later); a panic in it is contained. Like a callback, it should not block: it
+/// may run on a thread that completes other operations.
 ///
 /// # Examples
 ///

@@ -17,7 +17,8 @@
 //! holds the operation (attempt, close and cancel all take it), so an operation
 //! completes exactly once. The result is stored before the state flips (release), and
 //! read only by the one `end_*` that wins `COMPLETED → ENDED` (acquire). Notification
-//! (blocked waiters, the waker, the callback) happens after every lock is released.
+//! (blocked waiters, the waker, the callback) happens after every lock is released, and
+//! so does the drop of the operation's buffer, which is user code (see `user_drop`).
 
 use std::any::Any;
 use std::fmt;
@@ -395,7 +396,13 @@ impl fmt::Debug for OpHeader {
 
 enum Stage<W: Produces> {
     Pending(W),
-    Done(Result<W::Output, Error>),
+    /// Completed. `spent` is the work (its buffer) until it is dropped: after the
+    /// queue's lock, when the completion is notified or taken, whichever comes first
+    /// (see [`Op::drop_spent`]).
+    Done {
+        result: Result<W::Output, Error>,
+        spent: Option<W>,
+    },
     Taken,
 }
 
@@ -422,7 +429,10 @@ impl<W: Produces> Op<W> {
         Op {
             header: OpHeader::new(kind, socket, false, callback.is_some(), state),
             slot: Mutex::new(Slot {
-                stage: Stage::Done(result),
+                stage: Stage::Done {
+                    result,
+                    spent: None,
+                },
                 callback,
             }),
         }
@@ -469,14 +479,34 @@ impl<W: Produces> Op<W> {
         self.header.set_keeps_place(on);
     }
 
-    /// Completes the pending operation with `result`. Its work (the buffer) is
-    /// dropped last, as user code that may not wait for the queue's lock (see
-    /// `user_drop`).
+    /// Completes the pending operation with `result`. Its work (the buffer) is kept,
+    /// not dropped: this runs under the queue's lock, and the buffer's `Drop` is user
+    /// code that may begin operations on this socket or on one whose buffers begin on
+    /// this one (see `user_drop`). It goes in [`drop_spent`](Op::drop_spent).
     fn finish(&self, mut slot: MutexGuard<'_, Slot<W>>, result: Result<W::Output, Error>) {
-        let spent = std::mem::replace(&mut slot.stage, Stage::Done(result));
+        let spent = match std::mem::replace(&mut slot.stage, Stage::Taken) {
+            Stage::Pending(work) => Some(work),
+            // Callers finish only a pending operation.
+            Stage::Done { spent, .. } => spent,
+            Stage::Taken => None,
+        };
+        slot.stage = Stage::Done { result, spent };
         drop(slot);
         self.header.set_completed();
-        if std::mem::needs_drop::<W>() {
+    }
+
+    /// Drops the completed operation's work (its buffer), if it is still here. Called
+    /// with no queue lock held: when the completion is notified, before anyone is told,
+    /// or by the `end_*` that takes the result, if that comes first.
+    fn drop_spent(&self) {
+        if !std::mem::needs_drop::<W>() {
+            return;
+        }
+        let spent = match &mut self.slot.lock().stage {
+            Stage::Done { spent, .. } => spent.take(),
+            _ => None,
+        };
+        if let Some(spent) = spent {
             drop_user(spent);
         }
     }
@@ -525,6 +555,7 @@ impl<C, W: Work<C>> QueuedOp<C> for Op<W> {
     }
 
     fn notify(self: Arc<Self>, sink: &dyn TaskSink) {
+        self.drop_spent();
         let waker = self.header.release_waiters();
         if self.header.has_callback {
             context::deliver(self, sink);
@@ -578,7 +609,15 @@ impl<W: Produces> Completion<W::Output> for Op<W> {
     fn take(&self) -> Result<W::Output, Error> {
         let mut slot = self.slot.lock();
         match std::mem::replace(&mut slot.stage, Stage::Taken) {
-            Stage::Done(result) => result,
+            Stage::Done { result, spent } => {
+                // Taken before the notification dropped the buffer: it goes here,
+                // after the operation's lock.
+                drop(slot);
+                if let Some(spent) = spent {
+                    drop_user(spent);
+                }
+                result
+            }
             // Unreachable: `take` follows a successful `claim`, which requires the
             // COMPLETED state, which is set only after the result is stored.
             Stage::Pending(work) => {

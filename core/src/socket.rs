@@ -368,8 +368,8 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if user_drop::closes_deferred() {
-            // Dropped with an operation's buffer, under its queue's lock: the rest of
-            // the close goes to a worker, as closing takes that lock.
+            // Dropped with an operation's buffer (see `user_drop`): the rest of the
+            // close goes to a worker.
             self.core.close_deferred();
         } else {
             self.core.close();
@@ -613,9 +613,9 @@ impl Socket {
     /// engine worker a moment later.
     pub fn close(&self) {
         if user_drop::closes_deferred() {
-            // From an operation's buffer being dropped, possibly under one of this
-            // socket's queue locks (a buffer that hangs up when it goes): closing
-            // inline would wait for that lock on its own thread.
+            // From an operation's buffer being dropped (a buffer that hangs up when it
+            // goes): what the close completes is notified from a worker, not from
+            // inside the notification that dropped the buffer (see `user_drop`).
             self.core().close_deferred();
         } else {
             self.core().close();

@@ -1,23 +1,24 @@
-//! Dropping what user code owns (a buffer, an `AsyncState`) where the engine runs: the
-//! drop must neither unwind into the engine nor wait for a lock its thread holds.
+//! Dropping what user code owns (a buffer) where the engine runs: the drop must neither
+//! unwind into the engine nor wait for a lock its thread holds.
 //!
-//! A buffer is user code: `IoBuf` is open to user types, whose `Drop` may do anything,
-//! including drop the last handle of the very socket it was sent on (a frame that
-//! keeps its connection alive while it is in flight). An operation's buffer goes when
-//! the operation completes or fails, and that happens under its queue's lock; a last
-//! handle dropped there would close the socket, and closing takes that same lock. So
-//! such drops run through [`drop_user`]: a panic in them is caught (and the operation
-//! completes all the same), and a last handle dropped inside one closes its socket a
-//! moment later, on an engine worker, instead of inline ([`closes_deferred`]).
-//!
-//! A `Drop` that begins or cancels operations on the same socket would still wait for
-//! the lock: don't.
+//! A buffer is user code: `IoBuf` is open to user types, whose `Drop` may do anything:
+//! drop the last handle of the very socket it was sent on (a frame that keeps its
+//! connection alive while it is in flight), or begin the next send, on that socket or
+//! another. An operation completes or fails under its queue's lock, so it keeps its
+//! buffer until the lock is released and drops it when the completion is notified (or
+//! when `end_*` takes the result first; see `op`): no queue lock is held then, and a
+//! `Drop` that begins or cancels operations on any socket takes that socket's locks as
+//! any caller would. Such drops run through [`drop_user`]: a panic in them is caught
+//! (and the operation completes all the same), and a last handle dropped inside one
+//! closes its socket at once but leaves completing that socket's operations to an
+//! engine worker, a moment later ([`closes_deferred`]), so that they are not notified
+//! from inside the notification that dropped the buffer.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
-    /// Set while this thread drops user values under a queue's lock.
+    /// Set while this thread drops an operation's buffer.
     static DEFERRING: Cell<bool> = const { Cell::new(false) };
 }
 

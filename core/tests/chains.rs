@@ -1248,8 +1248,6 @@ impl Drop for Relay {
 }
 
 #[test]
-#[ignore = "known defect: the second buffer's Drop waits for a's queue lock, held up the \
-            stack by the worker that dropped a's buffer (see IoBuf's docs)"]
 fn buffers_whose_drops_begin_on_each_others_sockets_do_not_deadlock() {
     child_ok("child_buffers_begin_on_each_others_sockets");
 }
@@ -1293,5 +1291,60 @@ fn child_buffers_begin_on_each_others_sockets() {
         a.close();
         b.close();
         drop((reader_a.join(), reader_b.join()));
+    });
+}
+
+#[test]
+fn a_buffer_whose_drop_begins_on_its_own_socket_does_not_deadlock() {
+    child_ok("child_buffer_begins_on_its_own_socket");
+}
+
+/// A buffer completed from its socket's queue (a send queued behind a filler, so the
+/// engine completes it while serving that queue) begins a send on that same socket from
+/// its `Drop`: the send goes after it, in order, and nothing waits for a lock.
+#[test]
+#[ignore = "child scenario of a_buffer_whose_drop_begins_on_its_own_socket_does_not_deadlock"]
+fn child_buffer_begins_on_its_own_socket() {
+    if !is_child() {
+        return;
+    }
+    bounded(secs(30), || {
+        let (a, theirs) = tcp_to_std();
+        a.as_socket2().set_send_buffer_size(4096).unwrap();
+        let filler = a
+            .begin_send(vec![1u8; 4 << 20], SocketFlags::NONE, None, None)
+            .unwrap();
+        let (said_tx, said) = mpsc::channel();
+        let relay = a
+            .begin_send(
+                Relay {
+                    data: vec![2; 10],
+                    next: Some((a.clone(), None)),
+                    said: said_tx,
+                },
+                SocketFlags::NONE,
+                None,
+                None,
+            )
+            .unwrap();
+        assert!(!relay.is_completed(), "queued behind the filler");
+        let reader = read_all_in_background(theirs);
+        said.recv_timeout(secs(10))
+            .expect("a buffer's Drop hung (it waited for its own queue's lock)");
+        filler.wait();
+        // Sends go in order: this one's completion means the one begun from the Drop
+        // went before it.
+        let last = a
+            .begin_send(vec![4u8; 10], SocketFlags::NONE, None, None)
+            .unwrap();
+        assert_eq!(a.end_send(&last).unwrap(), 10);
+        a.close();
+        let got = reader.join().unwrap();
+        let mut expected = vec![1u8; 4 << 20];
+        expected.extend([2; 10]);
+        expected.extend([3; 10]);
+        expected.extend([4; 10]);
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes arrive whole and in order");
     });
 }

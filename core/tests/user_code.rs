@@ -111,8 +111,8 @@ fn child_buffer_holding_the_last_handle_completes() {
         )
         .unwrap();
         drop((filler, ours)); // the frame's handle is the last one now
-                              // The peer reads: the frame's send completes from an edge, on a worker that
-                              // holds the send queue's lock while the frame goes.
+                              // The peer reads: the frame's send completes from an edge, on a worker,
+                              // which drops the frame when it notifies the completion.
         let reader = thread::spawn(move || {
             let mut all = Vec::new();
             let _ = theirs.read_to_end(&mut all);
@@ -144,8 +144,8 @@ fn child_buffer_holding_the_last_handle_cancelled() {
             .begin_send(frame, SocketFlags::NONE, None, None)
             .unwrap();
         drop(ours);
-        // Cancelled while queued: the frame goes under the queue's lock, and the last
-        // handle with it.
+        // Cancelled while queued: the frame goes with the cancel's notification, and
+        // the last handle with it.
         let (tx, cancelled) = mpsc::channel();
         let queued = ar.clone();
         thread::spawn(move || tx.send(queued.cancel()).unwrap());
