@@ -37,6 +37,49 @@ use crate::error::Error;
 /// }
 /// assert_eq!(b"abc".as_bytes(), &b"abc"[..]);
 /// ```
+///
+/// A buffer's `Drop` may begin the next operation, on its own socket too; it goes
+/// after every operation already queued on that direction:
+///
+/// ```
+/// use asyncresult_core::{IoBuf, Socket, SocketFlags};
+/// use std::io::Read;
+/// use std::time::Duration;
+///
+/// /// A frame that sends a trailer when it is done with.
+/// struct Frame {
+///     bytes: Vec<u8>,
+///     then: Option<Socket>,
+/// }
+///
+/// impl IoBuf for Frame {
+///     fn as_bytes(&self) -> &[u8] {
+///         &self.bytes
+///     }
+/// }
+///
+/// impl Drop for Frame {
+///     fn drop(&mut self) {
+///         if let Some(socket) = self.then.take() {
+///             let _ = socket.begin_send(&b"<end>"[..], SocketFlags::NONE, None, None);
+///         }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let socket = Socket::connect_tcp(listener.local_addr()?)?;
+/// let (mut peer, _) = listener.accept()?;
+/// peer.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// let frame = Frame { bytes: b"hello".to_vec(), then: Some(socket.clone()) };
+/// let ar = socket.begin_send(frame, SocketFlags::NONE, None, None)?;
+/// assert_eq!(socket.end_send(&ar)?, 5);
+/// let mut got = [0u8; 10];
+/// peer.read_exact(&mut got)?;
+/// assert_eq!(&got, b"hello<end>");
+/// # Ok(())
+/// # }
+/// ```
 pub trait IoBuf: Send + 'static {
     /// The bytes to send. The operation may call this several times; every call must
     /// return the same bytes.
