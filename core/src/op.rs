@@ -135,6 +135,13 @@ pub(crate) trait OpContext: Send + Sync + 'static {
 pub(crate) trait Produces: Send + 'static {
     /// What `end_*` returns on success.
     type Output: Send + 'static;
+    /// What of the work is user code (its buffer), which the operation keeps after it
+    /// completes until no queue lock is held (see `user_drop`); `()` if none.
+    type Spent: Send + 'static;
+
+    /// The work's user part, once the operation has completed: the buffer that the
+    /// result did not take.
+    fn spend(self) -> Option<Self::Spent>;
 }
 
 /// The I/O an operation performs on context `C`: its buffer, its progress, its
@@ -401,7 +408,7 @@ enum Stage<W: Produces> {
     /// (see [`Op::drop_spent`]).
     Done {
         result: Result<W::Output, Error>,
-        spent: Option<W>,
+        spent: Option<W::Spent>,
     },
     Taken,
 }
@@ -485,7 +492,8 @@ impl<W: Produces> Op<W> {
     /// this one (see `user_drop`). It goes in [`drop_spent`](Op::drop_spent).
     fn finish(&self, mut slot: MutexGuard<'_, Slot<W>>, result: Result<W::Output, Error>) {
         let spent = match std::mem::replace(&mut slot.stage, Stage::Taken) {
-            Stage::Pending(work) => Some(work),
+            // The rest of the work (progress, flags, an address) goes now: not user code.
+            Stage::Pending(work) => work.spend(),
             // Callers finish only a pending operation.
             Stage::Done { spent, .. } => spent,
             Stage::Taken => None,
@@ -499,7 +507,7 @@ impl<W: Produces> Op<W> {
     /// with no queue lock held: when the completion is notified, before anyone is told,
     /// or by the `end_*` that takes the result, if that comes first.
     fn drop_spent(&self) {
-        if !std::mem::needs_drop::<W>() {
+        if !std::mem::needs_drop::<W::Spent>() {
             return;
         }
         let spent = match &mut self.slot.lock().stage {

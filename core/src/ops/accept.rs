@@ -50,6 +50,11 @@ pub(crate) struct AcceptWork;
 
 impl Produces for AcceptWork {
     type Output = Socket;
+    type Spent = ();
+
+    fn spend(self) -> Option<()> {
+        None
+    }
 }
 
 impl Work<SocketCore> for AcceptWork {

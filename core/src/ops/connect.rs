@@ -65,6 +65,11 @@ impl ConnectWork {
 
 impl Produces for ConnectWork {
     type Output = ();
+    type Spent = ();
+
+    fn spend(self) -> Option<()> {
+        None
+    }
 }
 
 impl Work<SocketCore> for ConnectWork {

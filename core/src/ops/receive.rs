@@ -94,6 +94,12 @@ pub(crate) struct ReceiveWork<B> {
 
 impl<B: IoBufMut> Produces for ReceiveWork<B> {
     type Output = (usize, B);
+    type Spent = B;
+
+    /// The buffer, unless the result took it.
+    fn spend(self) -> Option<B> {
+        self.buf
+    }
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveWork<B> {
@@ -185,6 +191,12 @@ pub(crate) struct ReceiveFromWork<B> {
 
 impl<B: IoBufMut> Produces for ReceiveFromWork<B> {
     type Output = (usize, B, SocketAddr);
+    type Spent = B;
+
+    /// The buffer, unless the result took it.
+    fn spend(self) -> Option<B> {
+        self.buf
+    }
 }
 
 impl<B: IoBufMut> Work<SocketCore> for ReceiveFromWork<B> {

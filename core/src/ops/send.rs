@@ -39,6 +39,11 @@ pub(crate) struct SendWork<B> {
 
 impl<B: IoBuf> Produces for SendWork<B> {
     type Output = usize;
+    type Spent = B;
+
+    fn spend(self) -> Option<B> {
+        Some(self.buf)
+    }
 }
 
 impl<B: IoBuf> Work<SocketCore> for SendWork<B> {
@@ -151,6 +156,11 @@ pub(crate) fn send_datagram<'a>(
 
 impl<B: IoBuf> Produces for SendVectoredWork<B> {
     type Output = usize;
+    type Spent = Vec<B>;
+
+    fn spend(self) -> Option<Vec<B>> {
+        Some(self.bufs)
+    }
 }
 
 impl<B: IoBuf> Work<SocketCore> for SendVectoredWork<B> {

@@ -83,6 +83,11 @@ pub(crate) struct ReadyWork;
 
 impl Produces for ReadyWork {
     type Output = ();
+    type Spent = ();
+
+    fn spend(self) -> Option<()> {
+        None
+    }
 }
 
 impl<C> Work<C> for ReadyWork {

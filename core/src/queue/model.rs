@@ -215,6 +215,11 @@ struct TakeAll;
 
 impl Produces for TakeAll {
     type Output = usize;
+    type Spent = ();
+
+    fn spend(self) -> Option<()> {
+        None
+    }
 }
 
 impl Work<Model> for TakeAll {
@@ -231,6 +236,11 @@ struct Take;
 
 impl Produces for Take {
     type Output = ();
+    type Spent = ();
+
+    fn spend(self) -> Option<()> {
+        None
+    }
 }
 
 impl Work<Model> for Take {
