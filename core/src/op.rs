@@ -403,9 +403,9 @@ impl fmt::Debug for OpHeader {
 
 enum Stage<W: Produces> {
     Pending(W),
-    /// Completed. `spent` is the work (its buffer) until it is dropped: after the
-    /// queue's lock, when the completion is notified or taken, whichever comes first
-    /// (see [`Op::drop_spent`]).
+    /// Completed. `spent` is the work's user part (its buffer, unless the result took
+    /// it) until it is dropped: after the queue's lock, when the completion is notified
+    /// or taken, whichever comes first (see [`Op::drop_spent`]).
     Done {
         result: Result<W::Output, Error>,
         spent: Option<W::Spent>,
@@ -486,10 +486,11 @@ impl<W: Produces> Op<W> {
         self.header.set_keeps_place(on);
     }
 
-    /// Completes the pending operation with `result`. Its work (the buffer) is kept,
-    /// not dropped: this runs under the queue's lock, and the buffer's `Drop` is user
-    /// code that may begin operations on this socket or on one whose buffers begin on
-    /// this one (see `user_drop`). It goes in [`drop_spent`](Op::drop_spent).
+    /// Completes the pending operation with `result`. Its work's user part (the
+    /// buffer) is kept, not dropped: this runs under the queue's lock, and the buffer's
+    /// `Drop` is user code that may begin operations on this socket or on one whose
+    /// buffers begin on this one (see `user_drop`). It goes in
+    /// [`drop_spent`](Op::drop_spent).
     fn finish(&self, mut slot: MutexGuard<'_, Slot<W>>, result: Result<W::Output, Error>) {
         let spent = match std::mem::replace(&mut slot.stage, Stage::Taken) {
             // The rest of the work (progress, flags, an address) goes now: not user code.
@@ -503,7 +504,7 @@ impl<W: Produces> Op<W> {
         self.header.set_completed();
     }
 
-    /// Drops the completed operation's work (its buffer), if it is still here. Called
+    /// Drops the completed operation's spent buffer, if it is still here. Called
     /// with no queue lock held: when the completion is notified, before anyone is told,
     /// or by the `end_*` that takes the result, if that comes first.
     fn drop_spent(&self) {
