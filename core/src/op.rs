@@ -227,6 +227,10 @@ pub(crate) struct OpHeader {
     /// queue until the future tries again or gives its turn up (see `queue`). Written
     /// under the queue's lock, before the operation is queued.
     keeps_place: AtomicBool,
+    /// The completed operation still holds its buffer (see [`Op::drop_spent`]): set by
+    /// the completion, before the state flips, so that a completion whose result took
+    /// the buffer (a receive's, nearly always) skips the slot's lock to look for it.
+    holds_spent: AtomicBool,
 }
 
 impl OpHeader {
@@ -253,6 +257,7 @@ impl OpHeader {
             done: Event::new(),
             listening: AtomicBool::new(false),
             keeps_place: AtomicBool::new(false),
+            holds_spent: AtomicBool::new(false),
         }
     }
 
@@ -499,6 +504,9 @@ impl<W: Produces> Op<W> {
             Stage::Done { spent, .. } => spent,
             Stage::Taken => None,
         };
+        self.header
+            .holds_spent
+            .store(spent.is_some(), Ordering::Relaxed);
         slot.stage = Stage::Done { result, spent };
         drop(slot);
         self.header.set_completed();
@@ -508,7 +516,7 @@ impl<W: Produces> Op<W> {
     /// with no queue lock held: when the completion is notified, before anyone is told,
     /// or by the `end_*` that takes the result, if that comes first.
     fn drop_spent(&self) {
-        if !std::mem::needs_drop::<W::Spent>() {
+        if !std::mem::needs_drop::<W::Spent>() || !self.header.holds_spent.load(Ordering::Relaxed) {
             return;
         }
         let spent = match &mut self.slot.lock().stage {
