@@ -1089,8 +1089,8 @@ impl<C: OpContext> OpQueue<C> {
 ///
 /// Once a close has begun ([`OpContext::stops_serving`]) nothing more runs: what is
 /// still queued was pending at the close, and completes with `Disposed` when the queue
-/// is stopped. (A close called from a buffer dropped here, under this lock, stops the
-/// queue a moment later, from a worker.)
+/// is stopped. (A buffer completed here is dropped only after the lock is released, so a
+/// close called from its `Drop` finds this serve over; see `user_drop`.)
 fn serve<C: OpContext>(
     inner: &mut Inner<C>,
     socket: &C,
