@@ -19,7 +19,9 @@ use std::thread;
 use std::time::Duration;
 
 use asyncresult_callback::prelude::*;
-use common::{bounded, child_ok, eventually, fd_count, localhost, pattern, secs, tcp_to_std};
+use common::{
+    bounded, child_ok, eventually, fd_count, localhost, pattern, secs, stalled_sender, tcp_to_std,
+};
 
 /// Checks that one begun operation completed as it may.
 type Check = Box<dyn Fn() -> Result<(), String> + Send>;
@@ -949,12 +951,7 @@ fn a_buffer_that_closes_its_socket_when_dropped_from_the_queue() {
 #[ignore = "run in a child process by a_buffer_that_closes_its_socket_when_dropped_from_the_queue"]
 fn child_buffer_closes_its_socket_from_the_queue() {
     bounded(secs(20), || {
-        let (ours, mut theirs) = tcp_to_std();
-        ours.as_socket2().set_send_buffer_size(4096).unwrap();
-        let filler = ours
-            .begin_send(vec![0u8; 4 << 20], SocketFlags::NONE, None, None)
-            .unwrap();
-        assert!(!filler.is_completed());
+        let (ours, mut theirs, _filler) = stalled_sender();
         let (dropped, frame_dropped) = mpsc::channel();
         let frame = ClosingFrame {
             data: vec![1u8; 100],
@@ -1063,12 +1060,7 @@ fn a_send_queued_behind_a_buffer_that_closes_its_socket() {
 #[ignore = "run in a child process by a_send_queued_behind_a_buffer_that_closes_its_socket"]
 fn child_send_behind_a_closing_buffer() {
     bounded(secs(20), || {
-        let (ours, mut theirs) = tcp_to_std();
-        ours.as_socket2().set_send_buffer_size(4096).unwrap();
-        let filler = ours
-            .begin_send(vec![0u8; 4 << 20], SocketFlags::NONE, None, None)
-            .unwrap();
-        assert!(!filler.is_completed());
+        let (ours, mut theirs, _filler) = stalled_sender();
         let (dropped, frame_dropped) = mpsc::channel();
         let frame = ClosingFrame {
             data: vec![1u8; 100],

@@ -39,18 +39,6 @@ fn round_trip_with_callbacks() {
     assert_eq!(got.unwrap(), b"ping");
 }
 
-/// Our socket, connected, with its kernel send buffer full behind a queued 4 MiB send
-/// (returned), so that the next send queues too.
-fn stalled_sender() -> (Socket, std::net::TcpStream, AsyncResult<usize>) {
-    let (ours, theirs) = tcp_to_std();
-    ours.as_socket2().set_send_buffer_size(4096).unwrap();
-    let filler = ours
-        .begin_send(vec![0u8; 4 << 20], SocketFlags::NONE, None, None)
-        .unwrap();
-    assert!(!filler.is_completed(), "4 MiB fit in the kernel's buffers");
-    (ours, theirs, filler)
-}
-
 /// A send buffer that keeps its connection alive while it is in flight ("the frame
 /// owns a handle to its connection"), and says when it is dropped.
 struct Frame {

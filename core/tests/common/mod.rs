@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use asyncresult_core::Socket;
+use asyncresult_core::{AsyncResult, Socket, SocketFlags};
 #[allow(unused_imports)] // Not every test file asks.
 pub use ipv6::{assert_v6_to_v4_send_failed, ipv6_loopback, no_ipv6, no_ipv6_for};
 #[allow(unused_imports)]
@@ -58,6 +58,18 @@ pub fn tcp_to_std() -> (Socket, TcpStream) {
     let ours = Socket::connect_tcp(listener.local_addr().unwrap()).unwrap();
     let (theirs, _) = listener.accept().unwrap();
     (ours, theirs)
+}
+
+/// Our socket, connected, with its kernel send buffer full behind a queued 4 MiB send
+/// (returned), so that the next send queues too.
+pub fn stalled_sender() -> (Socket, TcpStream, AsyncResult<usize>) {
+    let (ours, theirs) = tcp_to_std();
+    ours.as_socket2().set_send_buffer_size(4096).unwrap();
+    let filler = ours
+        .begin_send(vec![0u8; 4 << 20], SocketFlags::NONE, None, None)
+        .unwrap();
+    assert!(!filler.is_completed(), "4 MiB fit in the kernel's buffers");
+    (ours, theirs, filler)
 }
 
 /// A connected TCP pair with our sockets on both ends.
