@@ -10,7 +10,7 @@ use alloc_count::{
     ping, LIMIT, ROUND_TRIPS, WARM_UP,
 };
 use asyncresult_conformance::adapters::TokioFlavor;
-use asyncresult_conformance::{bounded, serial};
+use asyncresult_conformance::{bounded, serial, tokio_runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The echo end through tokio's `AsyncRead`/`AsyncWrite`.
@@ -98,9 +98,7 @@ fn a_round_trip_allocates_nothing_in_steady_state() {
 fn a_waiting_read_allocates_nothing() {
     let _serial = serial();
     let spent = bounded(LIMIT, "the idle tokio reads hung", || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio_runtime(false)
             .unwrap()
             .block_on(idle_read_allocations::<TokioFlavor>())
     });
@@ -115,9 +113,7 @@ fn a_waiting_read_allocates_nothing() {
 fn a_waiting_receive_allocates_nothing() {
     let _serial = serial();
     let spent = bounded(LIMIT, "the idle tokio receives hung", || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio_runtime(false)
             .unwrap()
             .block_on(idle_receive_allocations::<TokioFlavor>())
     });
