@@ -500,9 +500,8 @@ impl<W: Produces> Op<W> {
         let spent = match std::mem::replace(&mut slot.stage, Stage::Taken) {
             // The rest of the work (progress, flags, an address) goes now: not user code.
             Stage::Pending(work) => work.spend(),
-            // Callers finish only a pending operation.
-            Stage::Done { spent, .. } => spent,
-            Stage::Taken => None,
+            // Not reached: callers finish only a pending operation.
+            Stage::Done { .. } | Stage::Taken => None,
         };
         self.header
             .holds_spent
