@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crate::async_result::AsyncResult;
 use crate::buf::{take_filled, IoBuf, IoBufMut};
+pub use crate::drain_proof::ReadDrain;
 use crate::driver;
 use crate::error::Error;
 use crate::flags::SocketFlags;
@@ -74,6 +75,11 @@ pub trait Runtime: 'static {
     /// The poll that took `budget` made progress (it returns `Ready`): the unit stays
     /// spent.
     fn made_progress(budget: Self::Budget);
+
+    /// Which reads prove a TCP socket's receive queue empty, for the sockets of this
+    /// runtime's [`TcpStream`](crate::net::TcpStream)s (see [`ReadDrain`]). The
+    /// default is tokio's rule, a short read.
+    const READ_DRAIN: ReadDrain = ReadDrain::ShortRead;
 }
 
 /// Runs `poll` with one unit of `R`'s budget, spent only if `poll` returns `Ready`.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
 use crate::async_result::{AsyncCallback, AsyncResult, AsyncState};
-use crate::drain_proof::DrainProof;
+use crate::drain_proof::{DrainProof, ReadDrain};
 use crate::engine::EngineShared;
 use crate::error::Error;
 use crate::op::{OpContext, OpKind, Task, TaskSink, Work};
@@ -163,6 +163,11 @@ impl SocketCore {
             self.recv.note_drained();
         }
         Ok(Some(n))
+    }
+
+    /// Sets which reads prove the receive queue empty (TCP only; see [`ReadDrain`]).
+    pub(crate) fn set_read_drain(&self, rule: ReadDrain) {
+        self.drain_proof.set_rule(rule);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -199,8 +199,10 @@ fn ready<T>(poll: Poll<Result<T, Error>>) -> Poll<io::Result<T>> {
 }
 
 impl<R: Runtime> ReadHalf<R> {
-    /// The read side of `socket`.
+    /// The read side of `socket`. A TCP socket's reads then prove its receive queue
+    /// empty by the runtime's rule ([`Runtime::READ_DRAIN`]).
     pub fn new(socket: Socket) -> Self {
+        socket.core().set_read_drain(R::READ_DRAIN);
         ReadHalf {
             socket,
             waiting: Wait::default(),
