@@ -104,8 +104,7 @@ impl DrainProof {
                 self.asking_pays.store(none_left, Ordering::Relaxed);
                 // The count is taken after the read let go of the socket, so it covers
                 // what the read itself pulled in.
-                let short_proves = n < capacity && (left.is_none() || !burst_end_unproved);
-                (n, none_left || short_proves)
+                (n, none_left || (n < capacity && !burst_end_unproved))
             })
         } else {
             nonblocking(|| fd.recv_with_flags(area, flags))?
