@@ -208,6 +208,14 @@ mod tests {
         Ok(got.expect("loopback delivers within the write"))
     }
 
+    /// Sends 4,196 bytes, an urgent byte, then 50 more: a 4 KiB read is full, the next
+    /// stops short at the urgent mark with bytes behind it.
+    fn burst_with_urgent_mark(peer: &mut std::net::TcpStream) -> std::io::Result<()> {
+        peer.write_all(&[2; 4096 + 100])?;
+        socket2::SockRef::from(&*peer).send_out_of_band(b"!")?;
+        peer.write_all(&[3; 50])
+    }
+
     /// Under `KernelCount`, a short read that ends a burst of full reads proves the
     /// queue empty only if the kernel's count says so. Bytes behind a short read are
     /// made here by urgent data: a read stops short at the urgent mark (the case in the
@@ -229,9 +237,7 @@ mod tests {
         );
         assert_eq!(proof.inq.load(Ordering::Relaxed), INQ_ON);
 
-        peer.write_all(&[2; 4096 + 100])?;
-        socket2::SockRef::from(&peer).send_out_of_band(b"!")?;
-        peer.write_all(&[3; 50])?;
+        burst_with_urgent_mark(&mut peer)?;
         assert_eq!(read_into(&proof, &ours, 4096)?, (4096, false), "full");
         assert_eq!(
             read_into(&proof, &ours, 4096)?,
@@ -263,9 +269,7 @@ mod tests {
     fn under_short_read_a_short_read_after_a_full_one_proves_it() -> std::io::Result<()> {
         let (mut peer, ours) = pair()?;
         let proof = DrainProof::default();
-        peer.write_all(&[2; 4096 + 100])?;
-        socket2::SockRef::from(&peer).send_out_of_band(b"!")?;
-        peer.write_all(&[3; 50])?;
+        burst_with_urgent_mark(&mut peer)?;
         assert_eq!(read_into(&proof, &ours, 4096)?, (4096, false), "full");
         assert_eq!(
             read_into(&proof, &ours, 4096)?,
