@@ -107,7 +107,7 @@ impl asyncresult_core::future::Runtime for Smol {
     /// async-io's reads go on until `EAGAIN`, so a receive never waits with bytes
     /// behind it; this adapter's do the same, asking the kernel's count where a short
     /// read could be wrong instead of paying the `EAGAIN`. With tokio's rule, the
-    /// bench's fan-in (one executor thread, 1,000 senders) made 2.5 times as many
+    /// bench's fan-in (one executor thread, 1,000 senders) made 2.4 times as many
     /// zero-window advertisements as async-io, and took longer to drain.
     const READ_DRAIN: asyncresult_core::future::ReadDrain =
         asyncresult_core::future::ReadDrain::KernelCount;

@@ -56,7 +56,7 @@ pub enum ReadDrain {
     /// kernel's count does (`TCP_INQ`, asked for with that read when the buffer holds
     /// at least 4 KiB), or, without it, the next read's `EAGAIN`. So a receive never
     /// waits with bytes behind it, as with async-io, whose reads go on until `EAGAIN`.
-    /// The bench's fan-in on smol (one executor thread, 1,000 senders) makes 2.5 times
+    /// The bench's fan-in on smol (one executor thread, 1,000 senders) makes 2.4 times
     /// fewer zero-window advertisements with this rule, the same count as async-io.
     KernelCount,
 }
