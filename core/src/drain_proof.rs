@@ -125,6 +125,16 @@ impl DrainProof {
         self.counts_burst_ends.store(counts, Ordering::Relaxed);
     }
 
+    /// The socket's rule.
+    #[cfg(test)]
+    pub(crate) fn rule(&self) -> ReadDrain {
+        if self.counts_burst_ends.load(Ordering::Relaxed) {
+            ReadDrain::KernelCount
+        } else {
+            ReadDrain::ShortRead
+        }
+    }
+
     /// Whether reads may ask for `TCP_INQ` (turning it on the first time).
     fn ask_inq(&self, fd: &socket2::Socket) -> bool {
         match self.inq.load(Ordering::Relaxed) {

@@ -170,6 +170,12 @@ impl SocketCore {
         self.drain_proof.set_rule(rule);
     }
 
+    /// Which reads prove the receive queue empty.
+    #[cfg(test)]
+    pub(crate) fn read_drain(&self) -> ReadDrain {
+        self.drain_proof.rule()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

@@ -436,3 +436,38 @@ fn behind_sends(socket: &Socket, then: impl FnOnce(&Socket) + Send + 'static) {
         Err(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::future::ReadDrain;
+    use crate::{Domain, Protocol, Type};
+
+    /// A runtime that asks for the kernel's count; nothing here waits or sleeps.
+    struct Counting;
+
+    impl Runtime for Counting {
+        type Sleep = std::future::Pending<()>;
+        fn will_wait() {}
+        fn sleep(_duration: std::time::Duration) -> Self::Sleep {
+            std::future::pending()
+        }
+        type Budget = ();
+        fn poll_budget(_cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+        fn made_progress(_budget: ()) {}
+        const READ_DRAIN: ReadDrain = ReadDrain::KernelCount;
+    }
+
+    /// A read half applies its runtime's rule to the socket; a socket nobody wrapped
+    /// keeps the default.
+    #[test]
+    fn a_read_half_applies_its_runtimes_read_drain_rule() -> Result<(), Error> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        assert_eq!(socket.core().read_drain(), ReadDrain::ShortRead);
+        let _half = ReadHalf::<Counting>::new(socket.clone());
+        assert_eq!(socket.core().read_drain(), ReadDrain::KernelCount);
+        Ok(())
+    }
+}
