@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use asyncresult_core::{AsyncResult, AsyncState, IoBuf, Socket, SocketFlags};
+use asyncresult_core::{AsyncResult, AsyncState, Error, IoBuf, Socket, SocketFlags};
 use common::*;
 
 const STEPS: usize = 1_000_000;
@@ -1233,15 +1233,27 @@ impl IoBuf for Relay {
     }
 }
 
+impl Relay {
+    /// Begins a send on `on` of 10 bytes of `byte` in a relay that goes on to `next`.
+    fn begin(
+        on: &Socket,
+        byte: u8,
+        next: Option<(Socket, Option<Socket>)>,
+        said: mpsc::Sender<&'static str>,
+    ) -> Result<AsyncResult<usize>, Error> {
+        let relay = Relay {
+            data: vec![byte; 10],
+            next,
+            said,
+        };
+        on.begin_send(relay, SocketFlags::NONE, None, None)
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         if let Some((next, then)) = self.next.take() {
-            let buf = Relay {
-                data: vec![3; 10],
-                next: then.map(|then| (then, None)),
-                said: self.said.clone(),
-            };
-            let _ = next.begin_send(buf, SocketFlags::NONE, None, None);
+            let _ = Relay::begin(&next, 3, then.map(|then| (then, None)), self.said.clone());
             let _ = self.said.send("relayed");
         }
     }
@@ -1252,10 +1264,9 @@ fn buffers_whose_drops_begin_on_each_others_sockets_do_not_deadlock() {
     child_ok("child_buffers_begin_on_each_others_sockets");
 }
 
-/// Each buffer begins only on *another* socket (which `IoBuf`'s docs allow): a's
-/// buffer, completed from a's queue (so dropped under a's lock), begins on b; that
-/// send completes on b's fast path and drops b's buffer inside `begin_send`, which
-/// begins on a.
+/// Each buffer begins on the other socket: a's buffer, completed from a's queue (and
+/// dropped once that queue's lock is released), begins on b; that send completes on
+/// b's fast path and drops b's buffer inside `begin_send`, which begins on a.
 #[test]
 #[ignore = "child scenario of buffers_whose_drops_begin_on_each_others_sockets_do_not_deadlock"]
 fn child_buffers_begin_on_each_others_sockets() {
@@ -1267,17 +1278,7 @@ fn child_buffers_begin_on_each_others_sockets() {
         let (b, theirs_b) = tcp_to_std();
         let reader_b = read_all_in_background(theirs_b);
         let (said_tx, said) = mpsc::channel();
-        a.begin_send(
-            Relay {
-                data: vec![2; 10],
-                next: Some((b.clone(), Some(a.clone()))),
-                said: said_tx,
-            },
-            SocketFlags::NONE,
-            None,
-            None,
-        )
-        .unwrap();
+        Relay::begin(&a, 2, Some((b.clone(), Some(a.clone()))), said_tx).unwrap();
         let reader_a = read_all_in_background(theirs_a);
         for _ in 0..2 {
             said.recv_timeout(secs(10))
@@ -1307,18 +1308,7 @@ fn child_buffer_begins_on_its_own_socket() {
     bounded(secs(30), || {
         let (a, theirs, filler) = stalled_sender();
         let (said_tx, said) = mpsc::channel();
-        let relay = a
-            .begin_send(
-                Relay {
-                    data: vec![2; 10],
-                    next: Some((a.clone(), None)),
-                    said: said_tx,
-                },
-                SocketFlags::NONE,
-                None,
-                None,
-            )
-            .unwrap();
+        let relay = Relay::begin(&a, 2, Some((a.clone(), None)), said_tx).unwrap();
         assert!(!relay.is_completed(), "queued behind the filler");
         let reader = read_all_in_background(theirs);
         said.recv_timeout(secs(10))

@@ -98,9 +98,10 @@ fn child_buffer_holding_the_last_handle_completes() {
             None,
         )
         .unwrap();
-        drop((filler, ours)); // the frame's handle is the last one now
-                              // The peer reads: the frame's send completes from an edge, on a worker,
-                              // which drops the frame when it notifies the completion.
+        // The frame's handle is the last one now. The peer reads: the frame's send
+        // completes from an edge, on a worker, which drops the frame when it notifies
+        // the completion.
+        drop((filler, ours));
         let reader = thread::spawn(move || {
             let mut all = Vec::new();
             let _ = theirs.read_to_end(&mut all);
