@@ -96,6 +96,7 @@ impl DrainProof {
         let last_full = self.last_full.load(Ordering::Relaxed);
         // Under `KernelCount`, a read that may end a burst is not proof by being short.
         let burst_end_unproved = last_full && self.counts_burst_ends.load(Ordering::Relaxed);
+        let short_proves = |n: usize| n < capacity && !burst_end_unproved;
         let asks = self.asking_pays.load(Ordering::Relaxed)
             || (burst_end_unproved && capacity >= COUNT_ALWAYS_PAYS);
         let read = if last_full && asks && self.ask_inq(fd) {
@@ -104,11 +105,10 @@ impl DrainProof {
                 self.asking_pays.store(none_left, Ordering::Relaxed);
                 // The count is taken after the read let go of the socket, so it covers
                 // what the read itself pulled in.
-                (n, none_left || (n < capacity && !burst_end_unproved))
+                (n, none_left || short_proves(n))
             })
         } else {
-            nonblocking(|| fd.recv_with_flags(area, flags))?
-                .map(|n| (n, n < capacity && !burst_end_unproved))
+            nonblocking(|| fd.recv_with_flags(area, flags))?.map(|n| (n, short_proves(n)))
         };
         match read {
             Some((n, _)) => self.last_full.store(n == capacity, Ordering::Relaxed),
