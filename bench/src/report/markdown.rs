@@ -54,8 +54,9 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "# asyncresult bench ({mode})\n");
     let _ = writeln!(
         out,
-        "{runs}; contenders interleaved run by run; every cell in a fresh process, \
-         limited to {} s. {}; loopback 127.0.0.1 only. Wall time {:.0} s.\n",
+        "{runs}; contenders interleaved run by run, their order rotated by one place each \
+         run; every cell in a fresh process, limited to {} s. {}; loopback 127.0.0.1 \
+         only. Wall time {:.0} s.\n",
         scale.cell_timeout.as_secs(),
         machine(),
         report.seconds
