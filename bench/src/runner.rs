@@ -4,12 +4,11 @@
 //!
 //! Their order rotates by one place each run ([`order`]), so that no contender holds
 //! one position in every run. A fixed order measured a position effect on this 2-core
-//! VM: in fan-in, the fourth cell of a round (after the bulk and ping-pong cells of
-//! every contender and three other fan-in cells) often ran in a slow mode, whichever
-//! stack sat there. The smol adapter, fourth, trailed async-io, seventh, in 12 of 13
-//! rounds (0.72–0.92×); with the two swapped, async-io trailed in all 3 rounds (0.283,
-//! 0.345 and 0.296 M msg/s against 0.383, 0.360 and 0.302). Rotated, each contender
-//! meets such a slot in some runs and not in others, and the median takes care of it.
+//! VM: in fan-in, the smol adapter, fourth in the order, trailed async-io, seventh, in
+//! 12 of 13 rounds (0.72–0.92×), and with the two swapped, async-io trailed in all 3
+//! rounds (0.283, 0.345 and 0.296 M msg/s against 0.383, 0.360 and 0.302). Whatever
+//! makes a slot slow, a rotating order spreads it over the contenders instead of
+//! charging it to one.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
