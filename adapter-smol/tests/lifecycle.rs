@@ -12,7 +12,7 @@ use asyncresult_smol::{Error, TcpListener, TcpStream, UdpSocket};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{loopback, pair, pattern};
+use common::{loopback, pair, pattern, timeouts};
 
 async fn pair_with_std() -> (TcpStream, std::net::TcpStream) {
     let listener = std::net::TcpListener::bind(loopback()).unwrap();
@@ -192,10 +192,13 @@ fn receive_timeouts_racing_with_data_lose_no_byte() {
         client.set_nodelay(true).unwrap();
         let data = pattern(300_000, 11);
         let to_send = data.clone();
+        let (timed_out, mut timeouts) = timeouts();
         let writer = smol::spawn(async move {
             for (i, chunk) in to_send.chunks(997).enumerate() {
                 client.send(chunk.to_vec()).await.unwrap();
-                if i % 3 == 0 {
+                if i % 50 == 49 {
+                    timeouts.next().await;
+                } else if i % 3 == 0 {
                     async_io::Timer::after(Duration::from_millis(1)).await;
                 } else {
                     smol::future::yield_now().await;
@@ -212,10 +215,15 @@ fn receive_timeouts_racing_with_data_lose_no_byte() {
             {
                 Ok((0, _)) => panic!("end of stream before every byte"),
                 Ok((_, buf)) => got.extend_from_slice(&buf),
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         let _client = writer.await;
         assert!(
             got == data,
@@ -235,11 +243,14 @@ fn receive_from_timeouts_racing_with_datagrams_lose_none() {
             .unwrap();
         let to = rx.local_addr().unwrap();
         const N: u32 = 3000;
+        let (timed_out, mut timeouts) = timeouts();
         let writer = std::thread::spawn(move || {
             let tx = std::net::UdpSocket::bind(loopback()).unwrap();
             for i in 0..N {
                 tx.send_to(&i.to_be_bytes(), to).unwrap();
-                if i % 4 == 0 {
+                if i % 500 == 499 {
+                    timeouts.next_blocking();
+                } else if i % 4 == 0 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
@@ -259,10 +270,15 @@ fn receive_from_timeouts_racing_with_datagrams_lose_none() {
                     count += 1;
                 }
                 Ok(other) => panic!("{other:?}"),
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         writer.join().unwrap();
         assert!(aborted > 0);
     });
@@ -274,13 +290,16 @@ fn accept_timeouts_racing_with_connects_lose_none() {
         let listener = TcpListener::bind(loopback()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         const N: usize = 300;
+        let (timed_out, mut timeouts) = timeouts();
         let connector = std::thread::spawn(move || {
             let mut kept = Vec::new();
             for i in 0..N {
                 let mut c = std::net::TcpStream::connect(addr).unwrap();
                 c.write_all(&(i as u32).to_be_bytes()).unwrap();
                 kept.push(c);
-                if i % 3 == 0 {
+                if i % 50 == 49 {
+                    timeouts.next_blocking();
+                } else if i % 3 == 0 {
                     std::thread::sleep(Duration::from_millis(3));
                 }
             }
@@ -299,10 +318,15 @@ fn accept_timeouts_racing_with_connects_lose_none() {
                     seen[i] = true;
                     accepted += 1;
                 }
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         drop(connector.join().unwrap());
         assert!(aborted > 0);
     });

@@ -12,7 +12,7 @@ use asyncresult_tokio::{Error, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{loopback, pair, pair_with_std, pattern};
+use common::{loopback, pair, pair_with_std, pattern, timeouts};
 
 /// Every test body runs under a hard time limit.
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
@@ -267,10 +267,13 @@ async fn receive_timeouts_racing_with_data_lose_no_byte() {
         client.set_nodelay(true).unwrap();
         let data = pattern(300_000, 11);
         let to_send = data.clone();
+        let (timed_out, mut timeouts) = timeouts();
         let writer = tokio::spawn(async move {
             for (i, chunk) in to_send.chunks(997).enumerate() {
                 client.send(chunk.to_vec()).await.unwrap();
-                if i % 3 == 0 {
+                if i % 50 == 49 {
+                    timeouts.next().await;
+                } else if i % 3 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 } else {
                     tokio::task::yield_now().await;
@@ -287,10 +290,15 @@ async fn receive_timeouts_racing_with_data_lose_no_byte() {
             {
                 Ok((0, _)) => panic!("end of stream before every byte"),
                 Ok((_, buf)) => got.extend_from_slice(&buf),
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         let _client = writer.await.unwrap();
         assert!(
             got == data,
@@ -313,11 +321,14 @@ async fn receive_from_timeouts_racing_with_datagrams_lose_none() {
             .unwrap();
         let to = rx.local_addr().unwrap();
         const N: u32 = 3000;
+        let (timed_out, mut timeouts) = timeouts();
         let writer = tokio::spawn(async move {
             let tx = UdpSocket::bind(loopback()).await.unwrap();
             for i in 0..N {
                 tx.send_to(i.to_be_bytes().to_vec(), to).await.unwrap();
-                if i % 4 == 0 {
+                if i % 500 == 499 {
+                    timeouts.next().await;
+                } else if i % 4 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
@@ -337,10 +348,15 @@ async fn receive_from_timeouts_racing_with_datagrams_lose_none() {
                     count += 1;
                 }
                 Ok(other) => panic!("{other:?}"),
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         writer.await.unwrap();
         assert!(aborted > 0);
     })
@@ -354,13 +370,16 @@ async fn accept_timeouts_racing_with_connects_lose_none() {
         let listener = TcpListener::bind(loopback()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         const N: usize = 300;
+        let (timed_out, mut timeouts) = timeouts();
         let connector = tokio::task::spawn_blocking(move || {
             let mut kept = Vec::new();
             for i in 0..N {
                 let mut c = std::net::TcpStream::connect(addr).unwrap();
                 c.write_all(&(i as u32).to_be_bytes()).unwrap();
                 kept.push(c);
-                if i % 3 == 0 {
+                if i % 50 == 49 {
+                    timeouts.next_blocking();
+                } else if i % 3 == 0 {
                     std::thread::sleep(Duration::from_millis(3));
                 }
             }
@@ -380,10 +399,15 @@ async fn accept_timeouts_racing_with_connects_lose_none() {
                     seen[i] = true;
                     accepted += 1;
                 }
-                Err(Error::Aborted) => aborted += 1,
+                Err(Error::Aborted) => {
+                    aborted += 1;
+                    timed_out.report();
+                }
                 Err(e) => panic!("{e:?}"),
             }
         }
+        // A writer paused for a report goes on once nobody can send one.
+        drop(timed_out);
         drop(connector.await.unwrap());
         assert!(aborted > 0);
     })

@@ -10,6 +10,10 @@ pub use ipv6::{assert_v6_to_v4_send_failed, ipv6_loopback, no_ipv6, no_ipv6_for}
 mod ports;
 #[allow(unused_imports)]
 pub use ports::refusing_port;
+#[path = "../../../core/tests/common/timeouts.rs"]
+mod timeouts;
+#[allow(unused_imports)]
+pub use timeouts::timeouts;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
