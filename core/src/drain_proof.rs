@@ -97,9 +97,12 @@ impl DrainProof {
         // Under `KernelCount`, a read that may end a burst is not proof by being short.
         let burst_end_unproved = last_full && self.counts_burst_ends.load(Ordering::Relaxed);
         let short_proves = |n: usize| n < capacity && !burst_end_unproved;
-        let asks = self.asking_pays.load(Ordering::Relaxed)
-            || (burst_end_unproved && capacity >= COUNT_ALWAYS_PAYS);
-        let read = if last_full && asks && self.ask_inq(fd) {
+        // Only a read after a full one asks, so the common short-read hop loads nothing
+        // more than `last_full`.
+        let asks = last_full
+            && (self.asking_pays.load(Ordering::Relaxed)
+                || (burst_end_unproved && capacity >= COUNT_ALWAYS_PAYS));
+        let read = if asks && self.ask_inq(fd) {
             nonblocking(|| sys::recv_with_inq(fd.as_raw_fd(), area, flags))?.map(|(n, left)| {
                 let none_left = left == Some(0);
                 self.asking_pays.store(none_left, Ordering::Relaxed);
