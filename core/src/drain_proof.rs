@@ -221,6 +221,17 @@ mod tests {
         Ok(got.expect("loopback delivers within the write"))
     }
 
+    /// Reads `len` bytes, asserting that the read is full (and proves nothing), then
+    /// reads again into `len` bytes: the read that may end a burst.
+    fn read_after_a_full_one(
+        proof: &DrainProof,
+        ours: &socket2::Socket,
+        len: usize,
+    ) -> std::io::Result<(usize, bool)> {
+        assert_eq!(read_into(proof, ours, len)?, (len, false), "full");
+        read_into(proof, ours, len)
+    }
+
     /// Sends 4,196 bytes, an urgent byte, then 50 more: a 4 KiB read is full, the next
     /// stops short at the urgent mark with bytes behind it.
     fn burst_with_urgent_mark(peer: &mut std::net::TcpStream) -> std::io::Result<()> {
@@ -242,18 +253,16 @@ mod tests {
         proof.set_rule(ReadDrain::KernelCount);
 
         peer.write_all(&[1; 4096 + 100])?;
-        assert_eq!(read_into(&proof, &ours, 4096)?, (4096, false), "full");
         assert_eq!(
-            read_into(&proof, &ours, 4096)?,
+            read_after_a_full_one(&proof, &ours, 4096)?,
             (100, true),
             "short after full: asked, and the count says none left"
         );
         assert_eq!(proof.inq.load(Ordering::Relaxed), INQ_ON);
 
         burst_with_urgent_mark(&mut peer)?;
-        assert_eq!(read_into(&proof, &ours, 4096)?, (4096, false), "full");
         assert_eq!(
-            read_into(&proof, &ours, 4096)?,
+            read_after_a_full_one(&proof, &ours, 4096)?,
             (100, false),
             "short at the urgent mark, bytes behind: not proved"
         );
@@ -266,9 +275,8 @@ mod tests {
         // A small buffer does not ask unless asking paid: then the next read's EAGAIN
         // is the proof, and a short read after a full one proves nothing.
         peer.write_all(&[4; 64 + 10])?;
-        assert_eq!(read_into(&proof, &ours, 64)?, (64, false), "full");
         assert_eq!(
-            read_into(&proof, &ours, 64)?,
+            read_after_a_full_one(&proof, &ours, 64)?,
             (10, false),
             "short after full"
         );
@@ -283,9 +291,8 @@ mod tests {
         let (mut peer, ours) = pair()?;
         let proof = DrainProof::default();
         burst_with_urgent_mark(&mut peer)?;
-        assert_eq!(read_into(&proof, &ours, 4096)?, (4096, false), "full");
         assert_eq!(
-            read_into(&proof, &ours, 4096)?,
+            read_after_a_full_one(&proof, &ours, 4096)?,
             (100, true),
             "short: proved"
         );
