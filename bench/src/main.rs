@@ -7,7 +7,8 @@
 //! bytes per socket and per pending operation. Each cell (contender × workload) runs
 //! in a fresh child process of this binary, bounded in time; contenders are
 //! interleaved run by run, their order rotated by one place each run, and each value
-//! is the median of the runs. Every workload verifies the bytes it moved.
+//! is the median of the runs; each adapter ÷ peer ratio also says in how many runs,
+//! paired by pass, the adapter did better. Every workload verifies the bytes it moved.
 //!
 //! Progress goes to stderr; the report (markdown) to stdout and, with the chart, to
 //! `<out>/results.md` and `<out>/chart.svg`.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Paired, Report};
 use crate::contenders::Contender;
 use crate::workload::{Metric, Workload};
 
@@ -174,7 +174,10 @@ fn ratio_table(out: &mut String, report: &Report) {
          `AsyncRead` read on both. A verdict \
          marked *(runs overlap)* compares medians of runs whose ranges overlap: that \
          difference is within this machine's noise, and another run may turn it (see \
-         Noisy cells).\n"
+         Noisy cells). *Runs ahead* pairs the adapter's run *r* with its peer's run *r*, \
+         measured in the same pass seconds apart, and counts the pairs where the adapter \
+         did better: a drift of the machine moves both sides of a pair, where it can move \
+         one median and not the other.\n"
     );
     if report.ratios.is_empty() {
         let _ = writeln!(
@@ -187,8 +190,8 @@ fn ratio_table(out: &mut String, report: &Report) {
     }
     let _ = writeln!(
         out,
-        "| adapter | peer | workload | metric | adapter value | peer value | ratio | target | verdict |\n\
-         |---|---|---|---|---:|---:|---:|---|---|"
+        "| adapter | peer | workload | metric | adapter value | peer value | ratio | runs ahead | target | verdict |\n\
+         |---|---|---|---|---:|---:|---:|---:|---|---|"
     );
     for r in &report.ratios {
         let ratio = r
@@ -208,7 +211,7 @@ fn ratio_table(out: &mut String, report: &Report) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} {} | {} | {} | {ratio} | {target} | {verdict} |",
+            "| {} | {} | {} | {} {} | {} | {} | {ratio} | {} | {target} | {verdict} |",
             r.adapter,
             r.peer,
             r.workload,
@@ -216,7 +219,23 @@ fn ratio_table(out: &mut String, report: &Report) {
             arrow(r.metric),
             report.cell(r.workload, r.adapter, r.metric),
             report.cell(r.workload, r.peer, r.metric),
+            runs_ahead(r.paired),
         );
+    }
+}
+
+/// "3 of 5", with the level pairs said when there are any: "0 of 5 (5 level)".
+fn runs_ahead(paired: Option<Paired>) -> String {
+    match paired {
+        None => "—".into(),
+        Some(p) => {
+            let pairs = p.ahead + p.behind + p.level;
+            if p.level > 0 {
+                format!("{} of {pairs} ({} level)", p.ahead, p.level)
+            } else {
+                format!("{} of {pairs}", p.ahead)
+            }
+        }
     }
 }
 

@@ -142,6 +142,54 @@ pub struct RatioRow {
     /// within the other's range): then the verdict rests on where the medians fell
     /// within noise, not on a difference every run shows. `None` without both.
     pub overlap: Option<bool>,
+    /// Run by run, how often the adapter did better than its peer (see [`Paired`]);
+    /// `None` when no run measured both.
+    pub paired: Option<Paired>,
+}
+
+/// An adapter against its peer run by run. Run *r* of both was measured in the same
+/// pass over the contenders, within seconds of each other, so a drift of the machine
+/// that moves every contender's runs (this VM's modes) moves both sides of a pair,
+/// where it can move one median and not the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Paired {
+    /// Runs where the adapter did better (faster, or less memory).
+    pub ahead: usize,
+    /// Runs where it did worse.
+    pub behind: usize,
+    /// Runs where both measured the same.
+    pub level: usize,
+}
+
+impl Paired {
+    /// Pairs the runs of `adapter` and `peer` by their place in the run order (the
+    /// same pass); a run that did not measure `metric` on either side pairs with
+    /// nothing. `None` if no pair measured.
+    fn of(adapter: &[Outcome], peer: &[Outcome], metric: Metric) -> Option<Paired> {
+        let value = |outcome: &Outcome| match outcome {
+            Outcome::Measured(values) => values.get(metric),
+            Outcome::Timeout | Outcome::Failed(_) => None,
+        };
+        let mut paired = Paired::default();
+        for (a, p) in adapter.iter().zip(peer) {
+            let (Some(a), Some(p)) = (value(a), value(p)) else {
+                continue;
+            };
+            let (better, worse) = if metric.higher_is_better() {
+                (a > p, a < p)
+            } else {
+                (a < p, a > p)
+            };
+            if better {
+                paired.ahead += 1;
+            } else if worse {
+                paired.behind += 1;
+            } else {
+                paired.level += 1;
+            }
+        }
+        (paired.ahead + paired.behind + paired.level > 0).then_some(paired)
+    }
 }
 
 impl RatioRow {
@@ -223,6 +271,13 @@ impl Report {
                         (Some(a), Some(p)) => Some(overlaps(a, p)),
                         _ => None,
                     };
+                    let paired = match (
+                        results.cells.get(&(workload, adapter)),
+                        results.cells.get(&(workload, peer)),
+                    ) {
+                        (Some(a), Some(p)) => Paired::of(a, p, metric),
+                        _ => None,
+                    };
                     // One row per target (a row without one if there is none).
                     let rows = if targets.is_empty() {
                         vec![None]
@@ -251,6 +306,7 @@ impl Report {
                             target,
                             pass,
                             overlap,
+                            paired,
                         });
                     }
                 }
@@ -268,7 +324,52 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use super::overlaps;
+    use super::{overlaps, Paired};
+    use crate::cell::Outcome;
+    use crate::workload::{Metric, Values};
+
+    fn measured(metric: Metric, value: f64) -> Outcome {
+        Outcome::Measured(Values::default().with(metric, value))
+    }
+
+    #[test]
+    fn runs_pair_by_their_place_and_count_by_what_is_better() {
+        let gib = Metric::GibPerSec;
+        let adapter = [
+            measured(gib, 2.0),
+            measured(gib, 1.0),
+            Outcome::Timeout,
+            measured(gib, 3.0),
+        ];
+        let peer = [
+            measured(gib, 1.5),
+            measured(gib, 1.2),
+            measured(gib, 9.0),
+            measured(gib, 3.0),
+        ];
+        // The timed-out run pairs with nothing; throughput: more is better.
+        assert_eq!(
+            Paired::of(&adapter, &peer, gib),
+            Some(Paired {
+                ahead: 1,
+                behind: 1,
+                level: 1
+            })
+        );
+        // Latency: less is better, so the same numbers read the other way.
+        let p50 = Metric::P50Micros;
+        let adapter = [measured(p50, 10.0), measured(p50, 12.0)];
+        let peer = [measured(p50, 11.0), measured(p50, 13.0)];
+        assert_eq!(
+            Paired::of(&adapter, &peer, p50),
+            Some(Paired {
+                ahead: 2,
+                behind: 0,
+                level: 0
+            })
+        );
+        assert_eq!(Paired::of(&[Outcome::Timeout], &peer, p50), None);
+    }
 
     #[test]
     fn ranges_overlap_only_when_they_share_a_point() {
