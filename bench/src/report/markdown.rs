@@ -175,7 +175,7 @@ fn ratio_table(out: &mut String, report: &Report) {
          marked *(runs overlap)* compares medians of runs whose ranges overlap: that \
          difference is within this machine's noise, and another run may turn it (see \
          Noisy cells). *Runs ahead* pairs the adapter's run *r* with its peer's run *r*, \
-         measured in the same pass seconds apart, and counts the pairs where the adapter \
+         measured in the same pass a few cells apart, and counts the pairs where the adapter \
          did better: a drift of the machine moves both sides of a pair, where it can move \
          one median and not the other.\n"
     );

@@ -148,7 +148,7 @@ pub struct RatioRow {
 }
 
 /// An adapter against its peer run by run. Run *r* of both was measured in the same
-/// pass over the contenders, within seconds of each other, so a drift of the machine
+/// pass over the contenders, at most a few cells apart, so a drift of the machine
 /// that moves every contender's runs (this VM's modes) moves both sides of a pair,
 /// where it can move one median and not the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
