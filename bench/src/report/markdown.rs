@@ -228,14 +228,8 @@ fn ratio_table(out: &mut String, report: &Report) {
 fn runs_ahead(paired: Option<Paired>) -> String {
     match paired {
         None => "—".into(),
-        Some(p) => {
-            let pairs = p.ahead + p.behind + p.level;
-            if p.level > 0 {
-                format!("{} of {pairs} ({} level)", p.ahead, p.level)
-            } else {
-                format!("{} of {pairs}", p.ahead)
-            }
-        }
+        Some(p) if p.level > 0 => format!("{} of {} ({} level)", p.ahead, p.pairs(), p.level),
+        Some(p) => format!("{} of {}", p.ahead, p.pairs()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod markdown;
 pub mod svg;
 pub mod targets;
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::cell::Outcome;
@@ -175,20 +176,24 @@ impl Paired {
             let (Some(a), Some(p)) = (value(a), value(p)) else {
                 continue;
             };
+            // Ordered as "higher is better": a latency or memory pair reads reversed.
             let (better, worse) = if metric.higher_is_better() {
-                (a > p, a < p)
+                (a, p)
             } else {
-                (a < p, a > p)
+                (p, a)
             };
-            if better {
-                paired.ahead += 1;
-            } else if worse {
-                paired.behind += 1;
-            } else {
-                paired.level += 1;
+            match better.partial_cmp(&worse) {
+                Some(Ordering::Greater) => paired.ahead += 1,
+                Some(Ordering::Less) => paired.behind += 1,
+                Some(Ordering::Equal) | None => paired.level += 1,
             }
         }
-        (paired.ahead + paired.behind + paired.level > 0).then_some(paired)
+        (paired.pairs() > 0).then_some(paired)
+    }
+
+    /// Pairs compared.
+    pub fn pairs(&self) -> usize {
+        self.ahead + self.behind + self.level
     }
 }
 
