@@ -78,6 +78,36 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Gates this driver: it listens for the engine's events only while something
+    /// waits for one. Call [`disarm_if_idle`](Driver::disarm_if_idle) after each
+    /// drain that emptied the poller; while it says so, do not register for the next
+    /// readiness. The first operation or parked waker that starts to wait afterwards
+    /// (on any thread, once its queue's lock is released) calls `rearm`, which must
+    /// register for readiness again without draining (the events that came meanwhile
+    /// are still in the poller, so the registration fires at once). Returns `false`,
+    /// changing nothing, if a driver of this engine is gated already (one may be).
+    ///
+    /// For a runtime whose reactor may sit on another thread than the one that runs
+    /// the tasks (async-io's own thread): a driver that always listens is woken there
+    /// for every event of a socket whose reader is busy reading anyway, each a
+    /// cross-CPU wake-up that serves nobody. `rearm` may run on any thread, inside a
+    /// task's poll or a `begin_*` call, and must not block.
+    pub fn gate(&self, rearm: fn()) -> bool {
+        self.engine.wait_gate().gate(rearm)
+    }
+
+    /// For a gated driver ([`gate`](Driver::gate)), after a drain that emptied the
+    /// poller: `true` if nothing waits, and the driver stops listening (do not
+    /// register for readiness; the gate's `rearm` hook runs when something starts to
+    /// wait); `false` if something waits: register as usual. Always `false` for a
+    /// driver that is not gated.
+    pub fn disarm_if_idle(&self) -> bool {
+        let gate = self.engine.wait_gate();
+        gate.is_gated() && gate.disarm_if_idle()
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         self.engine.detach_driver();
@@ -206,6 +236,13 @@ pub struct EngineStats {
     /// runtime that exists but is not running, say): each hands polling back to the
     /// engine's workers until a driver drains again.
     pub monitor_drains: u64,
+    /// Directions of sockets that wait: each holds a pending operation or a parked
+    /// waker (a stream half's read or write, a receive future's place). 0 once every
+    /// operation has completed and nothing is parked.
+    pub waits: usize,
+    /// A gated driver ([`Driver::gate`]) has stopped listening for the engine's events,
+    /// because nothing waited at its last drain; the next wait makes it listen.
+    pub gated_driver_idle: bool,
 }
 
 /// The process-wide engine's counters (starting the engine if needed).
@@ -220,5 +257,7 @@ pub fn engine_stats() -> Result<EngineStats, Error> {
         workers: engine.workers().count(),
         drivers: engine.driver_count(),
         monitor_drains: engine.monitor_drains(),
+        waits: engine.wait_gate().waits(),
+        gated_driver_idle: engine.wait_gate().is_deaf(),
     })
 }

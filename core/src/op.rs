@@ -128,6 +128,14 @@ pub(crate) trait OpContext: Send + Sync + 'static {
     fn unusable_here(&self) -> Option<Error> {
         None
     }
+    /// One of its queues started to wait (it holds an operation or a parked waker; see
+    /// `engine::wait_gate`), under that queue's lock. Returns a hook to call once the
+    /// lock is released, if a gated runtime driver must listen again.
+    fn wait_began(&self) -> Option<fn()> {
+        None
+    }
+    /// One of its queues stopped waiting (empty, nothing parked), under its lock.
+    fn wait_ended(&self) {}
 }
 
 /// What an operation produces: the success value of its `end_*`, whatever context it

@@ -133,6 +133,8 @@
 //! The syscalls are non-blocking, so the lock is held for microseconds. The two
 //! directions have separate locks and progress independently.
 
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::Waker;
@@ -383,6 +385,54 @@ pub(crate) struct OpQueue<C> {
     /// the lock held; an atomic beside `state` only to sit in the padding there rather
     /// than grow each of a socket's two queues by 8 bytes.
     place: AtomicBool,
+    /// The queue holds something (an operation or a parked waker), as last counted in
+    /// the engine's waits ([`Held`] keeps it). Under the lock only, as `place`.
+    waits: AtomicBool,
+}
+
+/// The queue's lock, held. Letting go of it settles the queue's part in the engine's
+/// count of waits (see `engine::wait_gate`): what the queue holds changes only under
+/// this guard, so the count follows every change, whatever made it. A queue that
+/// starts to wait may have to re-arm a gated runtime driver: that hook runs once the
+/// lock is released.
+struct Held<'a, C: OpContext> {
+    socket: &'a C,
+    waits: &'a AtomicBool,
+    inner: ManuallyDrop<MutexGuard<'a, Inner<C>>>,
+}
+
+impl<C: OpContext> Deref for Held<'_, C> {
+    type Target = Inner<C>;
+
+    fn deref(&self) -> &Inner<C> {
+        &self.inner
+    }
+}
+
+impl<C: OpContext> DerefMut for Held<'_, C> {
+    fn deref_mut(&mut self) -> &mut Inner<C> {
+        &mut self.inner
+    }
+}
+
+impl<C: OpContext> Drop for Held<'_, C> {
+    fn drop(&mut self) {
+        let waits = !self.inner.ops.is_empty() || self.inner.parked.is_some();
+        let mut rearm = None;
+        if waits != self.waits.load(Ordering::Relaxed) {
+            self.waits.store(waits, Ordering::Relaxed);
+            if waits {
+                rearm = self.socket.wait_began();
+            } else {
+                self.socket.wait_ended();
+            }
+        }
+        // SAFETY: the guard is dropped here, once, and `inner` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+        if let Some(rearm) = rearm {
+            rearm();
+        }
+    }
 }
 
 impl<C> Default for OpQueue<C> {
@@ -395,6 +445,7 @@ impl<C> Default for OpQueue<C> {
             }),
             state: AtomicU8::new(0),
             place: AtomicBool::new(false),
+            waits: AtomicBool::new(false),
         }
     }
 }
@@ -413,6 +464,24 @@ impl<C> std::fmt::Debug for OpQueue<C> {
 }
 
 impl<C: OpContext> OpQueue<C> {
+    /// Takes the lock (see [`Held`]).
+    fn lock<'a>(&'a self, socket: &'a C) -> Held<'a, C> {
+        Held {
+            socket,
+            waits: &self.waits,
+            inner: ManuallyDrop::new(self.inner.lock()),
+        }
+    }
+
+    /// Takes the lock if it is free (see [`Held`]).
+    fn try_lock<'a>(&'a self, socket: &'a C) -> Option<Held<'a, C>> {
+        Some(Held {
+            socket,
+            waits: &self.waits,
+            inner: ManuallyDrop::new(self.inner.try_lock()?),
+        })
+    }
+
     /// Starts an operation: `Disposed` if the socket is closed; otherwise, if nothing
     /// is queued, tries the syscall right here (the fast path) and completes
     /// synchronously if it finishes; else queues it behind the others.
@@ -463,7 +532,7 @@ impl<C: OpContext> OpQueue<C> {
         if let Some(e) = socket.unusable_here() {
             return Err(e);
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock(socket);
         if socket.is_closed() {
             return Err(Error::Disposed);
         }
@@ -505,7 +574,7 @@ impl<C: OpContext> OpQueue<C> {
         if let Some(e) = socket.unusable_here() {
             return Err(e);
         }
-        let inner = self.inner.lock();
+        let inner = self.lock(socket);
         if socket.is_closed() {
             return Err(Error::Disposed);
         }
@@ -547,7 +616,7 @@ impl<C: OpContext> OpQueue<C> {
         if let Some(e) = socket.unusable_here() {
             return Err(e);
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock(socket);
         if socket.is_closed() {
             return Err(Error::Disposed);
         }
@@ -561,7 +630,7 @@ impl<C: OpContext> OpQueue<C> {
 
     /// Ends an announced hold and lets go of the lock, for a thread that is not a
     /// poller: what serving a missed edge completes is notified right here.
-    fn let_go(&self, mut inner: MutexGuard<'_, Inner<C>>, socket: &C) {
+    fn let_go(&self, mut inner: Held<'_, C>, socket: &C) {
         let mut completed = Completed::new();
         self.end_hold(&mut inner, socket, &mut completed);
         drop(inner);
@@ -656,7 +725,7 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return false;
         }
-        self.is_parked_held(&self.inner.lock(), waker)
+        self.is_parked_held(&self.lock(socket), waker)
     }
 
     /// [`is_parked`](OpQueue::is_parked), with the lock held.
@@ -678,7 +747,7 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock(socket);
         if self.is_parked_held(&inner, waker) {
             inner.parked = None;
         }
@@ -767,7 +836,7 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return false;
         }
-        let inner = self.inner.lock();
+        let inner = self.lock(socket);
         self.has_place() && inner.parked.is_some()
     }
 
@@ -778,7 +847,7 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock(socket);
         if !self.has_place() {
             return;
         }
@@ -910,13 +979,13 @@ impl<C: OpContext> OpQueue<C> {
     /// holds the queue to attempt operations: that thread serves the queue again for
     /// this edge before it lets go (see the module docs).
     pub(crate) fn edge(&self, socket: &C, completed: &mut Completed<C>) {
-        let mut inner = match self.inner.try_lock() {
+        let mut inner = match self.try_lock(socket) {
             Some(inner) => inner,
             None => {
                 if self.state.fetch_or(MISSED, Ordering::AcqRel) & HELD != 0 {
                     return;
                 }
-                self.inner.lock()
+                self.lock(socket)
             }
         };
         self.serve_held(&mut inner, socket, completed);
@@ -1009,8 +1078,8 @@ impl<C: OpContext> OpQueue<C> {
     /// Stops the queue for good, once its socket is closed (later starts see that and
     /// fail with `Disposed`): every pending operation completes with `Disposed` (moved
     /// to `completed` for notification), and a parked half is woken to find it.
-    pub(crate) fn stop(&self, completed: &mut Completed<C>) -> Stopped {
-        let mut inner = self.inner.lock();
+    pub(crate) fn stop(&self, socket: &C, completed: &mut Completed<C>) -> Stopped {
+        let mut inner = self.lock(socket);
         inner.spare_ready = None;
         self.place.store(false, Ordering::Relaxed);
         if let Some(parked) = inner.parked.take() {
@@ -1047,7 +1116,7 @@ impl<C: OpContext> OpQueue<C> {
         if socket.unusable_here().is_some() {
             return false;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock(socket);
         let Some(pos) = inner
             .ops
             .iter()

@@ -311,8 +311,8 @@ impl SocketCore {
             return;
         }
         let mut completed: Completed<SocketCore> = Completed::new();
-        let sends = self.send.stop(&mut completed);
-        self.recv.stop(&mut completed);
+        let sends = self.send.stop(self, &mut completed);
+        self.recv.stop(self, &mut completed);
         self.engine.deregister(self);
         if self.transport.is_connection() {
             // Reset (as close(2) and .NET do) when sends were aborted, when received
@@ -355,6 +355,16 @@ impl OpContext for SocketCore {
 
     fn unusable_here(&self) -> Option<Error> {
         crate::engine::forked().then(crate::engine::forked_error)
+    }
+
+    #[inline]
+    fn wait_began(&self) -> Option<fn()> {
+        self.engine.wait_gate().began()
+    }
+
+    #[inline]
+    fn wait_ended(&self) {
+        self.engine.wait_gate().ended();
     }
 }
 

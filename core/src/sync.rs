@@ -10,10 +10,10 @@ pub(crate) use atomic_waker::AtomicWaker;
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU8};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize};
 #[cfg(loom)]
 pub(crate) use loom_shim::{AtomicWaker, Mutex, MutexGuard};
 

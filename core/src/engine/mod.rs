@@ -18,6 +18,7 @@
 
 pub(crate) mod monitor;
 pub(crate) mod registry;
+pub(crate) mod wait_gate;
 pub(crate) mod workers;
 
 use std::cell::RefCell;
@@ -37,6 +38,7 @@ use crate::sys::{self, EventBuffer, EventFd};
 use crate::transport::Transport;
 
 use registry::{Registry, WAKE_KEY};
+use wait_gate::WaitGate;
 use workers::Workers;
 
 /// Events taken off the poller per `epoll_wait`.
@@ -56,6 +58,8 @@ pub(crate) struct EngineShared {
     drivers_stalled: AtomicBool,
     /// Drains the monitor made for drivers that did not (diagnostics and tests).
     monitor_drains: AtomicU64,
+    /// The count of waits, and the gated driver's state (see [`wait_gate`]).
+    wait_gate: WaitGate,
 }
 
 impl TaskSink for EngineShared {
@@ -182,6 +186,7 @@ impl EngineShared {
             drains: AtomicU64::new(0),
             drivers_stalled: AtomicBool::new(false),
             monitor_drains: AtomicU64::new(0),
+            wait_gate: WaitGate::default(),
         });
         // A start that fails part-way (no thread can be created just now) takes down
         // the threads it started, so that they do not keep this engine (its epoll set
@@ -260,6 +265,12 @@ impl EngineShared {
     /// Wakes a thread blocked in `epoll_wait` on this engine.
     pub(crate) fn kick(&self) {
         self.wake.notify();
+    }
+
+    /// The count of waits, and the gated driver's state.
+    #[inline]
+    pub(crate) fn wait_gate(&self) -> &WaitGate {
+        &self.wait_gate
     }
 
     /// How many runtime drivers are attached.

@@ -10,9 +10,9 @@
 //! - posted callbacks that no worker took: the pool grows by one;
 //! - events waiting with nobody polling (no driver, and no leader because every worker
 //!   is busy): the pool grows by one, and the new worker takes up polling;
-//! - a runtime driver attached, events ready, and no drain: the runtime is not running
-//!   its driver (say a current-thread runtime that nobody is blocking on), so the
-//!   monitor drains once itself; after [`STALLED_LOOKS`] such looks in a row, each
+//! - a runtime driver attached, events ready while something waits, and no drain: the
+//!   runtime is not running its driver (say a current-thread runtime that nobody is
+//!   blocking on), so the monitor drains once itself; after [`STALLED_LOOKS`] such looks in a row, each
 //!   finding only a trickle of events, the workers take polling back until a driver
 //!   drains again, as otherwise every later event, of any socket of the process,
 //!   would wait a period for the monitor. (A flood of events comes from a runtime too
@@ -143,11 +143,15 @@ fn run(engine: Arc<EngineShared>) {
         // again. Only a trickle of events counts: a flood, batched here once a period,
         // comes from a runtime too busy to drain just now, which the workers would only
         // slow with a wake-up per event.
+        // Events that nothing waits for are no sign of a stall: a gated driver does not
+        // even listen for them (see `wait_gate`).
         let drains = engine.drain_count();
         let drivers_watched = engine.driver_count() > 0 && !engine.drivers_stalled();
         watching |= drivers_watched;
-        let missed =
-            drivers_watched && drains == last_drains && sys::has_ready_events(engine.epoll_fd());
+        let missed = drivers_watched
+            && drains == last_drains
+            && engine.wait_gate().waits() > 0
+            && sys::has_ready_events(engine.epoll_fd());
         missed_looks = if missed {
             period = PERIOD;
             let trickle = engine.drain_for_drivers() < TRICKLE;

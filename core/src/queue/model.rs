@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::engine::wait_gate::WaitGate;
 use crate::op::{OpContext, Produces, Task, TaskSink};
 
 /// Runs `f` on the model `m` in a new model thread.
@@ -48,6 +49,8 @@ struct Model {
     /// Closed: set before the queue is stopped, as `SocketCore` does.
     closed: loom::sync::atomic::AtomicBool,
     sink: Sink,
+    /// The engine's count of waits, with a gated driver (see `engine::wait_gate`).
+    gate: WaitGate,
 }
 
 struct Sink;
@@ -77,7 +80,16 @@ impl OpContext for Model {
         completed.notify(&self.sink);
         cancelled
     }
+    fn wait_began(&self) -> Option<fn()> {
+        self.gate.began()
+    }
+    fn wait_ended(&self) {
+        self.gate.ended();
+    }
 }
+
+/// The gated driver's hook: re-arming is the gate's own state here (`is_deaf`).
+fn rearm() {}
 
 impl Model {
     fn new() -> Arc<Model> {
@@ -86,7 +98,35 @@ impl Model {
             data: loom::sync::Mutex::new(0),
             closed: loom::sync::atomic::AtomicBool::new(false),
             sink: Sink,
+            gate: {
+                let gate = WaitGate::default();
+                gate.gate(rearm);
+                gate
+            },
         })
+    }
+
+    /// Once every model thread is joined: the engine counts this queue as waiting
+    /// exactly when it holds something, and a gated driver listens then.
+    fn settled(&self) {
+        let holds = {
+            let inner = self.queue.inner.lock();
+            !inner.ops.is_empty() || inner.parked.is_some()
+        };
+        assert_eq!(
+            self.gate.waits(),
+            usize::from(holds),
+            "the count of waits is off"
+        );
+        if holds {
+            assert!(!self.gate.is_deaf(), "a wait with the driver not listening");
+        }
+    }
+
+    /// The gated driver's drain: an edge, then it stops listening if nothing waits.
+    fn drive(self: &Arc<Self>) {
+        self.edge();
+        self.gate.disarm_if_idle();
     }
 
     /// The kernel's receive queue, locked.
@@ -115,7 +155,7 @@ impl Model {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         let mut completed = Completed::new();
-        let stopped = self.queue.stop(&mut completed);
+        let stopped = self.queue.stop(self, &mut completed);
         completed.notify(&self.sink);
         stopped.aborted
     }
@@ -264,6 +304,25 @@ fn no_lost_wake_up() {
             ar.is_completed(),
             "data arrived but the receive still waits"
         );
+        m.settled();
+    });
+}
+
+/// A gated driver drains (an edge) and stops listening if nothing waits, racing a
+/// receive that starts to wait: whatever the order, the waiting receive is counted and
+/// the driver listens for it (the wait re-armed it, or the driver saw it and listened
+/// on), so the data that comes next is served.
+#[test]
+fn a_wait_never_finds_the_gated_driver_deaf() {
+    loom::model(|| {
+        let m = Model::new();
+        let driver = spawn_on(&m, Model::drive);
+        let receive = m.receive();
+        join(driver);
+        m.settled();
+        m.deliver();
+        assert!(receive.is_completed(), "the drain after the data serves it");
+        m.settled();
     });
 }
 
@@ -278,6 +337,7 @@ fn an_edge_during_an_attempt_is_served_by_the_attempt() {
         if let TryIo::WouldBlock(ready) = attempt {
             assert!(ready.is_completed(), "data arrived but the attempt waits");
         }
+        m.settled();
     });
 }
 
@@ -302,6 +362,7 @@ fn a_reached_wait_keeps_its_place_for_the_futures_try() {
         assert!(!behind.is_completed(), "only one unit arrived");
         m.deliver();
         assert!(behind.is_completed(), "the next unit went to nobody");
+        m.settled();
     });
 }
 
@@ -326,6 +387,7 @@ fn a_try_that_finds_nothing_keeps_the_head() {
         assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
         m.deliver();
         assert!(behind.is_completed(), "the next unit went to nobody");
+        m.settled();
     });
 }
 
@@ -353,6 +415,7 @@ fn a_try_is_not_held_up_by_another_futures_wait() {
         assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
         m.deliver();
         assert!(behind.is_completed());
+        m.settled();
     });
 }
 
@@ -384,6 +447,7 @@ fn a_wait_behind_a_reached_one_is_woken_too() {
         assert!(behind.is_completed(), "the kept place was given up");
         assert!(last.is_completed(), "the next unit's try was not woken");
         assert!(matches!(m.retry_receive(&last), TryIo::Done(())));
+        m.settled();
     });
 }
 
@@ -403,6 +467,7 @@ fn a_reached_wait_given_up_lets_the_queue_go_on() {
         assert!(first.is_completed(), "the unit left is the first receive's");
         assert!(second.is_completed(), "the next unit went to nobody");
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -424,6 +489,7 @@ fn an_edge_that_finds_the_queue_held_is_not_lost() {
             "data arrived but the first receive waits"
         );
         assert!(!second.is_completed(), "only one unit arrived");
+        m.settled();
     });
 }
 
@@ -442,6 +508,7 @@ fn a_receive_after_a_draining_one_loses_no_data() {
             second.is_completed(),
             "data arrived but the second receive waits"
         );
+        m.settled();
     });
 }
 
@@ -461,6 +528,7 @@ fn a_delivery_during_the_draining_read_is_not_hidden() {
             second.is_completed() || m.unread() == 0,
             "data is there but the second receive waits"
         );
+        m.settled();
     });
 }
 
@@ -479,6 +547,7 @@ fn an_attempt_after_a_draining_one_loses_no_data() {
                 "data arrived but the attempt waits"
             );
         }
+        m.settled();
     });
 }
 
@@ -495,6 +564,7 @@ fn fifo_under_concurrent_edges() {
         assert!(!second.is_completed(), "only one unit arrived");
         m.deliver();
         assert!(second.is_completed());
+        m.settled();
     });
 }
 
@@ -522,6 +592,7 @@ fn complete_cancel_and_close_race() {
             Err(e) => panic!("unexpected outcome {e}"),
         }
         assert!(matches!(ar.finish(), Err(Error::AlreadyEnded)));
+        m.settled();
     });
 }
 
@@ -545,6 +616,7 @@ fn end_waits_and_takes_once() {
         assert!(
             matches!(mine, Err(Error::AlreadyEnded)) || matches!(theirs, Err(Error::AlreadyEnded))
         );
+        m.settled();
     });
 }
 
@@ -614,6 +686,7 @@ fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
             );
             assert_eq!(m.unread(), 0);
         }
+        m.settled();
     });
 }
 
@@ -651,6 +724,7 @@ fn close_races_a_reached_place_and_its_try() {
             matches!(ready.take_ready_result(), Ok(())),
             "the reached wait changed"
         );
+        m.settled();
     });
 }
 
@@ -685,6 +759,7 @@ fn giving_up_a_place_races_an_edge_and_another_try() {
             }
         };
         assert_eq!(1 + by_other + m.unread(), 2, "a unit taken twice or lost");
+        m.settled();
     });
 }
 
@@ -711,6 +786,7 @@ fn a_held_place_races_close_and_an_edge() {
             Err(Error::Disposed) => assert!(held.is_completed(), "close left the place pending"),
             Err(e) => panic!("unexpected error {e}"),
         }
+        m.settled();
     });
 }
 
@@ -739,6 +815,7 @@ fn two_places_one_given_up_while_the_other_takes_its_turn() {
         assert!(behind.is_completed(), "the second unit went to nobody");
         assert!(behind.finish().is_ok());
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -765,6 +842,7 @@ fn a_try_in_a_place_given_up_meanwhile() {
         let by_receive = usize::from(behind.is_completed());
         assert_eq!(by_try + by_receive, 1, "the unit taken twice or by nobody");
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -790,6 +868,7 @@ fn close_races_giving_up_a_place() {
             matches!(kept.take_ready_result(), Ok(())),
             "the reached wait changed"
         );
+        m.settled();
     });
 }
 
@@ -818,6 +897,7 @@ fn giving_up_a_pending_place_races_its_edge() {
         );
         assert!(behind.finish().is_ok());
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -864,6 +944,7 @@ fn two_reached_places_try_racing_an_edge() {
             );
         }
         assert_eq!(taken + usize::from(behind.is_completed()) + m.unread(), 2);
+        m.settled();
     });
 }
 
@@ -889,6 +970,7 @@ fn a_held_place_behind_a_receive_waits_its_turn() {
         );
         assert!(first.finish().is_ok());
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -950,6 +1032,7 @@ fn a_parked_half_is_woken_by_an_edge_that_races_its_park() {
             }
             other => panic!("a lone half could not park: {other:?}"),
         }
+        m.settled();
     });
 }
 
@@ -967,6 +1050,7 @@ fn an_edge_wakes_a_parked_half_beside_a_futures_wait() {
         assert!(counter.woken(), "the unit arrived but the half sleeps");
         assert!(ready.is_completed(), "the unit arrived but the wait waits");
         assert_eq!(m.unread(), 1, "a wake took the unit");
+        m.settled();
     });
 }
 
@@ -991,6 +1075,7 @@ fn a_receive_begun_while_a_half_is_parked_goes_first() {
             matches!(m.try_or_park(&waker), Ok(Parking::Parked)),
             "the receive's unit was taken twice"
         );
+        m.settled();
     });
 }
 
@@ -1013,6 +1098,7 @@ fn a_second_half_waits_with_an_operation() {
             ready.is_completed(),
             "the unit arrived but the second half waits"
         );
+        m.settled();
     });
 }
 
@@ -1034,6 +1120,7 @@ fn a_close_wakes_a_parked_half() {
             }
             other => panic!("unexpected: {other:?}"),
         }
+        m.settled();
     });
 }
 
@@ -1073,6 +1160,7 @@ fn a_parked_place_is_reached_by_an_edge_that_races_its_park() {
             other => panic!("a lone future could not park: {other:?}"),
         }
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -1105,6 +1193,7 @@ fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
         );
         assert!(receive.finish().is_ok());
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -1134,6 +1223,7 @@ fn a_place_given_up_before_its_try_lets_the_receive_behind_it_go() {
         );
         assert!(first.finish().is_ok() && second.finish().is_ok());
         assert_eq!(m.unread(), 0);
+        m.settled();
     });
 }
 
@@ -1155,5 +1245,6 @@ fn a_close_wakes_a_parked_place() {
             }
             other => panic!("unexpected: {other:?}"),
         }
+        m.settled();
     });
 }
