@@ -1,9 +1,10 @@
-//! The synchronization primitives of the operation lifecycle (operations and their
-//! queues), in one place so that the lifecycle can be model-checked: built with
-//! `--cfg loom`, they are [loom](https://docs.rs/loom)'s, and the tests in
-//! `queue::model` explore every interleaving of completing, cancelling, closing and
-//! ending operations, and of readiness edges against `begin_*`. Everything else in the
-//! crate uses `parking_lot` and `std` directly.
+//! The synchronization primitives of the operation lifecycle (operations, their
+//! queues, and the engine's count of waits that the queues keep), in one place so that
+//! the lifecycle can be model-checked: built with `--cfg loom`, they are
+//! [loom](https://docs.rs/loom)'s, and the tests in `queue::model` explore every
+//! interleaving of completing, cancelling, closing and ending operations, of readiness
+//! edges against `begin_*`, and of a gated driver going deaf against a wait that
+//! begins. Everything else in the crate uses `parking_lot` and `std` directly.
 
 #[cfg(not(loom))]
 pub(crate) use atomic_waker::AtomicWaker;
