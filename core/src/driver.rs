@@ -14,6 +14,12 @@
 //! polling back until a driver drains again, so that no socket of the process waits
 //! for the monitor meanwhile.
 //!
+//! A driver may also be *gated* ([`Driver::gate`]): it then listens for the
+//! descriptor only while something waits for an event, by the engine's exact count of
+//! waits, and is re-armed by the first wait that begins while it does not listen. For
+//! a reactor that runs on another thread than the tasks (async-io's), this spares it a
+//! wake-up for every event of a stream that is read back to back and never waits.
+//!
 //! [`drain_ready`] is the opportunistic extra: a future that just met `WouldBlock` can
 //! drain right there, because on loopback the peer's event is usually already queued.
 //! Such an *inline* drain wakes the peer's task from inside this task's poll, which a
