@@ -39,6 +39,16 @@ fn join<T>(handle: loom::thread::JoinHandle<T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// Runs `body` on a fresh model in every interleaving loom explores, then checks that
+/// the engine's count of waits has settled with the queue ([`Model::settled`]).
+fn check(body: impl Fn(&Arc<Model>) + Send + Sync + 'static) {
+    loom::model(move || {
+        let m = Model::new();
+        body(&m);
+        m.settled();
+    });
+}
+
 /// A socket reduced to what the queue relies on: data the "kernel" holds, and the
 /// rule that a readiness edge (an `edge` call) follows every arrival.
 struct Model {
@@ -297,14 +307,12 @@ impl Work<Model> for Take {
 /// waiting operation (no lost wake-up).
 #[test]
 fn no_lost_wake_up() {
-    loom::model(|| {
-        let m = Model::new();
-        let ar = racing_a_delivery(&m, Model::receive);
+    check(|m| {
+        let ar = racing_a_delivery(m, Model::receive);
         assert!(
             ar.is_completed(),
             "data arrived but the receive still waits"
         );
-        m.settled();
     });
 }
 
@@ -314,15 +322,13 @@ fn no_lost_wake_up() {
 /// on), so the data that comes next is served.
 #[test]
 fn a_wait_never_finds_the_gated_driver_deaf() {
-    loom::model(|| {
-        let m = Model::new();
-        let driver = spawn_on(&m, Model::drive);
+    check(|m| {
+        let driver = spawn_on(m, Model::drive);
         let receive = m.receive();
         join(driver);
         m.settled();
         m.deliver();
         assert!(receive.is_completed(), "the drain after the data serves it");
-        m.settled();
     });
 }
 
@@ -331,13 +337,11 @@ fn a_wait_never_finds_the_gated_driver_deaf() {
 /// attempt takes the unit or its readiness wait completes.
 #[test]
 fn an_edge_during_an_attempt_is_served_by_the_attempt() {
-    loom::model(|| {
-        let m = Model::new();
-        let attempt = racing_a_delivery(&m, Model::try_receive);
+    check(|m| {
+        let attempt = racing_a_delivery(m, Model::try_receive);
         if let TryIo::WouldBlock(ready) = attempt {
             assert!(ready.is_completed(), "data arrived but the attempt waits");
         }
-        m.settled();
     });
 }
 
@@ -346,10 +350,9 @@ fn an_edge_during_an_attempt_is_served_by_the_attempt() {
 /// future's next try does, and the receive gets the next unit.
 #[test]
 fn a_reached_wait_keeps_its_place_for_the_futures_try() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        let behind = racing_a_delivery(&m, Model::receive);
+        let behind = racing_a_delivery(m, Model::receive);
         assert!(ready.is_completed(), "the unit arrived but the wait waits");
         assert!(
             !behind.is_completed(),
@@ -362,7 +365,6 @@ fn a_reached_wait_keeps_its_place_for_the_futures_try() {
         assert!(!behind.is_completed(), "only one unit arrived");
         m.deliver();
         assert!(behind.is_completed(), "the next unit went to nobody");
-        m.settled();
     });
 }
 
@@ -371,14 +373,13 @@ fn a_reached_wait_keeps_its_place_for_the_futures_try() {
 /// future's, not the receive's begun behind it.
 #[test]
 fn a_try_that_finds_nothing_keeps_the_head() {
-    loom::model(|| {
-        let m = Model::new();
-        let ready = reached_place(&m);
+    check(|m| {
+        let ready = reached_place(m);
         let behind = m.receive();
         assert!(m.take(), "another reader takes the unit");
         let again = waiting(m.retry_receive(&ready), "the unit is gone");
         drop(ready);
-        racing_a_delivery(&m, |_| ());
+        racing_a_delivery(m, |_| ());
         assert!(again.is_completed(), "the unit arrived but the wait waits");
         assert!(
             !behind.is_completed(),
@@ -387,7 +388,6 @@ fn a_try_that_finds_nothing_keeps_the_head() {
         assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
         m.deliver();
         assert!(behind.is_completed(), "the next unit went to nobody");
-        m.settled();
     });
 }
 
@@ -397,16 +397,15 @@ fn a_try_that_finds_nothing_keeps_the_head() {
 /// next delivery.
 #[test]
 fn a_try_is_not_held_up_by_another_futures_wait() {
-    loom::model(|| {
-        let m = Model::new();
-        let ready = reached_place(&m);
+    check(|m| {
+        let ready = reached_place(m);
         assert!(ready.is_completed());
         assert!(
             matches!(m.try_receive(), TryIo::Done(())),
             "another future's try waited behind the reached wait"
         );
         let again = waiting(m.retry_receive(&ready), "the unit was taken");
-        let behind = racing_a_delivery(&m, Model::receive);
+        let behind = racing_a_delivery(m, Model::receive);
         assert!(again.is_completed(), "the unit arrived but the wait waits");
         assert!(
             !behind.is_completed(),
@@ -415,7 +414,6 @@ fn a_try_is_not_held_up_by_another_futures_wait() {
         assert!(matches!(m.retry_receive(&again), TryIo::Done(())));
         m.deliver();
         assert!(behind.is_completed());
-        m.settled();
     });
 }
 
@@ -426,8 +424,7 @@ fn a_try_is_not_held_up_by_another_futures_wait() {
 /// the receive waits behind it; giving the kept place up lets both go on.
 #[test]
 fn a_wait_behind_a_reached_one_is_woken_too() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let kept = waiting(m.try_receive(), "nothing has arrived yet");
         let later = waiting(m.try_receive(), "nothing has arrived yet");
         let behind = m.receive();
@@ -447,7 +444,6 @@ fn a_wait_behind_a_reached_one_is_woken_too() {
         assert!(behind.is_completed(), "the kept place was given up");
         assert!(last.is_completed(), "the next unit's try was not woken");
         assert!(matches!(m.retry_receive(&last), TryIo::Done(())));
-        m.settled();
     });
 }
 
@@ -456,9 +452,8 @@ fn a_wait_behind_a_reached_one_is_woken_too() {
 /// nothing is lost or stuck.
 #[test]
 fn a_reached_wait_given_up_lets_the_queue_go_on() {
-    loom::model(|| {
-        let m = Model::new();
-        let ready = reached_place(&m);
+    check(|m| {
+        let ready = reached_place(m);
         let (first, second) = (m.receive(), m.receive());
         assert!(ready.is_completed() && !first.is_completed());
         let giver = loom::thread::spawn(move || ready.cancel());
@@ -467,7 +462,6 @@ fn a_reached_wait_given_up_lets_the_queue_go_on() {
         assert!(first.is_completed(), "the unit left is the first receive's");
         assert!(second.is_completed(), "the next unit went to nobody");
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -476,11 +470,10 @@ fn a_reached_wait_given_up_lets_the_queue_go_on() {
 /// unclaimed while the first receive waits.
 #[test]
 fn an_edge_that_finds_the_queue_held_is_not_lost() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = m.receive();
-        let kernel = spawn_on(&m, Model::deliver);
-        let poller = spawn_on(&m, Model::edge);
+        let kernel = spawn_on(m, Model::deliver);
+        let poller = spawn_on(m, Model::edge);
         let second = m.receive();
         join(kernel);
         join(poller);
@@ -489,7 +482,6 @@ fn an_edge_that_finds_the_queue_held_is_not_lost() {
             "data arrived but the first receive waits"
         );
         assert!(!second.is_completed(), "only one unit arrived");
-        m.settled();
     });
 }
 
@@ -498,17 +490,15 @@ fn an_edge_that_finds_the_queue_held_is_not_lost() {
 /// never left unread while it waits.
 #[test]
 fn a_receive_after_a_draining_one_loses_no_data() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = m.receive_all();
         m.deliver();
         assert!(first.is_completed(), "the edge serves the first receive");
-        let second = racing_a_delivery(&m, Model::receive_all);
+        let second = racing_a_delivery(m, Model::receive_all);
         assert!(
             second.is_completed(),
             "data arrived but the second receive waits"
         );
-        m.settled();
     });
 }
 
@@ -516,10 +506,9 @@ fn a_receive_after_a_draining_one_loses_no_data() {
 /// have left the new unit behind, so the note goes, and the next receive tries.
 #[test]
 fn a_delivery_during_the_draining_read_is_not_hidden() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = m.receive_all();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         m.deliver();
         join(kernel);
         assert!(first.is_completed(), "the edges serve the first receive");
@@ -528,7 +517,6 @@ fn a_delivery_during_the_draining_read_is_not_hidden() {
             second.is_completed() || m.unread() == 0,
             "data is there but the second receive waits"
         );
-        m.settled();
     });
 }
 
@@ -536,10 +524,9 @@ fn a_delivery_during_the_draining_read_is_not_hidden() {
 /// one's readiness wait completes if data arrives.
 #[test]
 fn an_attempt_after_a_draining_one_loses_no_data() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         m.deliver();
-        let (first, second) = racing_a_delivery(&m, |m| (m.try_receive_all(), m.try_receive_all()));
+        let (first, second) = racing_a_delivery(m, |m| (m.try_receive_all(), m.try_receive_all()));
         assert!(matches!(first, TryIo::Done(_)), "a unit was there before");
         if let TryIo::WouldBlock(ready) = second {
             assert!(
@@ -547,16 +534,14 @@ fn an_attempt_after_a_draining_one_loses_no_data() {
                 "data arrived but the attempt waits"
             );
         }
-        m.settled();
     });
 }
 
 /// Operations complete in the order they were begun, whatever the interleaving.
 #[test]
 fn fifo_under_concurrent_edges() {
-    loom::model(|| {
-        let m = Model::new();
-        let (first, second) = racing_a_delivery(&m, |m| (m.receive(), m.receive()));
+    check(|m| {
+        let (first, second) = racing_a_delivery(m, |m| (m.receive(), m.receive()));
         assert!(
             first.is_completed(),
             "the first receive gets the first unit"
@@ -564,7 +549,6 @@ fn fifo_under_concurrent_edges() {
         assert!(!second.is_completed(), "only one unit arrived");
         m.deliver();
         assert!(second.is_completed());
-        m.settled();
     });
 }
 
@@ -572,10 +556,9 @@ fn fifo_under_concurrent_edges() {
 /// the outcome of whichever won, and `cancel` says whether it won.
 #[test]
 fn complete_cancel_and_close_race() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let ar = m.receive();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let canceller = {
             let ar = ar.clone();
             loom::thread::spawn(move || ar.cancel())
@@ -592,7 +575,6 @@ fn complete_cancel_and_close_race() {
             Err(e) => panic!("unexpected outcome {e}"),
         }
         assert!(matches!(ar.finish(), Err(Error::AlreadyEnded)));
-        m.settled();
     });
 }
 
@@ -600,10 +582,9 @@ fn complete_cancel_and_close_race() {
 /// end the same result at the same time.
 #[test]
 fn end_waits_and_takes_once() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let ar = m.receive();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let other = {
             let ar = ar.clone();
             loom::thread::spawn(move || ar.finish())
@@ -616,7 +597,6 @@ fn end_waits_and_takes_once() {
         assert!(
             matches!(mine, Err(Error::AlreadyEnded)) || matches!(theirs, Err(Error::AlreadyEnded))
         );
-        m.settled();
     });
 }
 
@@ -657,9 +637,8 @@ fn cancelling<T: 'static>(ar: &AsyncResult<T>) -> loom::thread::JoinHandle<bool>
 /// the later future (its wait woken, or the receive took it).
 #[test]
 fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
-    loom::model(|| {
-        let m = Model::new();
-        let kept = reached_place(&m);
+    check(|m| {
+        let kept = reached_place(m);
         let behind = m.receive();
         let later = waiting(
             m.try_receive(),
@@ -686,7 +665,6 @@ fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
             );
             assert_eq!(m.unread(), 0);
         }
-        m.settled();
     });
 }
 
@@ -697,12 +675,11 @@ fn a_receive_cancelled_behind_a_reached_place_strands_no_wait() {
 /// twice or by nobody.
 #[test]
 fn close_races_a_reached_place_and_its_try() {
-    loom::model(|| {
-        let m = Model::new();
-        let ready = reached_place(&m);
+    check(|m| {
+        let ready = reached_place(m);
         let behind = m.receive();
-        let closer = spawn_on(&m, Model::close);
-        let kernel = spawn_on(&m, Model::deliver);
+        let closer = spawn_on(m, Model::close);
+        let kernel = spawn_on(m, Model::deliver);
         let tried = m.try_in(Turn(TurnKind::Reached(&ready)));
         let aborted = join(closer);
         join(kernel);
@@ -724,7 +701,6 @@ fn close_races_a_reached_place_and_its_try() {
             matches!(ready.take_ready_result(), Ok(())),
             "the reached wait changed"
         );
-        m.settled();
     });
 }
 
@@ -734,12 +710,11 @@ fn close_races_a_reached_place_and_its_try() {
 /// future gets the second unit or waits with nothing left to take.
 #[test]
 fn giving_up_a_place_races_an_edge_and_another_try() {
-    loom::model(|| {
-        let m = Model::new();
-        let kept = reached_place(&m);
+    check(|m| {
+        let kept = reached_place(m);
         let behind = m.receive();
         let giver = cancelling(&kept);
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let other = m.try_receive();
         assert!(!join(giver), "a reached wait has nothing to cancel");
         join(kernel);
@@ -759,7 +734,6 @@ fn giving_up_a_place_races_an_edge_and_another_try() {
             }
         };
         assert_eq!(1 + by_other + m.unread(), 2, "a unit taken twice or lost");
-        m.settled();
     });
 }
 
@@ -769,11 +743,10 @@ fn giving_up_a_place_races_an_edge_and_another_try() {
 /// never left pending.
 #[test]
 fn a_held_place_races_close_and_an_edge() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let held = m.hold();
-        let closer = spawn_on(&m, Model::close);
-        let kernel = spawn_on(&m, Model::deliver);
+        let closer = spawn_on(m, Model::close);
+        let kernel = spawn_on(m, Model::deliver);
         let tried = m.try_in(Turn(TurnKind::Reached(&held)));
         let aborted = join(closer);
         join(kernel);
@@ -786,7 +759,6 @@ fn a_held_place_races_close_and_an_edge() {
             Err(Error::Disposed) => assert!(held.is_completed(), "close left the place pending"),
             Err(e) => panic!("unexpected error {e}"),
         }
-        m.settled();
     });
 }
 
@@ -796,15 +768,14 @@ fn a_held_place_races_close_and_an_edge() {
 /// waiting and nothing unread.
 #[test]
 fn two_places_one_given_up_while_the_other_takes_its_turn() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = waiting(m.try_receive(), "nothing has arrived yet");
         let second = waiting(m.try_receive(), "nothing has arrived yet");
         let behind = m.receive();
         m.deliver();
         assert!(first.is_completed() && second.is_completed() && !behind.is_completed());
         let giver = cancelling(&second);
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let took = m.retry_receive(&first);
         assert!(!join(giver), "a reached wait has nothing to cancel");
         join(kernel);
@@ -815,7 +786,6 @@ fn two_places_one_given_up_while_the_other_takes_its_turn() {
         assert!(behind.is_completed(), "the second unit went to nobody");
         assert!(behind.finish().is_ok());
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -825,9 +795,8 @@ fn two_places_one_given_up_while_the_other_takes_its_turn() {
 /// (the place already gone) is a fresh one.
 #[test]
 fn a_try_in_a_place_given_up_meanwhile() {
-    loom::model(|| {
-        let m = Model::new();
-        let ready = reached_place(&m);
+    check(|m| {
+        let ready = reached_place(m);
         let behind = m.receive();
         let giver = cancelling(&ready);
         let tried = m.retry_receive(&ready);
@@ -842,7 +811,6 @@ fn a_try_in_a_place_given_up_meanwhile() {
         let by_receive = usize::from(behind.is_completed());
         assert_eq!(by_try + by_receive, 1, "the unit taken twice or by nobody");
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -852,12 +820,11 @@ fn a_try_in_a_place_given_up_meanwhile() {
 /// place up cancels nothing; no unit is taken twice.
 #[test]
 fn close_races_giving_up_a_place() {
-    loom::model(|| {
-        let m = Model::new();
-        let kept = reached_place(&m);
+    check(|m| {
+        let kept = reached_place(m);
         let behind = m.receive();
-        let closer = spawn_on(&m, Model::close);
-        let kernel = spawn_on(&m, Model::deliver);
+        let closer = spawn_on(m, Model::close);
+        let kernel = spawn_on(m, Model::deliver);
         assert!(!kept.cancel(), "a reached wait has nothing to cancel");
         let aborted = join(closer);
         join(kernel);
@@ -868,7 +835,6 @@ fn close_races_giving_up_a_place() {
             matches!(kept.take_ready_result(), Ok(())),
             "the reached wait changed"
         );
-        m.settled();
     });
 }
 
@@ -878,11 +844,10 @@ fn close_races_giving_up_a_place() {
 /// receive gets the unit either way.
 #[test]
 fn giving_up_a_pending_place_races_its_edge() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let place = waiting(m.try_receive(), "nothing has arrived yet");
         let behind = m.receive();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let cancelled = place.cancel();
         join(kernel);
         assert!(place.is_completed());
@@ -897,7 +862,6 @@ fn giving_up_a_pending_place_races_its_edge() {
         );
         assert!(behind.finish().is_ok());
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -907,15 +871,14 @@ fn giving_up_a_pending_place_races_its_edge() {
 /// the receive, behind both places, gets nothing while they are kept.
 #[test]
 fn two_reached_places_try_racing_an_edge() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = waiting(m.try_receive(), "nothing has arrived yet");
         let second = waiting(m.try_receive(), "nothing has arrived yet");
         let behind = m.receive();
         m.deliver();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let other = {
-            let m = Arc::clone(&m);
+            let m = Arc::clone(m);
             let second = second.clone();
             loom::thread::spawn(move || m.retry_receive(&second))
         };
@@ -944,7 +907,6 @@ fn two_reached_places_try_racing_an_edge() {
             );
         }
         assert_eq!(taken + usize::from(behind.is_completed()) + m.unread(), 2);
-        m.settled();
     });
 }
 
@@ -953,11 +915,10 @@ fn two_reached_places_try_racing_an_edge() {
 /// try waits, in its place or a fresh one, and never takes it.
 #[test]
 fn a_held_place_behind_a_receive_waits_its_turn() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let first = m.receive();
         let held = m.hold();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let tried = m.try_in(Turn(TurnKind::Reached(&held)));
         join(kernel);
         assert!(
@@ -970,7 +931,6 @@ fn a_held_place_behind_a_receive_waits_its_turn() {
         );
         assert!(first.finish().is_ok());
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -1020,19 +980,17 @@ impl Model {
 /// or the half is parked and the edge wakes it (never parked and forgotten).
 #[test]
 fn a_parked_half_is_woken_by_an_edge_that_races_its_park() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
-        let tried = racing_a_delivery(&m, |m| m.try_or_park(&waker));
+        let tried = racing_a_delivery(m, |m| m.try_or_park(&waker));
         match tried {
             Ok(Parking::Done(())) => {}
             Ok(Parking::Parked) => {
                 assert!(counter.woken(), "the unit arrived but the half sleeps");
-                assert!(!m.queue.is_parked(&m, &waker), "woken, yet still parked");
+                assert!(!m.queue.is_parked(m, &waker), "woken, yet still parked");
             }
             other => panic!("a lone half could not park: {other:?}"),
         }
-        m.settled();
     });
 }
 
@@ -1040,17 +998,15 @@ fn a_parked_half_is_woken_by_an_edge_that_races_its_park() {
 /// neither wake takes the unit.
 #[test]
 fn an_edge_wakes_a_parked_half_beside_a_futures_wait() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
         assert!(matches!(m.try_or_park(&waker), Ok(Parking::Parked)));
         let ready = waiting(m.try_receive(), "nothing has arrived yet");
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         join(kernel);
         assert!(counter.woken(), "the unit arrived but the half sleeps");
         assert!(ready.is_completed(), "the unit arrived but the wait waits");
         assert_eq!(m.unread(), 1, "a wake took the unit");
-        m.settled();
     });
 }
 
@@ -1059,12 +1015,11 @@ fn an_edge_wakes_a_parked_half_beside_a_futures_wait() {
 /// what is left.
 #[test]
 fn a_receive_begun_while_a_half_is_parked_goes_first() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
         assert!(matches!(m.try_or_park(&waker), Ok(Parking::Parked)));
         let receive = m.receive();
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         join(kernel);
         assert!(
             receive.is_completed(),
@@ -1075,7 +1030,6 @@ fn a_receive_begun_while_a_half_is_parked_goes_first() {
             matches!(m.try_or_park(&waker), Ok(Parking::Parked)),
             "the receive's unit was taken twice"
         );
-        m.settled();
     });
 }
 
@@ -1083,22 +1037,20 @@ fn a_receive_begun_while_a_half_is_parked_goes_first() {
 /// readiness operation instead, and one edge wakes both.
 #[test]
 fn a_second_half_waits_with_an_operation() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (first, first_waker) = half_waker();
         let (_, second_waker) = half_waker();
         assert!(matches!(m.try_or_park(&first_waker), Ok(Parking::Parked)));
         let Ok(Parking::Queued(ready)) = m.try_or_park(&second_waker) else {
             panic!("the second half did not fall back to an operation");
         };
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         join(kernel);
         assert!(first.woken(), "the unit arrived but the parked half sleeps");
         assert!(
             ready.is_completed(),
             "the unit arrived but the second half waits"
         );
-        m.settled();
     });
 }
 
@@ -1106,10 +1058,9 @@ fn a_second_half_waits_with_an_operation() {
 /// parked and the close wakes it (to find the socket closed at its next try).
 #[test]
 fn a_close_wakes_a_parked_half() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
-        let closing = spawn_on(&m, Model::close);
+        let closing = spawn_on(m, Model::close);
         let tried = m.try_or_park(&waker);
         join(closing);
         match tried {
@@ -1120,7 +1071,6 @@ fn a_close_wakes_a_parked_half() {
             }
             other => panic!("unexpected: {other:?}"),
         }
-        m.settled();
     });
 }
 
@@ -1143,15 +1093,14 @@ impl Model {
 /// the place it holds) takes the unit.
 #[test]
 fn a_parked_place_is_reached_by_an_edge_that_races_its_park() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
-        let tried = racing_a_delivery(&m, |m| m.try_in_place(&waker, false));
+        let tried = racing_a_delivery(m, |m| m.try_in_place(&waker, false));
         match tried {
             Ok(Parking::Done(())) => {}
             Ok(Parking::Parked) => {
                 assert!(counter.woken(), "the unit arrived but the future sleeps");
-                assert!(!m.queue.place_waits(&m), "woken, yet its place still waits");
+                assert!(!m.queue.place_waits(m), "woken, yet its place still waits");
                 assert!(
                     matches!(m.try_in_place(&waker, true), Ok(Parking::Done(()))),
                     "the try in the reached place did not take the unit"
@@ -1160,7 +1109,6 @@ fn a_parked_place_is_reached_by_an_edge_that_races_its_park() {
             other => panic!("a lone future could not park: {other:?}"),
         }
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -1169,8 +1117,7 @@ fn a_parked_place_is_reached_by_an_edge_that_races_its_park() {
 /// another one for the receive (racing that try).
 #[test]
 fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
         assert!(matches!(m.try_in_place(&waker, false), Ok(Parking::Parked)));
         let receive = m.receive();
@@ -1180,7 +1127,7 @@ fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
             !receive.is_completed(),
             "the receive begun later went first"
         );
-        let kernel = spawn_on(&m, Model::deliver);
+        let kernel = spawn_on(m, Model::deliver);
         let tried = m.try_in_place(&waker, true);
         join(kernel);
         assert!(
@@ -1193,7 +1140,6 @@ fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
         );
         assert!(receive.finish().is_ok());
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -1202,16 +1148,15 @@ fn a_receive_begun_while_a_place_is_parked_goes_after_it() {
 /// and nothing is held up or lost.
 #[test]
 fn a_place_given_up_before_its_try_lets_the_receive_behind_it_go() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (_, waker) = half_waker();
         assert!(matches!(m.try_in_place(&waker, false), Ok(Parking::Parked)));
         let first = m.receive();
         let second = m.receive();
         m.deliver();
         assert!(!first.is_completed(), "the receive went ahead of the place");
-        let kernel = spawn_on(&m, Model::deliver);
-        m.queue.leave_place(&m);
+        let kernel = spawn_on(m, Model::deliver);
+        m.queue.leave_place(m);
         join(kernel);
         assert!(
             first.is_completed(),
@@ -1223,7 +1168,6 @@ fn a_place_given_up_before_its_try_lets_the_receive_behind_it_go() {
         );
         assert!(first.finish().is_ok() && second.finish().is_ok());
         assert_eq!(m.unread(), 0);
-        m.settled();
     });
 }
 
@@ -1231,10 +1175,9 @@ fn a_place_given_up_before_its_try_lets_the_receive_behind_it_go() {
 /// the place is parked and the close wakes it (to find the socket closed).
 #[test]
 fn a_close_wakes_a_parked_place() {
-    loom::model(|| {
-        let m = Model::new();
+    check(|m| {
         let (counter, waker) = half_waker();
-        let closing = spawn_on(&m, Model::close);
+        let closing = spawn_on(m, Model::close);
         let tried = m.try_in_place(&waker, false);
         join(closing);
         match tried {
@@ -1245,6 +1188,5 @@ fn a_close_wakes_a_parked_place() {
             }
             other => panic!("unexpected: {other:?}"),
         }
-        m.settled();
     });
 }
