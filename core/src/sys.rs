@@ -132,13 +132,36 @@ impl EventBuffer {
 ///
 /// As for polling's `add`: `fd` must be deleted from the set before it is closed.
 pub(crate) unsafe fn add_tcp(epfd: RawFd, fd: RawFd, key: usize) -> io::Result<()> {
+    // SAFETY: the caller's contract.
+    unsafe { ctl_tcp(epfd, libc::EPOLL_CTL_ADD, fd, key) }
+}
+
+/// Registers the TCP socket `fd`, already in the epoll set `epfd` under `key`, again
+/// with the same interest ([`add_tcp`]'s): the kernel queues its events afresh for
+/// whatever of them holds now (as for a new registration), so that events taken off
+/// the set and not served come back.
+///
+/// # Safety
+///
+/// As for [`add_tcp`].
+pub(crate) unsafe fn rearm_tcp(epfd: RawFd, fd: RawFd, key: usize) -> io::Result<()> {
+    // SAFETY: the caller's contract.
+    unsafe { ctl_tcp(epfd, libc::EPOLL_CTL_MOD, fd, key) }
+}
+
+/// `epoll_ctl` with [`TCP_INTEREST`].
+///
+/// # Safety
+///
+/// As for [`add_tcp`].
+unsafe fn ctl_tcp(epfd: RawFd, op: libc::c_int, fd: RawFd, key: usize) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: TCP_INTEREST,
         u64: key as u64,
     };
     // SAFETY: `event` is a valid epoll_event for the duration of the call; the kernel
     // only reads it. A bad descriptor is reported as an error, not undefined behaviour.
-    let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) };
+    let rc = unsafe { libc::epoll_ctl(epfd, op, fd, &mut event) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

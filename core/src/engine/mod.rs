@@ -239,6 +239,51 @@ impl EngineShared {
         Ok(core)
     }
 
+    /// Puts the socket events of `events`, taken off the poller but not served, back
+    /// into it, for whoever drains next: each socket is registered again with the same
+    /// interest, and the kernel queues its events afresh for what holds now (data,
+    /// room, a hang-up: all levels the kernel keeps). For a worker that was in
+    /// `epoll_wait` when a runtime driver attached: the events it took are the
+    /// runtime's to serve on its own thread. A tokio runtime with a paused clock, say,
+    /// advances its clock when it finds no I/O ready, and an operation that a worker
+    /// completes on another thread meanwhile would lose to the timeout it races.
+    pub(crate) fn hand_back(&self, events: &EventBuffer) {
+        for ready in events.iter() {
+            match ready.key {
+                sys::POLLING_RESERVED_KEY => continue,
+                WAKE_KEY => {
+                    self.wake.drain();
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(socket) = self.registry.get(ready.key) else {
+                continue;
+            };
+            // SAFETY: as in `register`: the descriptor stays open while `socket`
+            // lives, and it is registered (a closed socket is not in the registry;
+            // one closed since is deleted from the poller, and the call then fails).
+            let rearmed = unsafe {
+                if socket.transport() == Transport::Tcp {
+                    sys::rearm_tcp(self.epoll_fd(), socket.fd().as_raw_fd(), socket.key())
+                } else {
+                    self.poller.modify_with_mode(
+                        socket.fd(),
+                        Event::all(socket.key()),
+                        PollMode::Edge,
+                    )
+                }
+            };
+            if rearmed.is_err() {
+                // Closed meanwhile (its operations completed with `Disposed`), or not
+                // expected: serve the event here, as before.
+                let mut completed = Completed::new();
+                socket.on_ready(ready, &mut completed);
+                completed.notify(self);
+            }
+        }
+    }
+
     /// Takes `core` out of the poller and the registry. In a forked child (see
     /// [`FORKED`]) only out of the registry: the epoll set is the parent's, and the
     /// registration it holds for this descriptor (the same open socket, under the same

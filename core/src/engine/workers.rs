@@ -584,6 +584,12 @@ impl Worker {
                 }
                 result
             });
+            if matches!(result, Ok(n) if n > 0) && !engine.workers_poll() {
+                // A runtime driver attached while this worker waited (its kick is what
+                // woke it): the socket events it took are the runtime's to serve.
+                engine.hand_back(events);
+                continue;
+            }
             found_last = matches!(result, Ok(n) if n > 0);
             slot.set_busy(true);
             workers.wake_monitor();
