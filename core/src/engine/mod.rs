@@ -239,6 +239,19 @@ impl EngineShared {
         Ok(core)
     }
 
+    /// The registered socket an event is for; `None` for the engine's own wake-up
+    /// (drained here) and for a socket closed since.
+    fn socket_of(&self, ready: &sys::Readiness) -> Option<Arc<SocketCore>> {
+        match ready.key {
+            sys::POLLING_RESERVED_KEY => None,
+            WAKE_KEY => {
+                self.wake.drain();
+                None
+            }
+            key => self.registry.get(key),
+        }
+    }
+
     /// Puts the socket events of `events`, taken off the poller but not served, back
     /// into it, for whoever drains next: each socket is registered again with the same
     /// interest, and the kernel queues its events afresh for what holds now (data,
@@ -249,15 +262,7 @@ impl EngineShared {
     /// completes on another thread meanwhile would lose to the timeout it races.
     pub(crate) fn hand_back(&self, events: &EventBuffer) {
         for ready in events.iter() {
-            match ready.key {
-                sys::POLLING_RESERVED_KEY => continue,
-                WAKE_KEY => {
-                    self.wake.drain();
-                    continue;
-                }
-                _ => {}
-            }
-            let Some(socket) = self.registry.get(ready.key) else {
+            let Some(socket) = self.socket_of(&ready) else {
                 continue;
             };
             // SAFETY: as in `register`: the descriptor stays open while `socket`
@@ -427,15 +432,7 @@ impl EngineShared {
         self.drains.store(drains.wrapping_add(1), Ordering::Relaxed);
         let mut notified = 0;
         for ready in events.iter() {
-            match ready.key {
-                sys::POLLING_RESERVED_KEY => continue,
-                WAKE_KEY => {
-                    self.wake.drain();
-                    continue;
-                }
-                _ => {}
-            }
-            let Some(socket) = self.registry.get(ready.key) else {
+            let Some(socket) = self.socket_of(&ready) else {
                 continue;
             };
             socket.on_ready(ready, completed);
