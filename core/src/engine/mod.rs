@@ -41,6 +41,15 @@ use registry::{Registry, WAKE_KEY};
 use wait_gate::WaitGate;
 use workers::Workers;
 
+/// What [`EngineShared::enroll`] does.
+#[derive(Clone, Copy)]
+enum Enroll {
+    /// A first registration.
+    Add,
+    /// The same registration again (`EPOLL_CTL_MOD`).
+    Again,
+}
+
 /// Events taken off the poller per `epoll_wait`.
 pub(crate) const EVENTS_PER_WAIT: usize = 256;
 
@@ -223,20 +232,41 @@ impl EngineShared {
         // lives; `SocketCore::close` deletes it from the poller (and the error path
         // below never added it), and `core` cannot be dropped while it is in the
         // registry, which only `close` leaves.
-        let added = unsafe {
-            if transport == Transport::Tcp {
-                // Also for the end of the receive side (see `sys::add_tcp`).
-                sys::add_tcp(self.epoll_fd(), core.fd().as_raw_fd(), core.key())
-            } else {
-                self.poller
-                    .add_with_mode(core.fd(), Event::all(core.key()), PollMode::Edge)
-            }
-        };
-        if let Err(e) = added {
+        if let Err(e) = unsafe { self.enroll(&core, Enroll::Add) } {
             self.registry.remove(core.key());
             return Err(e.into());
         }
         Ok(core)
+    }
+
+    /// Registers `core` in the poller, edge-triggered for both directions (a TCP
+    /// socket also for the end of its receive side, `EPOLLRDHUP`, see `sys::add_tcp`),
+    /// or registers it again with that interest ([`Enroll::Again`]), which has the
+    /// kernel queue its events afresh for whatever holds now.
+    ///
+    /// # Safety
+    ///
+    /// As for polling's `add`: the descriptor must be deleted from the poller before
+    /// it is closed.
+    unsafe fn enroll(&self, core: &SocketCore, how: Enroll) -> io::Result<()> {
+        let (fd, key) = (core.fd(), core.key());
+        match (core.transport() == Transport::Tcp, how) {
+            // SAFETY: the caller's contract.
+            (true, Enroll::Add) => unsafe { sys::add_tcp(self.epoll_fd(), fd.as_raw_fd(), key) },
+            // SAFETY: the caller's contract.
+            (true, Enroll::Again) => unsafe {
+                sys::rearm_tcp(self.epoll_fd(), fd.as_raw_fd(), key)
+            },
+            // SAFETY: the caller's contract.
+            (false, Enroll::Add) => unsafe {
+                self.poller
+                    .add_with_mode(fd, Event::all(key), PollMode::Edge)
+            },
+            (false, Enroll::Again) => {
+                self.poller
+                    .modify_with_mode(fd, Event::all(key), PollMode::Edge)
+            }
+        }
     }
 
     /// The registered socket an event is for; `None` for the engine's own wake-up
@@ -268,18 +298,7 @@ impl EngineShared {
             // SAFETY: as in `register`: the descriptor stays open while `socket`
             // lives, and it is registered (a closed socket is not in the registry;
             // one closed since is deleted from the poller, and the call then fails).
-            let rearmed = unsafe {
-                if socket.transport() == Transport::Tcp {
-                    sys::rearm_tcp(self.epoll_fd(), socket.fd().as_raw_fd(), socket.key())
-                } else {
-                    self.poller.modify_with_mode(
-                        socket.fd(),
-                        Event::all(socket.key()),
-                        PollMode::Edge,
-                    )
-                }
-            };
-            if rearmed.is_err() {
+            if unsafe { self.enroll(&socket, Enroll::Again) }.is_err() {
                 // Closed meanwhile (its operations completed with `Disposed`), or not
                 // expected: serve the event here, as before.
                 let mut completed = Completed::new();

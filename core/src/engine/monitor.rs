@@ -12,10 +12,10 @@
 //!   is busy): the pool grows by one, and the new worker takes up polling;
 //! - a runtime driver attached, events ready while something waits, and no drain: the
 //!   runtime is not running its driver (say a current-thread runtime that nobody is
-//!   blocking on), so the monitor drains once itself; after [`STALLED_LOOKS`] such looks in a row, each
-//!   finding only a trickle of events, the workers take polling back until a driver
-//!   drains again, as otherwise every later event, of any socket of the process,
-//!   would wait a period for the monitor. (A flood of events comes from a runtime too
+//!   blocking on), so the monitor drains once itself; after [`STALLED_LOOKS`] such
+//!   looks in a row, each finding only a trickle of events, the workers take polling
+//!   back until a driver drains again, as otherwise every later event, of any socket
+//!   of the process, would wait a period for the monitor. (A flood of events comes from a runtime too
 //!   busy to drain just now: the monitor's batches serve it better than workers
 //!   waking its tasks one event at a time.)
 //!
